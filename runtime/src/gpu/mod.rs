@@ -1,1 +1,308 @@
-pub struct Placeholder;
+//! The GPU context: adapter choice, device with the adapter's own limits, optional features,
+//! device-lost and validation-error capture, the pipeline cache and buffer helpers.
+//!
+//! The model code never talks to `wgpu` directly for setup; it holds a [`Gpu`] and records work
+//! through a [`Recorder`].
+
+mod buffer;
+mod kernel;
+mod recorder;
+
+pub use buffer::{split_rows, GpuBuffer};
+pub use kernel::{Binding, KernelSpec, Variant};
+pub use recorder::Recorder;
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Optional device features Cria can use, and whether each is turned on for this device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuFeatures {
+    /// `enable f16;` in shaders (f16 arithmetic). The floor path never needs it.
+    pub shader_f16: bool,
+    /// Subgroup operations. The floor path never needs them.
+    pub subgroups: bool,
+    /// Timestamp queries for profiling.
+    pub timestamps: bool,
+}
+
+/// How to pick and configure the device. `Default` honours `WGPU_BACKEND`,
+/// `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF` and turns on every optional feature offered.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Never enable SHADER_F16 even where offered (tests the floor path on capable devices).
+    pub disable_f16: bool,
+    /// Never enable SUBGROUP even where offered.
+    pub disable_subgroups: bool,
+    /// Substring of the adapter name to pick; overrides `WGPU_ADAPTER_NAME`.
+    pub adapter_name: Option<String>,
+}
+
+/// State shared with wgpu's callbacks, which may run on other threads.
+#[derive(Default)]
+struct Health {
+    lost: Mutex<Option<String>>,
+    errors: Mutex<Vec<String>>,
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub features: GpuFeatures,
+    pub limits: wgpu::Limits,
+    health: Arc<Health>,
+    pipelines: Mutex<HashMap<kernel::PipelineKey, Arc<kernel::Kernel>>>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu").field("adapter", &self.info.name).field("features", &self.features).finish()
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn adapter_rank(kind: wgpu::DeviceType) -> u8 {
+    match kind {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+impl Gpu {
+    /// Picks an adapter and creates the device.
+    pub async fn new(options: GpuOptions) -> Result<Gpu> {
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = pick_adapter(&instance, backends, options.adapter_name.clone()).await?;
+        Self::from_adapter(adapter, &options).await
+    }
+
+    /// Creates the device on a given adapter, with the adapter's own limits.
+    pub async fn from_adapter(adapter: wgpu::Adapter, options: &GpuOptions) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let offered = adapter.features();
+        let mut wanted = wgpu::Features::empty();
+        let shader_f16 = offered.contains(wgpu::Features::SHADER_F16) && !options.disable_f16;
+        let subgroups = offered.contains(wgpu::Features::SUBGROUP) && !options.disable_subgroups;
+        let timestamps = offered.contains(wgpu::Features::TIMESTAMP_QUERY);
+        if shader_f16 {
+            wanted |= wgpu::Features::SHADER_F16;
+        }
+        if subgroups {
+            wanted |= wgpu::Features::SUBGROUP;
+        }
+        if timestamps {
+            wanted |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        // wgpu's default limits are WebGPU's minimums (128 MiB bindings, 256 MiB buffers);
+        // the adapter's own limits are what the hardware really allows.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("cria"),
+                required_features: wanted,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
+
+        let health = Arc::new(Health::default());
+        {
+            let health = health.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                let text = format!("{reason:?}: {message}");
+                log::error!("GPU device lost: {text}");
+                *health.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+            });
+        }
+        {
+            // wgpu's default handler panics; keep errors as values and report them at the next
+            // synchronisation point instead.
+            let health = health.clone();
+            device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+                log::error!("GPU error: {error}");
+                health.errors.lock().unwrap_or_else(|p| p.into_inner()).push(error.to_string());
+            }));
+        }
+        let limits = device.limits();
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            features: GpuFeatures { shader_f16, subgroups, timestamps },
+            limits,
+            health,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Fails with `DeviceLost` once the device is gone, and with `Validation` for any error the
+    /// device reported since the last check. Called before recording and after every readback.
+    pub fn check(&self, context: &str) -> Result<()> {
+        if let Some(reason) = self.health.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(Error::DeviceLost { reason });
+        }
+        let mut errors = self.health.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if !errors.is_empty() {
+            let message = errors.join("; ");
+            errors.clear();
+            return Err(Error::Validation { context: context.to_string(), message });
+        }
+        Ok(())
+    }
+
+    /// Largest byte size one storage binding may have on this device.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
+    /// A human-readable summary: adapter, backend, features turned on and the key limits.
+    pub fn describe(&self) -> String {
+        let f = self.features;
+        let on = |b: bool| if b { "on" } else { "off" };
+        format!(
+            "adapter: {} ({:?}, {:?} backend, driver {} {})\n\
+             features: shader-f16 {}, subgroups {}, timestamps {}\n\
+             limits: max_storage_buffer_binding_size {} MiB, max_buffer_size {} MiB, \
+             workgroup storage {} KiB, invocations/workgroup {}, storage buffers/stage {}, \
+             workgroups/dimension {}, subgroup size {}..{}",
+            self.info.name,
+            self.info.device_type,
+            self.info.backend,
+            self.info.driver,
+            self.info.driver_info,
+            on(f.shader_f16),
+            on(f.subgroups),
+            on(f.timestamps),
+            self.limits.max_storage_buffer_binding_size >> 20,
+            self.limits.max_buffer_size >> 20,
+            self.limits.max_compute_workgroup_storage_size >> 10,
+            self.limits.max_compute_invocations_per_workgroup,
+            self.limits.max_storage_buffers_per_shader_stage,
+            self.limits.max_compute_workgroups_per_dimension,
+            self.info.subgroup_min_size,
+            self.info.subgroup_max_size,
+        )
+    }
+
+    /// Destroys the device (used to test that a lost device becomes an error, not a hang).
+    pub fn destroy(&self) {
+        self.device.destroy();
+    }
+
+    /// Waits until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::DeviceLost { reason: e.to_string() })?;
+        self.check("wait")
+    }
+}
+
+async fn pick_adapter(
+    instance: &wgpu::Instance,
+    backends: wgpu::Backends,
+    name: Option<String>,
+) -> Result<wgpu::Adapter> {
+    let name = name.or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).map(|n| n.to_lowercase());
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let no_adapter = |extra: &str| Error::NoAdapter {
+            backends: format!("{backends:?}"),
+            hint: format!(
+                "{extra}install a Vulkan/Metal/DX12 driver (on Linux without a GPU: Mesa's lavapipe, \
+                 `scripts/setup-lavapipe.sh`), or set WGPU_BACKEND to a backend this machine has"
+            ),
+        };
+        let mut adapters = instance.enumerate_adapters(backends).await;
+        if let Some(name) = &name {
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(name));
+            if adapters.is_empty() {
+                return Err(no_adapter(&format!("no adapter name contains '{name}' (WGPU_ADAPTER_NAME); ")));
+            }
+        }
+        // Prefer real GPUs; among equals keep the enumeration order (stable across runs).
+        adapters.sort_by_key(|a| adapter_rank(a.get_info().device_type));
+        adapters.into_iter().next().ok_or_else(|| no_adapter(""))
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = (name, backends);
+        instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|_| Error::NoAdapter {
+                backends: "WebGPU".into(),
+                hint: "this browser offers no WebGPU adapter: use a recent Chrome, Edge or Safari, \
+                       or enable WebGPU (chrome://flags/#enable-unsafe-webgpu)"
+                    .into(),
+            })
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::ops::testing;
+
+    const BROKEN: KernelSpec = KernelSpec {
+        name: "broken",
+        source: "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
+        entry: "main",
+        bindings: &[],
+    };
+
+    #[test]
+    fn prints_adapter_features_and_limits() {
+        let Some(gpu) = testing::gpu() else { return };
+        println!("{}", gpu.describe());
+        assert!(gpu.max_binding_bytes() >= 128 << 20, "device must get the adapter's limits, not WebGPU's minimums");
+    }
+
+    #[test]
+    fn shader_that_fails_to_compile_is_a_typed_error() {
+        let Some(gpu) = testing::gpu() else { return };
+        let err = gpu.kernel(&BROKEN, &Variant::default()).err().expect("broken WGSL must not compile");
+        assert!(matches!(&err, Error::ShaderCompile { shader, .. } if shader == "broken::main"), "{err}");
+        // The device stays usable afterwards.
+        gpu.check("after compile error").unwrap();
+    }
+
+    #[test]
+    fn buffer_over_the_binding_limit_is_a_typed_error() {
+        let Some(gpu) = testing::gpu() else { return };
+        let too_big = gpu.max_binding_bytes() + 4;
+        let err = GpuBuffer::zeroed(gpu, "huge", too_big).unwrap_err();
+        assert!(matches!(err, Error::BindingTooLarge { bytes, .. } if bytes == too_big), "{err}");
+        let err = split_rows("w", 10, too_big, gpu.max_binding_bytes()).unwrap_err();
+        assert!(err.to_string().contains("split the tensor"), "{err}");
+        assert_eq!(split_rows("w", 10, 4, 12).unwrap(), vec![0..3, 3..6, 6..9, 9..10]);
+    }
+
+    #[test]
+    fn lost_device_turns_later_calls_into_errors() {
+        let Some(_) = testing::gpu() else { return };
+        // A device of its own: destroying the shared one would break the other tests.
+        let gpu = pollster::block_on(Gpu::new(GpuOptions::default())).unwrap();
+        let buf = GpuBuffer::from_slice(&gpu, "x", &[1.0f32, 2.0]).unwrap();
+        gpu.destroy();
+        let _ = gpu.device.poll(wgpu::PollType::wait_indefinitely());
+        let err = pollster::block_on(buf.read_f32(&gpu)).unwrap_err();
+        assert!(matches!(err, Error::DeviceLost { .. }), "{err}");
+        let err = gpu.kernel(&crate::ops::testing::ANY_KERNEL, &Variant::default()).err().unwrap();
+        assert!(matches!(err, Error::DeviceLost { .. }), "{err}");
+    }
+}

@@ -1,0 +1,50 @@
+//! One error type for the runtime. Every variant names what went wrong and carries a hint
+//! that tells the user what to do about it (../shared/STYLE.md rule 7).
+
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no GPU adapter found (backends tried: {backends}). Hint: {hint}")]
+    NoAdapter { backends: String, hint: String },
+
+    #[error("the GPU adapter '{adapter}' refused to create a device: {message}. Hint: update the graphics driver, or pick another adapter with WGPU_ADAPTER_NAME")]
+    RequestDevice { adapter: String, message: String },
+
+    #[error("the GPU device was lost ({reason}). Hint: the driver reset or the device was destroyed; create a new engine to continue")]
+    DeviceLost { reason: String },
+
+    #[error("shape mismatch in {op}: {what} expected {expected}, got {got}")]
+    Shape { op: &'static str, what: String, expected: String, got: String },
+
+    #[error("{what} needs {bytes} bytes in one storage binding, but this device allows {limit} (max_storage_buffer_binding_size). Hint: split the tensor by rows across several buffers (see gpu::split_rows)")]
+    BindingTooLarge { what: String, bytes: u64, limit: u64 },
+
+    #[error("shader '{shader}' failed to compile: {message}")]
+    ShaderCompile { shader: String, message: String },
+
+    #[error("the GPU reported a validation error in {context}: {message}")]
+    Validation { context: String, message: String },
+
+    #[error("reading a GPU buffer back failed: {message}")]
+    Readback { message: String },
+
+    #[error("{what} is not supported: {hint}")]
+    Unsupported { what: String, hint: String },
+
+    #[error("token id {id} is out of range for a vocabulary of {vocab_size} tokens. Hint: the tokenizer and the model do not match")]
+    TokenOutOfRange { id: u32, vocab_size: usize },
+}
+
+impl Error {
+    pub(crate) fn shape(
+        op: &'static str,
+        what: impl Into<String>,
+        expected: impl fmt::Display,
+        got: impl fmt::Display,
+    ) -> Self {
+        Error::Shape { op, what: what.into(), expected: expected.to_string(), got: got.to_string() }
+    }
+}

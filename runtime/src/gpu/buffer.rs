@@ -1,0 +1,169 @@
+//! Storage buffers that know their size, respect the device's binding limit, and read back.
+
+use super::Gpu;
+use crate::error::{Error, Result};
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+/// A storage buffer usable as one binding. Sizes are rounded up to 4 bytes (WebGPU's copy and
+/// write granularity); `len` keeps the size that was asked for.
+#[derive(Debug)]
+pub struct GpuBuffer {
+    pub buffer: wgpu::Buffer,
+    pub len: u64,
+}
+
+impl GpuBuffer {
+    fn create(gpu: &Gpu, label: &str, len: u64, init: Option<&[u8]>) -> Result<GpuBuffer> {
+        let limit = gpu.max_binding_bytes();
+        if len > limit {
+            return Err(Error::BindingTooLarge { what: label.to_string(), bytes: len, limit });
+        }
+        gpu.check(label)?;
+        let size = len.max(4).next_multiple_of(4);
+        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: init.is_some(),
+        });
+        if let Some(bytes) = init {
+            let mut view = buffer.get_mapped_range_mut(..).map_err(|e| Error::Validation {
+                context: format!("mapping new buffer '{label}'"),
+                message: e.to_string(),
+            })?;
+            view.slice(..bytes.len()).copy_from_slice(bytes);
+            drop(view);
+            buffer.unmap();
+        }
+        Ok(GpuBuffer { buffer, len })
+    }
+
+    pub fn from_bytes(gpu: &Gpu, label: &str, bytes: &[u8]) -> Result<GpuBuffer> {
+        Self::create(gpu, label, bytes.len() as u64, Some(bytes))
+    }
+
+    pub fn from_slice<T: bytemuck::Pod>(gpu: &Gpu, label: &str, data: &[T]) -> Result<GpuBuffer> {
+        Self::from_bytes(gpu, label, bytemuck::cast_slice(data))
+    }
+
+    /// A zero-filled buffer (wgpu zero-initialises new buffers).
+    pub fn zeroed(gpu: &Gpu, label: &str, len: u64) -> Result<GpuBuffer> {
+        Self::create(gpu, label, len, None)
+    }
+
+    /// Overwrites `bytes.len()` bytes at `offset` (both multiples of 4) before the next submit.
+    pub fn write(&self, gpu: &Gpu, offset: u64, bytes: &[u8]) -> Result<()> {
+        if offset + bytes.len() as u64 > self.buffer.size() || offset % 4 != 0 || bytes.len() % 4 != 0 {
+            return Err(Error::shape("buffer write", "offset+len (4-byte aligned)", format!("<= {}", self.buffer.size()), offset + bytes.len() as u64));
+        }
+        gpu.queue.write_buffer(&self.buffer, offset, bytes);
+        Ok(())
+    }
+
+    /// Copies the whole buffer back to the host (`len` bytes). Waits for all submitted work.
+    pub async fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
+        read_range(gpu, &self.buffer, 0, self.len).await
+    }
+
+    pub async fn read_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(gpu).await?))
+    }
+
+    pub async fn read_u32(&self, gpu: &Gpu) -> Result<Vec<u32>> {
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(gpu).await?))
+    }
+}
+
+/// Reads `len` bytes at `offset` of `buffer` through a temporary staging buffer.
+pub(crate) async fn read_range(gpu: &Gpu, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
+    gpu.check("readback")?;
+    let size = len.max(4).next_multiple_of(4);
+    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("cria readback"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+    encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+    gpu.queue.submit([encoder.finish()]);
+    map_read(gpu, &staging).await?;
+    let bytes = {
+        let view = staging.get_mapped_range(..).map_err(|e| Error::Readback { message: e.to_string() })?;
+        view[..len as usize].to_vec()
+    };
+    staging.unmap();
+    gpu.check("readback")?;
+    Ok(bytes)
+}
+
+/// Maps `buffer` for reading and waits for the mapping (natively by polling the device).
+pub(crate) async fn map_read(gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<()> {
+    let shared: Arc<Mutex<MapState>> = Arc::default();
+    let cb_state = shared.clone();
+    buffer.map_async(wgpu::MapMode::Read, .., move |result| {
+        let mut s = cb_state.lock().unwrap_or_else(|p| p.into_inner());
+        s.result = Some(result.map_err(|e| e.to_string()));
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    });
+    // Natively, polling until the queue is idle runs the callback; if it still has not run the
+    // device is gone, and waiting on the future would hang forever.
+    #[cfg(not(target_arch = "wasm32"))]
+    let outcome = {
+        let polled = gpu.device.poll(wgpu::PollType::wait_indefinitely());
+        gpu.check("readback")?;
+        polled.map_err(|e| Error::DeviceLost { reason: e.to_string() })?;
+        let result = shared.lock().unwrap_or_else(|p| p.into_inner()).result.take();
+        result.unwrap_or_else(|| Err("the mapping callback never ran".to_string()))
+    };
+    #[cfg(target_arch = "wasm32")]
+    let outcome = MapFuture(shared).await;
+    gpu.check("readback")?;
+    outcome.map_err(|message| Error::Readback { message })
+}
+
+#[derive(Default)]
+struct MapState {
+    result: Option<Result<(), String>>,
+    waker: Option<Waker>,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+struct MapFuture(Arc<Mutex<MapState>>);
+
+impl Future for MapFuture {
+    type Output = Result<(), String>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match s.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Splits `rows` rows of `row_bytes` bytes each into consecutive ranges whose byte size fits
+/// in one binding of at most `limit` bytes. Large weight matrices are stored this way.
+pub fn split_rows(what: &str, rows: usize, row_bytes: u64, limit: u64) -> Result<Vec<Range<usize>>> {
+    if row_bytes > limit {
+        return Err(Error::BindingTooLarge { what: format!("one row of {what}"), bytes: row_bytes, limit });
+    }
+    let per_chunk = if row_bytes == 0 { rows.max(1) } else { (limit / row_bytes) as usize };
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < rows {
+        let end = (start + per_chunk).min(rows);
+        out.push(start..end);
+        start = end;
+    }
+    Ok(out)
+}

@@ -1,0 +1,217 @@
+//! Causal grouped-query attention over a KV cache: a prefill kernel (many queries, causal
+//! mask) and a split-K decode kernel (one query, keys spread over workgroups, then combined).
+//! q [n, n_heads, head_dim]; k_cache, v_cache [positions, n_kv_heads, head_dim].
+//! Reference: HF `modeling_llama.eager_attention_forward` with `repeat_kv` and a causal mask.
+
+use super::check::{compare, tolerance, CheckFailure, DType, Rng};
+use super::{grid, need};
+use crate::error::{Error, Result};
+use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder, Variant};
+
+/// Largest head_dim the kernels hold per workgroup (WG 64 x MAXD 4).
+pub const MAX_HEAD_DIM: usize = 256;
+/// Keys per decode split: long enough to amortise the combine, short enough that a 2k cache
+/// spreads over 8 workgroups per head.
+pub const DECODE_CHUNK: usize = 256;
+
+const SOURCE: &str = include_str!("../../../shaders/attention.wgsl");
+const BINDINGS: &[Binding] = &[Binding::ReadOnly, Binding::ReadOnly, Binding::ReadOnly, Binding::ReadWrite];
+
+fn spec(entry: &'static str) -> KernelSpec {
+    KernelSpec { name: entry, source: SOURCE, entry, bindings: BINDINGS }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_tokens: u32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    start_pos: u32,
+    n_keys: u32,
+    chunk: u32,
+    n_splits: u32,
+    scale: f32,
+}
+
+/// Head layout of one attention layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heads {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Heads {
+    pub fn validate(&self) -> Result<()> {
+        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+            return Err(Error::shape("attention", "num_attention_heads / num_key_value_heads", "a whole number", format!("{} / {}", self.n_heads, self.n_kv_heads)));
+        }
+        if self.head_dim == 0 || self.head_dim > MAX_HEAD_DIM {
+            return Err(Error::Unsupported { what: format!("head_dim {}", self.head_dim), hint: format!("attention kernels support head_dim 1..={MAX_HEAD_DIM}") });
+        }
+        Ok(())
+    }
+    fn params(&self, n_tokens: usize, start_pos: usize, n_keys: usize, n_splits: usize) -> Params {
+        Params {
+            n_tokens: n_tokens as u32,
+            n_heads: self.n_heads as u32,
+            n_kv_heads: self.n_kv_heads as u32,
+            head_dim: self.head_dim as u32,
+            start_pos: start_pos as u32,
+            n_keys: n_keys as u32,
+            chunk: DECODE_CHUNK as u32,
+            n_splits: n_splits as u32,
+            scale: 1.0 / (self.head_dim as f32).sqrt(),
+        }
+    }
+}
+
+/// Prefill: `n_tokens` queries at positions `start_pos..`, whose keys and values are already in
+/// the caches (positions `0..start_pos + n_tokens`). `out` [n_tokens, n_heads, head_dim].
+#[allow(clippy::too_many_arguments)]
+pub fn encode_prefill(
+    rec: &mut Recorder<'_>,
+    heads: Heads,
+    q: &GpuBuffer,
+    k_cache: &GpuBuffer,
+    v_cache: &GpuBuffer,
+    out: &GpuBuffer,
+    n_tokens: usize,
+    start_pos: usize,
+) -> Result<()> {
+    heads.validate()?;
+    let n_keys = start_pos + n_tokens;
+    need("attention", "q", q, n_tokens * heads.n_heads * heads.head_dim)?;
+    need("attention", "k_cache", k_cache, n_keys * heads.n_kv_heads * heads.head_dim)?;
+    need("attention", "v_cache", v_cache, n_keys * heads.n_kv_heads * heads.head_dim)?;
+    need("attention", "out", out, n_tokens * heads.n_heads * heads.head_dim)?;
+    let kernel = rec.gpu().kernel(&spec("attn_prefill"), &Variant::default())?;
+    let params = heads.params(n_tokens, start_pos, n_keys, 1);
+    rec.dispatch(&kernel, &params, &[q, k_cache, v_cache, out], grid(rec, (n_tokens * heads.n_heads) as u32))
+}
+
+/// Scratch for split decode, allocated once for the longest cache.
+#[derive(Debug)]
+pub struct DecodeScratch {
+    pub partials: GpuBuffer,
+    pub max_keys: usize,
+}
+
+impl DecodeScratch {
+    pub fn new(gpu: &Gpu, heads: Heads, max_keys: usize) -> Result<DecodeScratch> {
+        let splits = max_keys.div_ceil(DECODE_CHUNK).max(1);
+        let bytes = (heads.n_heads * splits * (heads.head_dim + 2) * 4) as u64;
+        Ok(DecodeScratch { partials: GpuBuffer::zeroed(gpu, "attention partials", bytes)?, max_keys })
+    }
+}
+
+/// Decode: one query `q` [n_heads, head_dim] attending to keys `0..n_keys` of the caches.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_decode(
+    rec: &mut Recorder<'_>,
+    heads: Heads,
+    q: &GpuBuffer,
+    k_cache: &GpuBuffer,
+    v_cache: &GpuBuffer,
+    scratch: &DecodeScratch,
+    out: &GpuBuffer,
+    n_keys: usize,
+) -> Result<()> {
+    heads.validate()?;
+    if n_keys == 0 || n_keys > scratch.max_keys {
+        return Err(Error::shape("attention decode", "cached positions", format!("1..={}", scratch.max_keys), n_keys));
+    }
+    need("attention", "q", q, heads.n_heads * heads.head_dim)?;
+    need("attention", "k_cache", k_cache, n_keys * heads.n_kv_heads * heads.head_dim)?;
+    need("attention", "v_cache", v_cache, n_keys * heads.n_kv_heads * heads.head_dim)?;
+    need("attention", "out", out, heads.n_heads * heads.head_dim)?;
+    let n_splits = n_keys.div_ceil(DECODE_CHUNK);
+    let params = heads.params(1, n_keys - 1, n_keys, n_splits);
+    let partial = rec.gpu().kernel(&spec("attn_decode_partial"), &Variant::default())?;
+    let combine = rec.gpu().kernel(&spec("attn_decode_combine"), &Variant::default())?;
+    rec.dispatch(&partial, &params, &[q, k_cache, v_cache, &scratch.partials], grid(rec, (heads.n_heads * n_splits) as u32))?;
+    rec.dispatch(&combine, &params, &[&scratch.partials, k_cache, v_cache, out], [heads.n_heads as u32, 1, 1])
+}
+
+/// CPU reference in f64: queries at positions `start_pos..start_pos + n_tokens`, causal.
+pub fn reference(q: &[f32], k: &[f32], v: &[f32], heads: Heads, n_tokens: usize, start_pos: usize) -> Vec<f32> {
+    let Heads { n_heads, n_kv_heads, head_dim: hd } = heads;
+    let group = n_heads / n_kv_heads;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let mut out = vec![0f32; n_tokens * n_heads * hd];
+    for t in 0..n_tokens {
+        let n_keys = start_pos + t + 1;
+        for h in 0..n_heads {
+            let kvh = h / group;
+            let qv = &q[(t * n_heads + h) * hd..][..hd];
+            let scores: Vec<f64> = (0..n_keys)
+                .map(|j| {
+                    let kv = &k[(j * n_kv_heads + kvh) * hd..][..hd];
+                    qv.iter().zip(kv).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() * scale
+                })
+                .collect();
+            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for d in 0..hd {
+                let acc: f64 = (0..n_keys).map(|j| weights[j] * f64::from(v[(j * n_kv_heads + kvh) * hd + d])).sum();
+                out[(t * n_heads + h) * hd + d] = (acc / total) as f32;
+            }
+        }
+    }
+    out
+}
+
+pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
+    let mut rng = Rng::new(seed);
+    // (n_tokens, start_pos, heads, kv heads, head_dim): GQA 1/4/8, odd head dims, key counts
+    // that cut the 64-key blocks and the 256-key decode chunks.
+    let cases = [(1usize, 0usize, 1usize, 1usize, 1usize), (3, 0, 4, 1, 17), (17, 5, 8, 1, 64), (5, 250, 8, 2, 33), (2, 300, 4, 4, 128), (1, 600, 2, 2, 255), (9, 0, 32, 4, 8)];
+    for &(n, start, h, kv, hd) in &cases {
+        let heads = Heads { n_heads: h, n_kv_heads: kv, head_dim: hd };
+        let keys = start + n;
+        let q = rng.normals(n * h * hd, 1.0);
+        let k = rng.normals(keys * kv * hd, 1.0);
+        let v = rng.normals(keys * kv * hd, 1.0);
+        let (qb, kb, vb) = (GpuBuffer::from_slice(gpu, "q", &q)?, GpuBuffer::from_slice(gpu, "k", &k)?, GpuBuffer::from_slice(gpu, "v", &v)?);
+        let out = GpuBuffer::zeroed(gpu, "out", (n * h * hd * 4) as u64)?;
+        let mut rec = Recorder::new(gpu, 8);
+        encode_prefill(&mut rec, heads, &qb, &kb, &vb, &out, n, start)?;
+        rec.submit()?;
+        let want = reference(&q, &k, &v, heads, n, start);
+        let what = format!("attn_prefill n {n} start {start} heads {h}/{kv} head_dim {hd}");
+        compare(&what, seed, &out.read_f32(gpu).await?, &want, tolerance(DType::F32))?;
+
+        // Decode of the last query against every key, through the split kernels.
+        let q_last = &q[(n - 1) * h * hd..];
+        let qlb = GpuBuffer::from_slice(gpu, "q last", q_last)?;
+        let scratch = DecodeScratch::new(gpu, heads, keys + 100)?;
+        let out1 = GpuBuffer::zeroed(gpu, "out decode", (h * hd * 4) as u64)?;
+        encode_decode(&mut rec, heads, &qlb, &kb, &vb, &scratch, &out1, keys)?;
+        rec.submit()?;
+        let what = format!("attn_decode keys {keys} heads {h}/{kv} head_dim {hd}");
+        compare(&what, seed, &out1.read_f32(gpu).await?, &want[(n - 1) * h * hd..], tolerance(DType::F32))?;
+    }
+    Ok(())
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::super::testing::{gpu, run};
+    use super::*;
+
+    #[test]
+    fn matches_cpu_reference() {
+        run(gpu(), |g, s| check(g, s));
+    }
+
+    #[test]
+    fn heads_that_do_not_divide_are_a_typed_error() {
+        let err = Heads { n_heads: 6, n_kv_heads: 4, head_dim: 8 }.validate().unwrap_err();
+        assert!(err.to_string().contains("num_key_value_heads"), "{err}");
+        let err = Heads { n_heads: 4, n_kv_heads: 4, head_dim: 512 }.validate().unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    }
+}

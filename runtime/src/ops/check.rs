@@ -1,0 +1,194 @@
+//! Shared pieces of the kernel checks: a seeded random generator, the tolerance table, and a
+//! comparison that reports max abs error, mean error and the worst index.
+//!
+//! The checks are library code (not `cfg(test)`) so the same checks run natively under
+//! `cargo test` and in the browser under `wasm-bindgen-test`.
+
+use std::fmt;
+
+/// Numeric type a result was computed in; each has one tolerance (see [`tolerance`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+}
+
+/// `|got - want| <= abs + rel * |want|` passes.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub abs: f32,
+    pub rel: f32,
+}
+
+/// The one tolerance table. f32: results of f32 kernels against f64 references; the error is
+/// accumulation order over at most a few thousand terms of O(1) values (~1e-6 relative), so
+/// 1e-4 leaves room without hiding indexing bugs (those give O(1) errors). f16: results that
+/// went through f16 storage or arithmetic (11-bit mantissa, ~5e-4 relative per rounding).
+pub fn tolerance(dtype: DType) -> Tolerance {
+    match dtype {
+        DType::F32 => Tolerance { abs: 1e-4, rel: 1e-4 },
+        DType::F16 => Tolerance { abs: 4e-3, rel: 4e-3 },
+    }
+}
+
+/// A failed comparison, with what a person needs to debug it.
+#[derive(Debug, Clone)]
+pub struct Mismatch {
+    pub what: String,
+    pub seed: u64,
+    pub len: usize,
+    pub bad: usize,
+    pub max_abs: f32,
+    pub mean_abs: f32,
+    pub worst: usize,
+    pub got: f32,
+    pub want: f32,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} of {} values outside tolerance; max abs error {:.3e}, mean abs error {:.3e}, \
+             worst at index {} (got {}, want {}); seed {} (rerun with CRIA_TEST_SEED={})",
+            self.what, self.bad, self.len, self.max_abs, self.mean_abs, self.worst, self.got, self.want, self.seed, self.seed
+        )
+    }
+}
+
+/// Compares `got` with `want` element by element under `tol`.
+pub fn compare(what: &str, seed: u64, got: &[f32], want: &[f32], tol: Tolerance) -> Result<(), Mismatch> {
+    let mismatch = |bad, max_abs, mean_abs, worst: usize| Mismatch {
+        what: what.to_string(),
+        seed,
+        len: want.len(),
+        bad,
+        max_abs,
+        mean_abs,
+        worst,
+        got: got.get(worst).copied().unwrap_or(f32::NAN),
+        want: want.get(worst).copied().unwrap_or(f32::NAN),
+    };
+    if got.len() != want.len() {
+        return Err(Mismatch { what: format!("{what} (length {} vs {})", got.len(), want.len()), ..mismatch(want.len(), f32::INFINITY, f32::INFINITY, 0) });
+    }
+    let (mut bad, mut max_abs, mut sum, mut worst, mut worst_excess) = (0, 0f32, 0f64, 0, f32::NEG_INFINITY);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        let allowed = tol.abs + tol.rel * w.abs();
+        // NaN anywhere is a failure, and a NaN error must win the "worst" slot.
+        let excess = if err.is_nan() { f32::INFINITY } else { err - allowed };
+        if err.is_nan() || err > allowed {
+            bad += 1;
+        }
+        if excess > worst_excess {
+            worst_excess = excess;
+            worst = i;
+        }
+        max_abs = if err.is_nan() { f32::NAN } else { max_abs.max(err) };
+        sum += f64::from(err);
+    }
+    if bad > 0 {
+        return Err(mismatch(bad, max_abs, (sum / want.len().max(1) as f64) as f32, worst));
+    }
+    Ok(())
+}
+
+/// Compares integers exactly (argmax, token ids).
+pub fn compare_exact(what: &str, seed: u64, got: &[u32], want: &[u32]) -> Result<(), Mismatch> {
+    let g: Vec<f32> = got.iter().map(|&v| v as f32).collect();
+    let w: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+    compare(what, seed, &g, &w, Tolerance { abs: 0.0, rel: 0.0 })
+}
+
+/// Seed for a check: `CRIA_TEST_SEED` if set, otherwise fresh from the clock, so every run
+/// tries new inputs and a failure prints the seed that reproduces it.
+pub fn seed() -> u64 {
+    if let Some(s) = option_env_seed() {
+        return s;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        (t as u64) ^ ((t >> 64) as u64)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        (js_sys::Date::now() * 1000.0) as u64
+    }
+}
+
+fn option_env_seed() -> Option<u64> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::env::var("CRIA_TEST_SEED").ok().and_then(|s| s.parse().ok())
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        None
+    }
+}
+
+/// SplitMix64: tiny, seedable, good enough for test data.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.uniform()
+    }
+    /// Approximately standard normal (sum of uniforms), never exactly zero in bulk.
+    pub fn normal(&mut self) -> f32 {
+        (0..4).map(|_| self.uniform()).sum::<f32>() * 1.732_050_8 - 3.464_101_6
+    }
+    pub fn normals(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.normal() * scale).collect()
+    }
+    pub fn below(&mut self, n: u32) -> u32 {
+        (self.next_u64() % u64::from(n.max(1))) as u32
+    }
+}
+
+/// Why a check failed: wrong numbers, or the GPU path returned an error.
+#[derive(Debug)]
+pub enum CheckFailure {
+    Mismatch(Mismatch),
+    Gpu(crate::Error),
+}
+
+impl fmt::Display for CheckFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckFailure::Mismatch(m) => m.fmt(f),
+            CheckFailure::Gpu(e) => write!(f, "GPU error: {e}"),
+        }
+    }
+}
+
+impl From<Mismatch> for CheckFailure {
+    fn from(m: Mismatch) -> Self {
+        CheckFailure::Mismatch(m)
+    }
+}
+
+impl From<crate::Error> for CheckFailure {
+    fn from(e: crate::Error) -> Self {
+        CheckFailure::Gpu(e)
+    }
+}

@@ -1,0 +1,110 @@
+//! Embedding lookup: ids [n] -> out [n, dim] from a [vocab, dim] table (f32 or f16 storage).
+//! Reference: HF `nn.Embedding` (`LlamaModel.embed_tokens`).
+
+use super::check::{compare, tolerance, CheckFailure, DType, Rng};
+use super::{grid, need, Matrix, WeightDType};
+use crate::error::{Error, Result};
+use crate::gpu::{Binding, GpuBuffer, KernelSpec, Recorder, Variant};
+
+const WG: u32 = 256;
+const BINDINGS: &[Binding] = &[Binding::ReadOnly, Binding::ReadOnly, Binding::ReadWrite];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_tokens: u32,
+    dim: u32,
+    row_start: u32,
+    rows: u32,
+    row_words: u32,
+}
+
+fn spec(dtype: WeightDType) -> KernelSpec {
+    let entry = match dtype {
+        WeightDType::F32 => "embedding_f32",
+        WeightDType::F16 => "embedding_f16",
+    };
+    KernelSpec { name: entry, source: include_str!("../../../shaders/embedding.wgsl"), entry, bindings: BINDINGS }
+}
+
+/// Records `out[t] = table[ids[t]]` for `n_tokens` ids. The caller validates ids against the
+/// vocabulary size on the host ([`validate_ids`]); an id outside the table leaves its row unwritten.
+pub fn encode(rec: &mut Recorder<'_>, table: &Matrix, ids: &GpuBuffer, n_tokens: usize, out: &GpuBuffer) -> Result<()> {
+    need("embedding", "ids", ids, n_tokens)?;
+    need("embedding", "out", out, n_tokens * table.cols)?;
+    let kernel = rec.gpu().kernel(&spec(table.dtype), &Variant::constants(&[("WG", WG as f64)]))?;
+    let groups = ((n_tokens * table.cols) as u32).div_ceil(WG);
+    for chunk in &table.chunks {
+        let params = Params {
+            n_tokens: n_tokens as u32,
+            dim: table.cols as u32,
+            row_start: chunk.rows.start as u32,
+            rows: chunk.rows.len() as u32,
+            row_words: table.row_words as u32,
+        };
+        rec.dispatch(&kernel, &params, &[ids, &chunk.buffer, out], grid(rec, groups))?;
+    }
+    Ok(())
+}
+
+/// Every id must index the table: a typed error names the first that does not.
+pub fn validate_ids(ids: &[u32], vocab_size: usize) -> Result<()> {
+    match ids.iter().find(|&&id| id as usize >= vocab_size) {
+        Some(&id) => Err(Error::TokenOutOfRange { id, vocab_size }),
+        None => Ok(()),
+    }
+}
+
+/// CPU reference.
+pub fn reference(table: &[f32], dim: usize, ids: &[u32]) -> Vec<f32> {
+    ids.iter().flat_map(|&id| table[id as usize * dim..(id as usize + 1) * dim].iter().copied()).collect()
+}
+
+/// GPU vs CPU on random tables and ids, for both storage dtypes, including a table split into
+/// several chunks.
+pub async fn check(gpu: &crate::Gpu, seed: u64) -> Result<(), CheckFailure> {
+    let mut rng = Rng::new(seed);
+    for &(vocab, dim, n, limit) in &[(17usize, 3usize, 1usize, None), (255, 17, 5, None), (257, 31, 9, Some(1024u64)), (40, 256, 3, None)] {
+        for dtype in [WeightDType::F32, WeightDType::F16] {
+            let data = rng.normals(vocab * dim, 1.0);
+            let table = match limit {
+                Some(l) => Matrix::from_f32_with_limit(gpu, "table", vocab, dim, dtype, &data, l)?,
+                None => Matrix::from_f32(gpu, "table", vocab, dim, dtype, &data)?,
+            };
+            let ids: Vec<u32> = (0..n).map(|_| rng.below(vocab as u32)).collect();
+            validate_ids(&ids, vocab)?;
+            let ids_buf = GpuBuffer::from_slice(gpu, "ids", &ids)?;
+            let out = GpuBuffer::zeroed(gpu, "out", (n * dim * 4) as u64)?;
+            let mut rec = Recorder::new(gpu, 64);
+            encode(&mut rec, &table, &ids_buf, n, &out)?;
+            rec.submit()?;
+            let got = out.read_f32(gpu).await?;
+            let want = reference(&Matrix::stored_values(dtype, &data), dim, &ids);
+            let what = format!("embedding {dtype:?} vocab {vocab} dim {dim} n {n} chunks {}", table.chunks.len());
+            compare(&what, seed, &got, &want, tolerance(DType::F32))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::super::testing::{floor_gpu, gpu, run};
+    use super::*;
+
+    #[test]
+    fn matches_cpu_reference() {
+        run(gpu(), |g, s| check(g, s));
+    }
+
+    #[test]
+    fn matches_cpu_reference_without_shader_f16() {
+        run(floor_gpu(), |g, s| check(g, s));
+    }
+
+    #[test]
+    fn out_of_range_id_is_a_typed_error() {
+        let err = validate_ids(&[1, 2, 50], 50).unwrap_err();
+        assert!(matches!(err, Error::TokenOutOfRange { id: 50, vocab_size: 50 }), "{err}");
+    }
+}

@@ -1,0 +1,130 @@
+//! Weight matrices on the GPU: [rows, cols] row-major, each row padded to a multiple of 16
+//! bytes (so kernels read rows with aligned vec4<u32> loads), split by rows into chunks that
+//! each fit one storage binding (128 MiB on many devices; a 32000x2048 f32 embedding is 250 MiB).
+//!
+//! Storage per dtype, in u32 words: F32 one word per value (bit pattern); F16 two values per
+//! word, element 2i in the low half (what WGSL's `unpack2x16float` returns as `.x`). Padding
+//! words are zero. Kernels never need shader-f16 to read either.
+
+use crate::error::{Error, Result};
+use crate::gpu::{split_rows, Gpu, GpuBuffer};
+use half::f16;
+use std::ops::Range;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightDType {
+    F32,
+    F16,
+}
+
+impl WeightDType {
+    /// u32 words per stored row of `cols` values, padded to 4 words.
+    pub fn row_words(self, cols: usize) -> usize {
+        match self {
+            WeightDType::F32 => cols.next_multiple_of(4),
+            WeightDType::F16 => cols.div_ceil(2).next_multiple_of(4),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct MatrixChunk {
+    pub buffer: GpuBuffer,
+    pub rows: Range<usize>,
+}
+
+#[derive(Debug)]
+pub struct Matrix {
+    pub name: String,
+    pub rows: usize,
+    pub cols: usize,
+    pub dtype: WeightDType,
+    pub row_words: usize,
+    pub chunks: Vec<MatrixChunk>,
+}
+
+impl Matrix {
+    /// Uploads f32 values, stored as `dtype` (F16 rounds to nearest).
+    pub fn from_f32(gpu: &Gpu, name: &str, rows: usize, cols: usize, dtype: WeightDType, data: &[f32]) -> Result<Matrix> {
+        Self::build(gpu, name, rows, cols, dtype, data.len(), gpu.max_binding_bytes(), |r, out| {
+            let row = &data[r * cols..(r + 1) * cols];
+            pack_row(dtype, row.iter().copied(), out)
+        })
+    }
+
+    /// Uploads f16 values as F16 without a round trip through f32.
+    pub fn from_f16(gpu: &Gpu, name: &str, rows: usize, cols: usize, data: &[f16]) -> Result<Matrix> {
+        Self::build(gpu, name, rows, cols, WeightDType::F16, data.len(), gpu.max_binding_bytes(), |r, out| {
+            let row = &data[r * cols..(r + 1) * cols];
+            for pair in row.chunks(2) {
+                let lo = pair[0].to_bits() as u32;
+                let hi = pair.get(1).map_or(0, |h| h.to_bits() as u32);
+                out.push(lo | (hi << 16));
+            }
+        })
+    }
+
+    /// As [`Matrix::from_f32`] with an explicit per-chunk byte limit (tests use a small one to
+    /// exercise multi-chunk dispatch without huge tensors).
+    pub fn from_f32_with_limit(
+        gpu: &Gpu,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        dtype: WeightDType,
+        data: &[f32],
+        limit: u64,
+    ) -> Result<Matrix> {
+        Self::build(gpu, name, rows, cols, dtype, data.len(), limit.min(gpu.max_binding_bytes()), |r, out| {
+            pack_row(dtype, data[r * cols..(r + 1) * cols].iter().copied(), out)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        gpu: &Gpu,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        dtype: WeightDType,
+        len: usize,
+        limit: u64,
+        mut pack: impl FnMut(usize, &mut Vec<u32>),
+    ) -> Result<Matrix> {
+        let expected = rows.checked_mul(cols).ok_or_else(|| Error::shape("matrix upload", name, "rows*cols to fit in memory", format!("{rows}x{cols}")))?;
+        if len != expected {
+            return Err(Error::shape("matrix upload", format!("number of values of {name}"), format!("{expected} ({rows}x{cols})"), len));
+        }
+        let row_words = dtype.row_words(cols);
+        let mut chunks = Vec::new();
+        for range in split_rows(name, rows, row_words as u64 * 4, limit)? {
+            let mut words = Vec::with_capacity(range.len() * row_words);
+            for r in range.clone() {
+                let start = words.len();
+                pack(r, &mut words);
+                words.resize(start + row_words, 0);
+            }
+            let label = format!("{name}[{}..{}]", range.start, range.end);
+            chunks.push(MatrixChunk { buffer: GpuBuffer::from_slice(gpu, &label, &words)?, rows: range });
+        }
+        Ok(Matrix { name: name.to_string(), rows, cols, dtype, row_words, chunks })
+    }
+
+    /// The values a kernel will see, as f32 (f16 rounding applied): input for CPU references.
+    pub fn stored_values(dtype: WeightDType, data: &[f32]) -> Vec<f32> {
+        match dtype {
+            WeightDType::F32 => data.to_vec(),
+            WeightDType::F16 => data.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+        }
+    }
+}
+
+fn pack_row(dtype: WeightDType, row: impl Iterator<Item = f32>, out: &mut Vec<u32>) {
+    match dtype {
+        WeightDType::F32 => out.extend(row.map(f32::to_bits)),
+        WeightDType::F16 => {
+            let halves: Vec<u32> = row.map(|v| f16::from_f32(v).to_bits() as u32).collect();
+            out.extend(halves.chunks(2).map(|p| p[0] | (p.get(1).copied().unwrap_or(0) << 16)));
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Matrix-vector product for decode: y [rows] = W [rows, k] · x [k], f32 or f16 weights.
+//! Reference: HF `nn.Linear` (bias-free), `x @ W.T`.
+
+use super::check::{compare, tolerance, CheckFailure, DType, Rng};
+use super::{grid, need, Matrix, WeightDType};
+use crate::error::{Error, Result};
+use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder, Variant};
+
+const WG: u32 = 64;
+const ROWS: u32 = 4;
+const BINDINGS: &[Binding] = &[Binding::ReadOnly, Binding::ReadOnly, Binding::ReadWrite];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    k: u32,
+    row_words: u32,
+    out_offset: u32,
+}
+
+fn spec(dtype: WeightDType) -> KernelSpec {
+    let entry = match dtype {
+        WeightDType::F32 => "matvec_f32",
+        WeightDType::F16 => "matvec_f16",
+    };
+    KernelSpec { name: entry, source: include_str!("../../../shaders/matvec.wgsl"), entry, bindings: BINDINGS }
+}
+
+/// Records `y = W x` (one dispatch per chunk of W). `y` must not alias `x`.
+pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
+    need("matvec", "x", x, w.cols)?;
+    need("matvec", "y", y, w.rows)?;
+    if w.cols == 0 {
+        return Err(Error::shape("matvec", format!("columns of {}", w.name), ">= 1", 0));
+    }
+    let kernel = rec.gpu().kernel(&spec(w.dtype), &Variant::constants(&[("WG", WG as f64), ("ROWS", ROWS as f64)]))?;
+    for chunk in &w.chunks {
+        let params = Params {
+            rows: chunk.rows.len() as u32,
+            k: w.cols as u32,
+            row_words: w.row_words as u32,
+            out_offset: chunk.rows.start as u32,
+        };
+        let groups = (chunk.rows.len() as u32).div_ceil(ROWS);
+        rec.dispatch(&kernel, &params, &[x, &chunk.buffer, y], grid(rec, groups))?;
+    }
+    Ok(())
+}
+
+/// CPU reference: out[m, n] = sum_k x[m, k] w[n, k], f64 accumulation. (Shared with matmul.)
+pub fn reference(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0f32; m * n];
+    for i in 0..m {
+        let xr = &x[i * k..(i + 1) * k];
+        for j in 0..n {
+            let wr = &w[j * k..(j + 1) * k];
+            out[i * n + j] = xr.iter().zip(wr).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() as f32;
+        }
+    }
+    out
+}
+
+pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
+    let mut rng = Rng::new(seed);
+    // (rows, k, chunk byte limit): k not a multiple of 4 or 8, rows not a multiple of ROWS,
+    // and a matrix split over several bindings.
+    let cases = [(1usize, 1usize, None), (3, 17, None), (255, 257, None), (257, 255, None), (17, 1024, None), (100, 33, Some(1000u64)), (64, 2048, None)];
+    for &(rows, k, limit) in &cases {
+        for dtype in [WeightDType::F32, WeightDType::F16] {
+            let data = rng.normals(rows * k, 1.0);
+            let w = match limit {
+                Some(l) => Matrix::from_f32_with_limit(gpu, "w", rows, k, dtype, &data, l)?,
+                None => Matrix::from_f32(gpu, "w", rows, k, dtype, &data)?,
+            };
+            let x = rng.normals(k, 1.0);
+            let xb = GpuBuffer::from_slice(gpu, "x", &x)?;
+            let y = GpuBuffer::zeroed(gpu, "y", rows as u64 * 4)?;
+            let mut rec = Recorder::new(gpu, 64);
+            encode(&mut rec, &w, &xb, &y)?;
+            rec.submit()?;
+            let want = reference(&x, &Matrix::stored_values(dtype, &data), 1, rows, k);
+            let what = format!("matvec {dtype:?} {rows}x{k} ({} chunks)", w.chunks.len());
+            compare(&what, seed, &y.read_f32(gpu).await?, &want, tolerance(DType::F32))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::super::testing::{floor_gpu, gpu, run};
+    use super::*;
+
+    #[test]
+    fn matches_cpu_reference() {
+        run(gpu(), |g, s| check(g, s));
+    }
+
+    /// f16 weights on a device with SHADER_F16 turned off: the packed-u32 path.
+    #[test]
+    fn f16_weights_without_shader_f16() {
+        let gpu = floor_gpu();
+        if let Some(g) = gpu {
+            assert!(!g.features.shader_f16);
+        }
+        run(gpu, |g, s| check(g, s));
+    }
+
+    #[test]
+    fn wrong_input_length_is_a_typed_error() {
+        let Some(g) = gpu() else { return };
+        let w = Matrix::from_f32(g, "w", 4, 8, WeightDType::F32, &[1.0; 32]).unwrap();
+        let x = GpuBuffer::zeroed(g, "x", 4 * 4).unwrap();
+        let y = GpuBuffer::zeroed(g, "y", 4 * 4).unwrap();
+        let mut rec = Recorder::new(g, 1);
+        let err = encode(&mut rec, &w, &x, &y).unwrap_err();
+        assert!(matches!(err, Error::Shape { op: "matvec", .. }), "{err}");
+    }
+}

@@ -1,0 +1,105 @@
+// Matrix-vector product for decode: y[out_offset + r] = sum_k W[r, k] * x[k]
+// W: rows [0, rows) of one Matrix chunk, stored as u32 words, row_words per row (a multiple of
+// 4, so every row starts on a vec4<u32>); x [k] f32; y [>= out_offset + rows] f32.
+// Reference: HF nn.Linear without bias (x @ W^T).
+//
+// ROWS rows per workgroup; the WG invocations stride along each row (adjacent invocations read
+// adjacent 16-byte words, so loads coalesce) and a tree reduction in workgroup memory finishes.
+// f32 and f16 weights: no f16 arithmetic, no subgroups (the portability floor).
+
+struct Params {
+    rows: u32,
+    k: u32,
+    row_words: u32,
+    out_offset: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+override WG: u32 = 64;  // power of two
+override ROWS: u32 = 4; // WG * ROWS <= 1024
+var<workgroup> partial: array<f32, 1024>;
+
+fn x4(k: u32) -> vec4<f32> {
+    return vec4<f32>(x[k], x[k + 1u], x[k + 2u], x[k + 3u]);
+}
+
+// One scalar weight of the f32 layout.
+fn w_f32(word: u32) -> f32 {
+    return bitcast<f32>(w[word / 4u][word % 4u]);
+}
+
+// Per-row partial dot products of the f32 layout.
+fn dot_f32(row: u32, lane: u32) -> f32 {
+    let base = row * p.row_words / 4u; // in vec4 words
+    let full = p.k / 4u;
+    var acc = 0.0;
+    for (var i = lane; i < full; i += WG) {
+        acc += dot(bitcast<vec4<f32>>(w[base + i]), x4(i * 4u));
+    }
+    for (var kk = full * 4u + lane; kk < p.k; kk += WG) {
+        acc += w_f32(row * p.row_words + kk) * x[kk];
+    }
+    return acc;
+}
+
+// Per-row partial dot products of the f16 layout: a vec4<u32> holds 8 halves.
+fn dot_f16(row: u32, lane: u32) -> f32 {
+    let base = row * p.row_words / 4u;
+    let full = p.k / 8u;
+    var acc = 0.0;
+    for (var i = lane; i < full; i += WG) {
+        let q = w[base + i];
+        let k0 = i * 8u;
+        acc += dot(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), x4(k0));
+        acc += dot(vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)), x4(k0 + 4u));
+    }
+    for (var kk = full * 8u + lane; kk < p.k; kk += WG) {
+        let word = row * p.row_words + kk / 2u;
+        let pair = unpack2x16float(w[word / 4u][word % 4u]);
+        acc += select(pair.x, pair.y, (kk & 1u) == 1u) * x[kk];
+    }
+    return acc;
+}
+
+fn reduce_and_store(row0: u32, lane: u32) {
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            for (var r = 0u; r < ROWS; r++) {
+                partial[r * WG + lane] += partial[r * WG + lane + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lane < ROWS && row0 + lane < p.rows) {
+        y[p.out_offset + row0 + lane] = partial[lane * WG];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn matvec_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    for (var r = 0u; r < ROWS; r++) {
+        var acc = 0.0;
+        if (row0 + r < p.rows) { acc = dot_f32(row0 + r, lid.x); }
+        partial[r * WG + lid.x] = acc;
+    }
+    reduce_and_store(row0, lid.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    for (var r = 0u; r < ROWS; r++) {
+        var acc = 0.0;
+        if (row0 + r < p.rows) { acc = dot_f16(row0 + r, lid.x); }
+        partial[r * WG + lid.x] = acc;
+    }
+    reduce_and_store(row0, lid.x);
+}

@@ -34,6 +34,42 @@ pub enum Error {
     #[error("{what} is not supported: {hint}")]
     Unsupported { what: String, hint: String },
 
+    #[error("cannot read {path}: {message}")]
+    Io { path: String, message: String },
+
+    #[error("{path}: field `{field}` {message}. Hint: {hint}")]
+    Config { path: String, field: String, message: String, hint: String },
+
+    #[error("{path} is not a valid safetensors file: {message}. Hint: the file is truncated or corrupt; download it again")]
+    Safetensors { path: String, message: String },
+
+    #[error("tensor `{name}` is missing from {path}. Hint: the checkpoint does not match config.json")]
+    MissingTensor { name: String, path: String },
+
+    #[error("tensor `{tensor}` has shape {got}, expected {expected}. Hint: the weights do not match config.json")]
+    TensorShape { tensor: String, expected: String, got: String },
+
+    #[error("tensor `{tensor}` has dtype {got}; supported: {supported}")]
+    UnsupportedDtype { tensor: String, got: String, supported: String },
+
+    #[error("unknown architecture {got}; supported: {supported}")]
+    UnknownArchitecture { got: String, supported: String },
+
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer { path: String, message: String },
+
+    #[error("chat template: {message}. Hint: check `chat_template` in tokenizer_config.json")]
+    ChatTemplate { message: String },
+
+    #[error("the prompt is empty. Hint: give at least one character of text")]
+    EmptyPrompt,
+
+    #[error("the prompt has {prompt} tokens and {requested} more were requested, but the context holds {context}. Hint: shorten the prompt or lower --max-tokens")]
+    ContextOverflow { prompt: usize, requested: usize, context: usize },
+
+    #[error("generation was cancelled")]
+    Cancelled,
+
     #[error("token id {id} is out of range for a vocabulary of {vocab_size} tokens. Hint: the tokenizer and the model do not match")]
     TokenOutOfRange { id: u32, vocab_size: usize },
 }

@@ -6,15 +6,22 @@
 //! - [`config::LlamaConfig`], [`config::TrainConfig`]: build a configuration;
 //! - [`data::prepare`], [`data::Dataset::load`]: corpus → tokenizer + token shards;
 //! - [`train::Trainer`]: `new`, `step`, `val_loss`, `checkpoint`, `from_checkpoint`;
+//!   [`train::run`]: the whole loop with metrics and checkpoints;
 //! - [`checkpoint::Checkpoint`]: atomic save / verified load;
 //! - [`export::export_hf`], [`export::load_hf`]: HF model directory out and back in;
 //! - [`model::Model::logits`]: logits for a token sequence.
 
+pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod error;
+pub mod export;
+pub mod fsutil;
 pub mod model;
 pub mod ops;
 pub mod rng;
+pub mod tokenizer;
+pub mod train;
 
 pub use config::{LlamaConfig, TrainConfig};
 pub use error::{Result, TrainError};

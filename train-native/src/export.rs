@@ -59,6 +59,8 @@ pub fn hf_config_json(cfg: &LlamaConfig, dtype: ExportDtype) -> serde_json::Valu
         "bos_token_id": cfg.bos_token_id,
         "eos_token_id": cfg.eos_token_id,
         "torch_dtype": dtype.torch_name(),
+        // transformers >= 5 name for the same field.
+        "dtype": dtype.torch_name(),
     })
 }
 
@@ -122,7 +124,6 @@ pub fn export_hf(model: &Model<f32>, tokenizer_json: &str, dir: &Path, dtype: Ex
         "do_sample": true,
         "temperature": 0.8,
         "top_k": 40,
-        "max_length": cfg.max_position_embeddings,
     });
     write_atomic(&dir.join("generation_config.json"), pretty(&gcfg).as_bytes())?;
     Ok(())

@@ -292,7 +292,7 @@ fn run(cli: Cli) -> Result<()> {
             ids.extend(tok.encode(&text)?);
             let logits = model.logits(&ids);
             let rows: Vec<&[f32]> = logits.chunks(model.cfg.vocab_size).collect();
-            write_json(&out, &serde_json::json!({"tokens": ids, "logits": rows}))?;
+            write_json(&out, &serde_json::json!({"text": text, "tokens": ids, "logits": rows}))?;
             println!("{} tokens -> {}", ids.len(), out.display());
         }
         Cmd::Generate { src, prompt, tokens } => {

@@ -189,3 +189,44 @@ impl TrainConfig {
         (min_lr + (self.lr as f64 - min_lr) * cos) as f32
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_min() {
+        let c = TrainConfig { lr: 1.0, warmup_steps: 10, steps: 110, min_lr_ratio: 0.1, ..TrainConfig::default() };
+        assert!((c.lr_at(0) - 0.1).abs() < 1e-6);
+        assert!((c.lr_at(9) - 1.0).abs() < 1e-6);
+        assert!((c.lr_at(10) - 1.0).abs() < 1e-6);
+        assert!((c.lr_at(60) - 0.55).abs() < 1e-6, "half way through the cosine: mean of max and min");
+        assert!((c.lr_at(110) - 0.1).abs() < 1e-6);
+        assert!((c.lr_at(500) - 0.1).abs() < 1e-6, "stays at the floor past the end");
+        let mut prev = f32::INFINITY;
+        for s in 10..=110 {
+            assert!(c.lr_at(s) <= prev);
+            prev = c.lr_at(s);
+        }
+    }
+
+    #[test]
+    fn train_config_rejects_bad_values() {
+        let m = LlamaConfig {
+            vocab_size: 300, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+            num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 1e4,
+            max_position_embeddings: 64, tie_word_embeddings: true, bos_token_id: 0, eos_token_id: 1,
+        };
+        m.validate().unwrap();
+        let ok = TrainConfig { seq_len: 64, ..TrainConfig::default() };
+        ok.validate(&m).unwrap();
+        let too_long = TrainConfig { seq_len: 65, ..ok.clone() };
+        assert!(matches!(too_long.validate(&m), Err(TrainError::InvalidConfig { field: "seq_len", .. })));
+        let nan_lr = TrainConfig { lr: f32::NAN, ..ok.clone() };
+        assert!(matches!(nan_lr.validate(&m), Err(TrainError::InvalidConfig { field: "lr", .. })));
+        let odd = LlamaConfig { hidden_size: 36, num_attention_heads: 4, ..m.clone() }; // head_dim 9
+        assert!(matches!(odd.validate(), Err(TrainError::InvalidConfig { field: "hidden_size", .. })));
+        let bos = LlamaConfig { bos_token_id: 300, ..m };
+        assert!(matches!(bos.validate(), Err(TrainError::InvalidConfig { field: "bos_token_id", .. })));
+    }
+}

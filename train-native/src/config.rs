@@ -42,7 +42,7 @@ impl LlamaConfig {
         pos("num_attention_heads", self.num_attention_heads)?;
         pos("num_key_value_heads", self.num_key_value_heads)?;
         pos("max_position_embeddings", self.max_position_embeddings)?;
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(TrainError::config(
                 "num_attention_heads",
                 self.num_attention_heads,
@@ -53,14 +53,14 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return Err(TrainError::config(
                 "num_key_value_heads",
                 self.num_key_value_heads,
                 format!("must divide num_attention_heads {} (grouped-query attention)", self.num_attention_heads),
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(TrainError::config(
                 "hidden_size",
                 self.hidden_size,
@@ -88,7 +88,7 @@ impl LlamaConfig {
 }
 
 fn divisors_near(n: usize, want: usize) -> String {
-    let divs: Vec<usize> = (1..=n).filter(|d| n % d == 0 && n / d >= 2 && (n / d) % 2 == 0).collect();
+    let divs: Vec<usize> = (1..=n).filter(|&d| n.is_multiple_of(d) && n / d >= 2 && (n / d).is_multiple_of(2)).collect();
     let best = divs.iter().copied().min_by_key(|&d| d.abs_diff(want)).unwrap_or(1);
     format!("num_attention_heads = {best}")
 }

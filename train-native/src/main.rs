@@ -38,7 +38,7 @@ enum Cmd {
         out: PathBuf,
     },
     /// Train (or resume) a model; writes checkpoint.bin, metrics.jsonl and train_config.json into --out.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Export a checkpoint as a Hugging Face model folder (config.json, model.safetensors, tokenizer files).
     Export {
         #[arg(long)]
@@ -273,7 +273,7 @@ fn run(cli: Cli) -> Result<()> {
                 meta.bytes as f64 / (meta.train_tokens + meta.val_tokens) as f64
             );
         }
-        Cmd::Train(a) => cmd_train(a)?,
+        Cmd::Train(a) => cmd_train(*a)?,
         Cmd::Export { checkpoint, out, dtype } => {
             let ck = Checkpoint::load(&checkpoint)?;
             let step = ck.header.step;

@@ -5,7 +5,9 @@
 
 pub mod error;
 pub mod gpu;
+pub mod model;
 pub mod ops;
+pub mod sampling;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuBuffer, GpuOptions, Recorder};

@@ -39,6 +39,18 @@ impl<'g> Recorder<'g> {
         Recorder { gpu, arena, slots, params: Vec::new(), encoder: None, pass: None, dispatches: 0, submits: 0 }
     }
 
+    /// A recorder on an existing arena (from [`Recorder::into_arena`]): no allocation.
+    pub fn with_arena(gpu: &'g Gpu, arena: wgpu::Buffer) -> Recorder<'g> {
+        let slots = arena.size() / SLOT;
+        Recorder { gpu, arena, slots, params: Vec::new(), encoder: None, pass: None, dispatches: 0, submits: 0 }
+    }
+
+    /// Gives the arena back for reuse. Unsubmitted work is discarded.
+    pub fn into_arena(mut self) -> wgpu::Buffer {
+        self.pass = None;
+        self.arena.clone()
+    }
+
     pub fn gpu(&self) -> &'g Gpu {
         self.gpu
     }

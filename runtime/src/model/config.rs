@@ -1,0 +1,294 @@
+//! `config.json` of a Hugging Face Llama-family model, validated into [`LlamaConfig`].
+//! Field names and defaults follow transformers' `LlamaConfig`.
+
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+
+/// Architectures whose weights and forward pass are Llama's.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["LlamaForCausalLM"];
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor` (HF "linear").
+    Linear { factor: f64 },
+    /// Llama 3.1's frequency-dependent scaling (HF "llama3").
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f64,
+    pub rope_scaling: RopeScaling,
+    pub max_position_embeddings: usize,
+    pub vocab_size: usize,
+    pub tie_word_embeddings: bool,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+}
+
+struct Fields<'a> {
+    path: &'a str,
+    map: &'a Map<String, Value>,
+}
+
+impl Fields<'_> {
+    fn err(&self, field: &str, message: impl Into<String>, hint: impl Into<String>) -> Error {
+        Error::Config { path: self.path.to_string(), field: field.to_string(), message: message.into(), hint: hint.into() }
+    }
+    fn usize(&self, field: &str) -> Result<usize> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Err(self.err(field, "is missing", "every Llama config.json has it; is this the right file?")),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n > 0)
+                .map(|n| n as usize)
+                .ok_or_else(|| self.err(field, format!("must be a positive integer, got {v}"), "fix the value in config.json")),
+        }
+    }
+    fn opt_usize(&self, field: &str) -> Result<Option<usize>> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => self.usize(field).map(Some),
+        }
+    }
+    fn f64_or(&self, field: &str, default: f64) -> Result<f64> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| self.err(field, format!("must be a positive number, got {v}"), "fix the value in config.json")),
+        }
+    }
+    fn bool_or(&self, field: &str, default: bool) -> Result<bool> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| self.err(field, format!("must be true or false, got {v}"), "fix the value in config.json")),
+        }
+    }
+    /// An id or a list of ids (HF allows both for eos_token_id).
+    fn ids(&self, field: &str) -> Result<Vec<u32>> {
+        let bad = |v: &Value| self.err(field, format!("must be a token id or a list of ids, got {v}"), "fix the value in config.json");
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items.iter().map(|v| v.as_u64().map(|n| n as u32).ok_or_else(|| bad(v))).collect(),
+            Some(v) => v.as_u64().map(|n| vec![n as u32]).ok_or_else(|| bad(v)),
+        }
+    }
+}
+
+impl LlamaConfig {
+    /// Parses config.json text. `path` names the file in errors.
+    pub fn from_json(path: &str, text: &str) -> Result<LlamaConfig> {
+        let value: Value = serde_json::from_str(text).map_err(|e| Error::Config {
+            path: path.to_string(),
+            field: "(file)".into(),
+            message: format!("is not valid JSON: {e}"),
+            hint: "config.json must be the JSON object saved by transformers".into(),
+        })?;
+        let Some(map) = value.as_object() else {
+            return Err(Error::Config { path: path.into(), field: "(file)".into(), message: "is not a JSON object".into(), hint: "config.json must be the JSON object saved by transformers".into() });
+        };
+        let f = Fields { path, map };
+        Self::check_architecture(map)?;
+
+        let hidden_size = f.usize("hidden_size")?;
+        let num_attention_heads = f.usize("num_attention_heads")?;
+        let num_key_value_heads = f.opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
+        let head_dim = match f.opt_usize("head_dim")? {
+            Some(d) => d,
+            None if hidden_size % num_attention_heads == 0 => hidden_size / num_attention_heads,
+            None => return Err(f.err("num_attention_heads", format!("({num_attention_heads}) does not divide hidden_size ({hidden_size})"), "give head_dim explicitly or fix the head count")),
+        };
+        if num_attention_heads % num_key_value_heads != 0 {
+            return Err(f.err("num_key_value_heads", format!("({num_key_value_heads}) does not divide num_attention_heads ({num_attention_heads})"), "grouped-query attention needs a whole number of query heads per key/value head"));
+        }
+        if head_dim % 2 != 0 {
+            return Err(f.err("head_dim", format!("is odd ({head_dim})"), "rotary embeddings rotate pairs of dimensions"));
+        }
+        let eos_token_ids = f.ids("eos_token_id")?;
+        Ok(LlamaConfig {
+            hidden_size,
+            intermediate_size: f.usize("intermediate_size")?,
+            num_hidden_layers: f.usize("num_hidden_layers")?,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            rms_norm_eps: f.f64_or("rms_norm_eps", 1e-6)? as f32,
+            rope_theta: f.f64_or("rope_theta", 10_000.0)?,
+            rope_scaling: Self::rope_scaling(&f)?,
+            max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(2048),
+            vocab_size: f.usize("vocab_size")?,
+            tie_word_embeddings: f.bool_or("tie_word_embeddings", false)?,
+            bos_token_id: f.ids("bos_token_id")?.first().copied(),
+            eos_token_ids,
+        })
+    }
+
+    fn check_architecture(map: &Map<String, Value>) -> Result<()> {
+        let supported = SUPPORTED_ARCHITECTURES.join(", ") + " (model_type \"llama\")";
+        if let Some(archs) = map.get("architectures").and_then(Value::as_array) {
+            let names: Vec<&str> = archs.iter().filter_map(Value::as_str).collect();
+            if !names.iter().any(|n| SUPPORTED_ARCHITECTURES.contains(n)) {
+                return Err(Error::UnknownArchitecture { got: format!("{names:?}"), supported });
+            }
+        } else if let Some(t) = map.get("model_type").and_then(Value::as_str) {
+            if t != "llama" {
+                return Err(Error::UnknownArchitecture { got: format!("model_type {t:?}"), supported });
+            }
+        }
+        Ok(())
+    }
+
+    fn rope_scaling(f: &Fields<'_>) -> Result<RopeScaling> {
+        let Some(v) = f.map.get("rope_scaling").filter(|v| !v.is_null()) else {
+            return Ok(RopeScaling::None);
+        };
+        let Some(m) = v.as_object() else {
+            return Err(f.err("rope_scaling", format!("must be an object, got {v}"), "see transformers' LlamaConfig"));
+        };
+        let sub = Fields { path: f.path, map: m };
+        let kind = m.get("rope_type").or_else(|| m.get("type")).and_then(Value::as_str).unwrap_or("default");
+        match kind {
+            "default" => Ok(RopeScaling::None),
+            "linear" => Ok(RopeScaling::Linear { factor: sub.f64_or("factor", 1.0)? }),
+            "llama3" => Ok(RopeScaling::Llama3 {
+                factor: sub.f64_or("factor", 8.0)?,
+                low_freq_factor: sub.f64_or("low_freq_factor", 1.0)?,
+                high_freq_factor: sub.f64_or("high_freq_factor", 4.0)?,
+                original_max_position_embeddings: sub.f64_or("original_max_position_embeddings", 8192.0)?,
+            }),
+            other => Err(Error::Unsupported {
+                what: format!("rope_scaling type {other:?} in {}", f.path),
+                hint: "supported: default, linear, llama3".into(),
+            }),
+        }
+    }
+
+    /// Rotary inverse frequencies after scaling, as HF's `ROPE_INIT_FUNCTIONS` compute them.
+    pub fn inv_freq(&self) -> Vec<f32> {
+        let base = crate::ops::rope::default_inv_freq(self.head_dim, self.rope_theta);
+        match self.rope_scaling {
+            RopeScaling::None => base,
+            RopeScaling::Linear { factor } => base.iter().map(|&f| (f64::from(f) / factor) as f32).collect(),
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings: old } => {
+                // transformers `_compute_llama3_parameters`.
+                let low_wavelen = old / low_freq_factor;
+                let high_wavelen = old / high_freq_factor;
+                base.iter()
+                    .map(|&f| {
+                        let f = f64::from(f);
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        let scaled = if wavelen > low_wavelen { f / factor } else { f };
+                        let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                        if medium {
+                            let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            ((1.0 - smooth) * scaled / factor + smooth * scaled) as f32
+                        } else {
+                            scaled as f32
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Number of weights (for display).
+    pub fn parameter_count(&self) -> usize {
+        let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
+        let q = self.num_attention_heads * self.head_dim;
+        let kv = self.num_key_value_heads * self.head_dim;
+        let layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
+        let head = if self.tie_word_embeddings { 0 } else { v * h };
+        v * h + self.num_hidden_layers * layer + h + head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TINYLLAMA: &str = r#"{"architectures":["LlamaForCausalLM"],"hidden_size":2048,"intermediate_size":5632,
+        "num_hidden_layers":22,"num_attention_heads":32,"num_key_value_heads":4,"rms_norm_eps":1e-05,
+        "rope_theta":10000.0,"max_position_embeddings":2048,"vocab_size":32000,"tie_word_embeddings":false,
+        "bos_token_id":1,"eos_token_id":2,"rope_scaling":null}"#;
+
+    #[test]
+    fn parses_tinyllama() {
+        let c = LlamaConfig::from_json("config.json", TINYLLAMA).unwrap();
+        assert_eq!((c.head_dim, c.num_key_value_heads, c.eos_token_ids.clone()), (64, 4, vec![2]));
+        assert_eq!(c.parameter_count(), 1_100_048_384); // TinyLlama-1.1B's published count
+    }
+
+    #[test]
+    fn missing_and_malformed_fields_name_the_field() {
+        let err = LlamaConfig::from_json("m/config.json", r#"{"hidden_size": 8}"#).unwrap_err();
+        assert!(err.to_string().contains("`num_attention_heads` is missing"), "{err}");
+        let err = LlamaConfig::from_json("m/config.json", &TINYLLAMA.replace("5632", "\"big\"")).unwrap_err();
+        assert!(err.to_string().contains("`intermediate_size` must be a positive integer"), "{err}");
+        let err = LlamaConfig::from_json("m/config.json", "{not json").unwrap_err();
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+        let err = LlamaConfig::from_json("m/config.json", &TINYLLAMA.replace("\"num_key_value_heads\":4", "\"num_key_value_heads\":5")).unwrap_err();
+        assert!(err.to_string().contains("num_key_value_heads"), "{err}");
+        let err = LlamaConfig::from_json("m/config.json", &TINYLLAMA.replace("\"num_attention_heads\":32", "\"num_attention_heads\":30")).unwrap_err();
+        assert!(err.to_string().contains("does not divide hidden_size"), "{err}");
+    }
+
+    #[test]
+    fn unknown_architecture_is_rejected() {
+        let err = LlamaConfig::from_json("c", &TINYLLAMA.replace("LlamaForCausalLM", "GPT2LMHeadModel")).unwrap_err();
+        assert!(matches!(err, Error::UnknownArchitecture { .. }), "{err}");
+    }
+
+    #[test]
+    fn llama3_scaling_matches_transformers() {
+        // Values from transformers 4.x `_compute_llama3_parameters` for head_dim 64, theta 500000,
+        // factor 32, low 1, high 4, original 8192: low frequencies divided by 32, high kept.
+        let json = TINYLLAMA.replace("\"rope_scaling\":null", r#""rope_scaling":{"rope_type":"llama3","factor":32.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#).replace("10000.0", "500000.0");
+        let c = LlamaConfig::from_json("c", &json).unwrap();
+        let base = crate::ops::rope::default_inv_freq(64, 500_000.0);
+        let scaled = c.inv_freq();
+        assert_eq!(scaled[0], base[0]); // wavelength 2*pi < 2048: unchanged
+        assert!((scaled[31] - base[31] / 32.0).abs() <= 1e-12); // longest wavelength: divided by factor
+        let medium = (0..32).filter(|&i| scaled[i] != base[i] && (scaled[i] - base[i] / 32.0).abs() > 1e-12).count();
+        assert!(medium > 0, "some frequencies are smoothly interpolated");
+    }
+}
+
+/// Defaults from `generation_config.json`: sampling settings and end-of-sequence ids.
+/// transformers decodes greedily unless `do_sample` is true.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GenerationConfig {
+    pub sampling: crate::sampling::SamplingOptions,
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl GenerationConfig {
+    pub fn from_json(path: &str, text: &str) -> Result<GenerationConfig> {
+        let value: Value = serde_json::from_str(text).map_err(|e| Error::Config {
+            path: path.into(),
+            field: "(file)".into(),
+            message: format!("is not valid JSON: {e}"),
+            hint: "delete generation_config.json or fix it".into(),
+        })?;
+        let empty = Map::new();
+        let f = Fields { path, map: value.as_object().unwrap_or(&empty) };
+        let mut sampling = crate::sampling::SamplingOptions::default();
+        if f.bool_or("do_sample", false)? {
+            sampling.temperature = f.f64_or("temperature", 1.0)? as f32;
+            sampling.top_p = f.f64_or("top_p", 1.0)? as f32;
+            sampling.top_k = f.opt_usize("top_k")?.unwrap_or(0);
+            sampling.min_p = f.map.get("min_p").and_then(Value::as_f64).unwrap_or(0.0) as f32;
+        }
+        sampling.repetition_penalty = f.f64_or("repetition_penalty", 1.0)? as f32;
+        Ok(GenerationConfig { sampling, eos_token_ids: f.ids("eos_token_id")? })
+    }
+}

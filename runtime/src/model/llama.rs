@@ -1,0 +1,302 @@
+//! The Llama forward pass on the GPU (HF `modeling_llama.LlamaForCausalLM`): embeddings, then
+//! per layer `h = x + attn(norm(x))`, `x = h + mlp(norm(h))`, then the final norm and the LM head.
+//! Prefill runs many tokens through the matmul kernels; decode runs one token through matvec
+//! and the split-K attention. All activations and the KV cache are allocated at load.
+
+use super::config::LlamaConfig;
+use super::weights::{LoadProgress, WeightSource};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::ops::attention::{self, DecodeScratch, Heads};
+use crate::ops::rope::RopeTable;
+use crate::ops::{argmax, embedding, matmul, matvec, rms_norm, swiglu, Matrix};
+use std::sync::Arc;
+
+/// Tokens per prefill pass: longer prompts run in chunks (bounds activation memory).
+pub const PREFILL_CHUNK: usize = 128;
+
+#[derive(Clone, Debug)]
+pub struct ModelOptions {
+    /// Context length to allocate the KV cache for; defaults to max_position_embeddings.
+    pub context: Option<usize>,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions { context: None }
+    }
+}
+
+struct Layer {
+    attn_norm: GpuBuffer,
+    wq: Matrix,
+    wk: Matrix,
+    wv: Matrix,
+    wo: Matrix,
+    mlp_norm: GpuBuffer,
+    w_gate: Matrix,
+    w_up: Matrix,
+    w_down: Matrix,
+    k_cache: GpuBuffer,
+    v_cache: GpuBuffer,
+}
+
+/// Activations for up to PREFILL_CHUNK tokens.
+struct Scratch {
+    ids: GpuBuffer,
+    x: GpuBuffer,
+    xn: GpuBuffer,
+    q: GpuBuffer,
+    k: GpuBuffer,
+    v: GpuBuffer,
+    attn: GpuBuffer,
+    o: GpuBuffer,
+    gate: GpuBuffer,
+    up: GpuBuffer,
+    act: GpuBuffer,
+    down: GpuBuffer,
+    last: GpuBuffer,
+    logits: GpuBuffer,
+    token: GpuBuffer,
+    decode: DecodeScratch,
+    arena: wgpu::Buffer,
+}
+
+pub struct Llama {
+    pub gpu: Arc<Gpu>,
+    pub config: LlamaConfig,
+    pub context: usize,
+    embed: Matrix,
+    layers: Vec<Layer>,
+    norm: GpuBuffer,
+    lm_head: Option<Matrix>,
+    rope: RopeTable,
+    s: Scratch,
+    /// Dispatches and submits of the last forward call.
+    pub last_dispatches: u64,
+    pub last_submits: u64,
+}
+
+impl Llama {
+    /// Uploads the weights tensor by tensor (host memory stays near the largest tensor).
+    pub fn load(
+        gpu: Arc<Gpu>,
+        config: LlamaConfig,
+        weights: &mut dyn WeightSource,
+        options: &ModelOptions,
+        progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Llama> {
+        let c = &config;
+        let heads = Heads { n_heads: c.num_attention_heads, n_kv_heads: c.num_key_value_heads, head_dim: c.head_dim };
+        heads.validate()?;
+        let context = options.context.unwrap_or(c.max_position_embeddings).min(c.max_position_embeddings).max(1);
+        let (h, q_dim, kv_dim, inter, vocab) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size, c.vocab_size);
+        let g = &*gpu;
+        let mut loader = Loader { gpu: g, weights, progress };
+        let embed = loader.matrix("model.embed_tokens.weight", vocab, h)?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(Layer {
+                attn_norm: loader.vector(&format!("{p}.input_layernorm.weight"), h)?,
+                wq: loader.matrix(&format!("{p}.self_attn.q_proj.weight"), q_dim, h)?,
+                wk: loader.matrix(&format!("{p}.self_attn.k_proj.weight"), kv_dim, h)?,
+                wv: loader.matrix(&format!("{p}.self_attn.v_proj.weight"), kv_dim, h)?,
+                wo: loader.matrix(&format!("{p}.self_attn.o_proj.weight"), h, q_dim)?,
+                mlp_norm: loader.vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
+                w_gate: loader.matrix(&format!("{p}.mlp.gate_proj.weight"), inter, h)?,
+                w_up: loader.matrix(&format!("{p}.mlp.up_proj.weight"), inter, h)?,
+                w_down: loader.matrix(&format!("{p}.mlp.down_proj.weight"), h, inter)?,
+                k_cache: GpuBuffer::zeroed(g, &format!("{p} k cache"), (context * kv_dim * 4) as u64)?,
+                v_cache: GpuBuffer::zeroed(g, &format!("{p} v cache"), (context * kv_dim * 4) as u64)?,
+            });
+        }
+        let norm = loader.vector("model.norm.weight", h)?;
+        // Tied embeddings reuse embed_tokens as the LM head (HF drops lm_head.weight then).
+        let lm_head = if c.tie_word_embeddings && !loader.weights.has("lm_head.weight") {
+            None
+        } else {
+            Some(loader.matrix("lm_head.weight", vocab, h)?)
+        };
+        let rope = RopeTable::new(g, &c.inv_freq(), context)?;
+        let n = PREFILL_CHUNK;
+        let f = |name: &str, elems: usize| GpuBuffer::zeroed(g, name, (elems * 4) as u64);
+        let s = Scratch {
+            ids: f("ids", n)?,
+            x: f("x", n * h)?,
+            xn: f("xn", n * h)?,
+            q: f("q", n * q_dim)?,
+            k: f("k", n * kv_dim)?,
+            v: f("v", n * kv_dim)?,
+            attn: f("attn", n * q_dim)?,
+            o: f("o", n * h)?,
+            gate: f("gate", n * inter)?,
+            up: f("up", n * inter)?,
+            act: f("act", n * inter)?,
+            down: f("down", n * h)?,
+            last: f("last hidden", h)?,
+            logits: f("logits", vocab)?,
+            token: f("next token", 1)?,
+            decode: DecodeScratch::new(g, heads, context)?,
+            arena: Recorder::new(g, 1024).into_arena(),
+        };
+        Ok(Llama { gpu: gpu.clone(), config, context, embed, layers, norm, lm_head, rope, s, last_dispatches: 0, last_submits: 0 })
+    }
+
+    fn heads(&self) -> Heads {
+        Heads { n_heads: self.config.num_attention_heads, n_kv_heads: self.config.num_key_value_heads, head_dim: self.config.head_dim }
+    }
+
+    /// Runs `tokens` at positions `start..` through the model, filling the KV cache; the logits
+    /// of the last token are then available ([`Llama::logits`], [`Llama::argmax`]).
+    pub fn forward(&mut self, tokens: &[u32], start: usize) -> Result<()> {
+        self.forward_inner(tokens, start, None)
+    }
+
+    /// As [`Llama::forward`], also returning the logits of every token [n, vocab] (tests).
+    pub fn forward_all_logits(&mut self, tokens: &[u32], start: usize) -> Result<Vec<f32>> {
+        let mut all = Vec::with_capacity(tokens.len() * self.config.vocab_size);
+        self.forward_inner(tokens, start, Some(&mut all))?;
+        Ok(all)
+    }
+
+    fn forward_inner(&mut self, tokens: &[u32], start: usize, mut all: Option<&mut Vec<f32>>) -> Result<()> {
+        if tokens.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        if start + tokens.len() > self.context {
+            return Err(Error::ContextOverflow { prompt: start, requested: tokens.len(), context: self.context });
+        }
+        embedding::validate_ids(tokens, self.config.vocab_size)?;
+        let gpu = self.gpu.clone();
+        let mut rec = Recorder::with_arena(&gpu, self.s.arena.clone());
+        for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+            let pos = start + i * PREFILL_CHUNK;
+            self.s.ids.write(&gpu, 0, bytemuck::cast_slice(chunk))?;
+            self.record_chunk(&mut rec, chunk.len(), pos)?;
+            if let Some(all) = all.as_deref_mut() {
+                all.extend(self.all_logits(&mut rec, chunk.len())?);
+            }
+            rec.submit()?;
+        }
+        self.last_dispatches = rec.dispatches;
+        self.last_submits = rec.submits;
+        Ok(())
+    }
+
+    /// One chunk of n tokens at positions pos.. : the whole network, ending with the logits of
+    /// the chunk's last token.
+    fn record_chunk(&self, rec: &mut Recorder<'_>, n: usize, pos: usize) -> Result<()> {
+        let (c, s) = (&self.config, &self.s);
+        let (h, eps) = (c.hidden_size, c.rms_norm_eps);
+        embedding::encode(rec, &self.embed, &s.ids, n, &s.x)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            // x = x + mlp(...) of the previous layer, fused with this layer's input norm.
+            match i {
+                0 => rms_norm::encode(rec, &s.x, &layer.attn_norm, &s.xn, n, h, eps)?,
+                _ => rms_norm::encode_add(rec, &s.x, &s.down, &layer.attn_norm, &s.xn, n, h, eps)?,
+            }
+            self.attention(rec, layer, n, pos)?; // s.o = attn(xn)
+            rms_norm::encode_add(rec, &s.x, &s.o, &layer.mlp_norm, &s.xn, n, h, eps)?; // x += o; xn = norm(x)
+            self.mlp(rec, layer, n)?; // s.down = mlp(xn)
+        }
+        rms_norm::encode_add(rec, &s.x, &s.down, &self.norm, &s.xn, n, h, eps)?;
+        rec.copy(&s.xn, ((n - 1) * h * 4) as u64, &s.last, 0, (h * 4) as u64)?;
+        matvec::encode(rec, self.lm_head.as_ref().unwrap_or(&self.embed), &s.last, &s.logits)
+    }
+
+    /// Self-attention of n tokens at positions pos..: q, k, v projections, RoPE, KV-cache
+    /// append, causal GQA attention, output projection into s.o.
+    fn attention(&self, rec: &mut Recorder<'_>, l: &Layer, n: usize, pos: usize) -> Result<()> {
+        let s = &self.s;
+        let heads = self.heads();
+        let kv_bytes = (heads.n_kv_heads * heads.head_dim * 4) as u64;
+        linear(rec, &l.wq, &s.xn, n, &s.q)?;
+        linear(rec, &l.wk, &s.xn, n, &s.k)?;
+        linear(rec, &l.wv, &s.xn, n, &s.v)?;
+        crate::ops::rope::encode(rec, &s.q, &s.k, &self.rope, n, heads.n_heads, heads.n_kv_heads, pos)?;
+        rec.copy(&s.k, 0, &l.k_cache, pos as u64 * kv_bytes, n as u64 * kv_bytes)?;
+        rec.copy(&s.v, 0, &l.v_cache, pos as u64 * kv_bytes, n as u64 * kv_bytes)?;
+        if n == 1 {
+            attention::encode_decode(rec, heads, &s.q, &l.k_cache, &l.v_cache, &s.decode, &s.attn, pos + 1)?;
+        } else {
+            attention::encode_prefill(rec, heads, &s.q, &l.k_cache, &l.v_cache, &s.attn, n, pos)?;
+        }
+        linear(rec, &l.wo, &s.attn, n, &s.o)
+    }
+
+    /// SwiGLU MLP of xn into s.down: down(silu(gate(x)) * up(x)).
+    fn mlp(&self, rec: &mut Recorder<'_>, l: &Layer, n: usize) -> Result<()> {
+        let s = &self.s;
+        linear(rec, &l.w_gate, &s.xn, n, &s.gate)?;
+        linear(rec, &l.w_up, &s.xn, n, &s.up)?;
+        swiglu::encode(rec, &s.gate, &s.up, &s.act, n * self.config.intermediate_size)?;
+        linear(rec, &l.w_down, &s.act, n, &s.down)
+    }
+
+    /// Logits of every row of the current chunk (after the final norm in s.xn).
+    fn all_logits(&self, rec: &mut Recorder<'_>, n: usize) -> Result<Vec<f32>> {
+        let out = GpuBuffer::zeroed(&self.gpu, "all logits", (n * self.config.vocab_size * 4) as u64)?;
+        matmul::encode(rec, self.lm_head.as_ref().unwrap_or(&self.embed), &self.s.xn, n, &out)?;
+        rec.submit()?;
+        pollster_read(&self.gpu, &out)
+    }
+
+    /// Logits of the last token of the last forward call.
+    pub async fn logits(&self) -> Result<Vec<f32>> {
+        self.s.logits.read_f32(&self.gpu).await
+    }
+
+    /// Greedy choice from the last forward call, computed on the GPU (reads back 4 bytes).
+    pub async fn argmax(&self) -> Result<u32> {
+        let mut rec = Recorder::with_arena(&self.gpu, self.s.arena.clone());
+        argmax::encode(&mut rec, &self.s.logits, &self.s.token, 1, self.config.vocab_size)?;
+        rec.submit()?;
+        Ok(self.s.token.read_u32(&self.gpu).await?[0])
+    }
+}
+
+/// x [n, in] -> out [n, out] through W [out, in]: matvec for one token, tiled matmul for many.
+fn linear(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, n: usize, out: &GpuBuffer) -> Result<()> {
+    if n == 1 { matvec::encode(rec, w, x, out) } else { matmul::encode(rec, w, x, n, out) }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn pollster_read(gpu: &Gpu, buf: &GpuBuffer) -> Result<Vec<f32>> {
+    pollster::block_on(buf.read_f32(gpu))
+}
+
+#[cfg(target_arch = "wasm32")]
+fn pollster_read(_gpu: &Gpu, _buf: &GpuBuffer) -> Result<Vec<f32>> {
+    Err(Error::Unsupported { what: "all-position logits in the browser".into(), hint: "use forward + logits".into() })
+}
+
+struct Loader<'a> {
+    gpu: &'a Gpu,
+    weights: &'a mut dyn WeightSource,
+    progress: &'a mut dyn FnMut(LoadProgress),
+}
+
+impl Loader<'_> {
+    fn fetch(&mut self, name: &str, shape: &[usize]) -> Result<super::safetensors::HostTensor> {
+        let (entry, tensor) = self.weights.tensor(name)?;
+        if entry.shape != shape {
+            return Err(Error::TensorShape { tensor: name.to_string(), expected: format!("{shape:?}"), got: format!("{:?}", entry.shape) });
+        }
+        (self.progress)(LoadProgress { tensor: name.to_string(), bytes: entry.end - entry.start });
+        Ok(tensor)
+    }
+
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        use super::safetensors::HostTensor;
+        match self.fetch(name, &[rows, cols])? {
+            HostTensor::F16(v) => Matrix::from_f16(self.gpu, name, rows, cols, &v),
+            HostTensor::F32(v) => Matrix::from_f32(self.gpu, name, rows, cols, crate::ops::WeightDType::F32, &v),
+        }
+    }
+
+    fn vector(&mut self, name: &str, len: usize) -> Result<GpuBuffer> {
+        let v = self.fetch(name, &[len])?.into_f32();
+        GpuBuffer::from_slice(self.gpu, name, &v)
+    }
+}

@@ -1,0 +1,255 @@
+//! A defensive, streaming reader of safetensors files (and sharded checkpoints): the header is
+//! parsed and checked against the file size up front, then tensors are read one at a time, so
+//! loading never holds more than the largest tensor in host memory.
+//!
+//! Format: u64 little-endian header length N, N bytes of JSON
+//! `{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`, then data.
+
+use crate::error::{Error, Result};
+use half::{bf16, f16};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Random-access bytes: a file natively, memory or a browser `File` elsewhere.
+pub trait ByteSource {
+    fn len(&self) -> u64;
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+}
+
+impl ByteSource for Vec<u8> {
+    fn len(&self) -> u64 {
+        self.len() as u64
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let start = offset as usize;
+        let src = self.get(start..start + buf.len()).ok_or_else(|| Error::Io { path: "(memory)".into(), message: "read past the end".into() })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub struct FileSource {
+    file: std::fs::File,
+    len: u64,
+    path: String,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl FileSource {
+    pub fn open(path: &std::path::Path) -> Result<FileSource> {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| Error::Io { path: name.clone(), message: e.to_string() })?;
+        let len = file.metadata().map_err(|e| Error::Io { path: name.clone(), message: e.to_string() })?.len();
+        Ok(FileSource { file, len, path: name })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ByteSource for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| self.file.read_exact(buf))
+            .map_err(|e| Error::Io { path: self.path.clone(), message: format!("reading {} bytes at offset {offset}: {e}", buf.len()) })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F16,
+    BF16,
+}
+
+impl Dtype {
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+        }
+    }
+}
+
+pub const SUPPORTED_DTYPES: &str = "F32, F16, BF16";
+
+#[derive(Clone, Debug)]
+pub struct TensorEntry {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    pub start: u64,
+    pub end: u64,
+}
+
+impl TensorEntry {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A tensor in host memory: F16 stays F16 (uploaded as is), BF16 becomes F32 exactly.
+pub enum HostTensor {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl HostTensor {
+    pub fn into_f32(self) -> Vec<f32> {
+        match self {
+            HostTensor::F32(v) => v,
+            HostTensor::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
+        }
+    }
+}
+
+/// Header lengths above this are treated as corrupt (real headers are a few hundred KiB).
+const MAX_HEADER: u64 = 100 << 20;
+
+pub struct SafetensorsFile<S: ByteSource> {
+    pub path: String,
+    src: S,
+    pub tensors: BTreeMap<String, TensorEntry>,
+}
+
+impl<S: ByteSource> SafetensorsFile<S> {
+    pub fn parse(path: &str, mut src: S) -> Result<SafetensorsFile<S>> {
+        let bad = |message: String| Error::Safetensors { path: path.to_string(), message };
+        let file_len = src.len();
+        if file_len < 8 {
+            return Err(bad(format!("the file has {file_len} bytes, fewer than the 8-byte header length")));
+        }
+        let mut n = [0u8; 8];
+        src.read_at(0, &mut n)?;
+        let n = u64::from_le_bytes(n);
+        if n > MAX_HEADER || 8 + n > file_len {
+            return Err(bad(format!("the header claims {n} bytes but the file has {file_len}")));
+        }
+        let mut header = vec![0u8; n as usize];
+        src.read_at(8, &mut header)?;
+        let json: Value = serde_json::from_slice(&header).map_err(|e| bad(format!("the header is not valid JSON: {e}")))?;
+        let map = json.as_object().ok_or_else(|| bad("the header is not a JSON object".into()))?;
+        let data_start = 8 + n;
+        let data_len = file_len - data_start;
+        let mut tensors = BTreeMap::new();
+        for (name, info) in map {
+            if name == "__metadata__" {
+                continue;
+            }
+            let dtype = match info.get("dtype").and_then(Value::as_str) {
+                Some("F32") => Dtype::F32,
+                Some("F16") => Dtype::F16,
+                Some("BF16") => Dtype::BF16,
+                Some(other) => return Err(Error::UnsupportedDtype { tensor: name.clone(), got: other.to_string(), supported: SUPPORTED_DTYPES.into() }),
+                None => return Err(bad(format!("tensor `{name}` has no dtype"))),
+            };
+            let shape: Vec<usize> = info
+                .get("shape")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+                .ok_or_else(|| bad(format!("tensor `{name}` has no valid shape")))?;
+            let offsets: Vec<u64> = info
+                .get("data_offsets")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().map(Value::as_u64).collect())
+                .filter(|o: &Vec<u64>| o.len() == 2)
+                .ok_or_else(|| bad(format!("tensor `{name}` has no valid data_offsets")))?;
+            let (begin, end) = (offsets[0], offsets[1]);
+            let bytes = shape
+                .iter()
+                .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64))
+                .ok_or_else(|| bad(format!("tensor `{name}` has a shape {shape:?} whose size overflows")))?;
+            if begin > end || end > data_len {
+                return Err(bad(format!(
+                    "tensor `{name}` claims bytes {begin}..{end} but the data section has {data_len} bytes"
+                )));
+            }
+            if end - begin != bytes {
+                return Err(bad(format!(
+                    "tensor `{name}` ({dtype:?} {shape:?}) needs {bytes} bytes but its offsets span {}",
+                    end - begin
+                )));
+            }
+            tensors.insert(name.clone(), TensorEntry { dtype, shape, start: data_start + begin, end: data_start + end });
+        }
+        Ok(SafetensorsFile { path: path.to_string(), src, tensors })
+    }
+
+    /// Reads one tensor, converting BF16 to F32.
+    pub fn read(&mut self, name: &str) -> Result<(TensorEntry, HostTensor)> {
+        let entry = self
+            .tensors
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::MissingTensor { name: name.to_string(), path: self.path.clone() })?;
+        let mut bytes = vec![0u8; (entry.end - entry.start) as usize];
+        self.src.read_at(entry.start, &mut bytes)?;
+        let tensor = match entry.dtype {
+            Dtype::F32 => HostTensor::F32(bytemuck::pod_collect_to_vec(&bytes)),
+            Dtype::F16 => HostTensor::F16(bytemuck::pod_collect_to_vec(&bytes)),
+            Dtype::BF16 => HostTensor::F32(bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|b| b.to_f32()).collect()),
+        };
+        Ok((entry, tensor))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn reads_f32_f16_bf16() {
+        let data: Vec<u8> = [1.5f32.to_le_bytes().to_vec(), f16::from_f32(2.0).to_le_bytes().to_vec(), bf16::from_f32(-3.0).to_le_bytes().to_vec()].concat();
+        let h = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F16","shape":[1],"data_offsets":[4,6]},"c":{"dtype":"BF16","shape":[1],"data_offsets":[6,8]},"__metadata__":{"format":"pt"}}"#;
+        let mut f = SafetensorsFile::parse("t", file(h, &data)).unwrap();
+        assert_eq!(f.read("a").unwrap().1.into_f32(), vec![1.5]);
+        assert_eq!(f.read("b").unwrap().1.into_f32(), vec![2.0]);
+        assert_eq!(f.read("c").unwrap().1.into_f32(), vec![-3.0]);
+        assert!(matches!(f.read("d"), Err(Error::MissingTensor { .. })));
+    }
+
+    #[test]
+    fn truncated_and_lying_files_are_typed_errors() {
+        let h = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let full = file(h, &[0; 8]);
+        // Truncated data.
+        let err = SafetensorsFile::parse("m.safetensors", full[..full.len() - 3].to_vec()).err().unwrap();
+        assert!(err.to_string().contains("claims bytes 0..8 but the data section has 5"), "{err}");
+        // Truncated header.
+        let err = SafetensorsFile::parse("m.safetensors", full[..20].to_vec()).err().unwrap();
+        assert!(err.to_string().contains("the header claims"), "{err}");
+        // Shorter than the length prefix.
+        assert!(SafetensorsFile::parse("m", vec![1, 2, 3]).is_err());
+        // Offsets that disagree with shape and dtype.
+        let lying = file(r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, &[0; 8]);
+        let err = SafetensorsFile::parse("m", lying).err().unwrap();
+        assert!(err.to_string().contains("needs 12 bytes but its offsets span 8"), "{err}");
+        // Overflowing shape.
+        let huge = file(r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#, &[0; 8]);
+        assert!(SafetensorsFile::parse("m", huge).err().unwrap().to_string().contains("overflows"));
+        // Header length far past the file.
+        let mut bad = full.clone();
+        bad[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(SafetensorsFile::parse("m", bad), Err(Error::Safetensors { .. })));
+        // Garbage JSON.
+        assert!(SafetensorsFile::parse("m", file("{nope", &[])).err().unwrap().to_string().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn unsupported_dtype_names_the_tensor() {
+        let h = r#"{"model.layers.0.mlp.up_proj.weight":{"dtype":"I8","shape":[4],"data_offsets":[0,4]}}"#;
+        let err = SafetensorsFile::parse("m", file(h, &[0; 4])).err().unwrap();
+        assert_eq!(err.to_string(), "tensor `model.layers.0.mlp.up_proj.weight` has dtype I8; supported: F32, F16, BF16");
+    }
+}

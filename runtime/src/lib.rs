@@ -8,6 +8,7 @@ pub mod gpu;
 pub mod model;
 pub mod ops;
 pub mod sampling;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuBuffer, GpuOptions, Recorder};

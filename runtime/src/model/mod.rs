@@ -12,6 +12,21 @@ pub use weights::{LoadProgress, WeightSource};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::*;
 
+/// Loads a model whose files are already in memory (a bundled model, or a browser download):
+/// `config.json` text and one `model.safetensors` file.
+pub fn load_llama_from_bytes(
+    gpu: std::sync::Arc<crate::Gpu>,
+    config_json: &str,
+    safetensors: Vec<u8>,
+    options: &ModelOptions,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> crate::Result<Llama> {
+    let config = LlamaConfig::from_json("config.json", config_json)?;
+    let file = safetensors::SafetensorsFile::parse("model.safetensors", safetensors)?;
+    let mut weights = weights::SafetensorsWeights::new(vec![file])?;
+    Llama::load(gpu, config, &mut weights, options, progress)
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
     use super::safetensors::{FileSource, SafetensorsFile};

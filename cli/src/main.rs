@@ -1,0 +1,276 @@
+//! `cria`: run Llama-family models from the command line.
+//!
+//!   cria generate --model DIR --prompt TEXT [--max-tokens N --temperature T --top-p P --top-k K --seed S]
+//!   cria chat --model DIR
+//!   cria info [--model DIR]
+
+mod bundled;
+
+use clap::{Args, Parser, Subcommand};
+use cria::generate::{generate, GenerateOptions, Generation};
+use cria::model::{self, GenerationConfig, Llama, LoadProgress, ModelOptions};
+use cria::sampling::SamplingOptions;
+use cria::tokenizer::{ChatMessage, Tokenizer};
+use cria::{Gpu, GpuOptions};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "cria", version, about = "Run small Llama-family language models on any GPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt, streaming it to stdout.
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The prompt text.
+        #[arg(long, short)]
+        prompt: String,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Print the generated token ids to stderr when done.
+        #[arg(long)]
+        print_ids: bool,
+    },
+    /// Chat interactively, using the model's chat template.
+    Chat {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A system prompt.
+        #[arg(long)]
+        system: Option<String>,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+    },
+    /// Show the GPU adapter, its features and limits, and optionally a model's config and size.
+    Info {
+        /// A Hugging Face model directory.
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// A Hugging Face model directory (config.json, model.safetensors, tokenizer.json);
+    /// without it, the bundled Shakespeare model.
+    #[arg(long, short)]
+    model: Option<PathBuf>,
+    /// Context length to allocate (defaults to the model's max_position_embeddings).
+    #[arg(long)]
+    context: Option<usize>,
+}
+
+#[derive(Args)]
+struct SamplingArgs {
+    /// Maximum number of tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// 0 for greedy decoding.
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    min_p: Option<f32>,
+    #[arg(long)]
+    repetition_penalty: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    /// Flags win; then the model's generation_config.json; then greedy.
+    fn options(&self, config: &GenerationConfig) -> GenerateOptions {
+        let defaults = &config.sampling;
+        GenerateOptions {
+            max_tokens: self.max_tokens,
+            sampling: SamplingOptions {
+                temperature: self.temperature.unwrap_or(defaults.temperature),
+                top_k: self.top_k.unwrap_or(defaults.top_k),
+                top_p: self.top_p.unwrap_or(defaults.top_p),
+                min_p: self.min_p.unwrap_or(defaults.min_p),
+                repetition_penalty: self.repetition_penalty.unwrap_or(defaults.repetition_penalty),
+                seed: self.seed,
+            },
+            stop: self.stop.clone(),
+            eos_ids: config.eos_token_ids.clone(),
+            ..GenerateOptions::default()
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> cria::Result<()> {
+    match cli.command {
+        Command::Info { model } => info(model),
+        Command::Generate { model, prompt, sampling, print_ids } => {
+            let (mut llama, tokenizer, defaults) = load(&model)?;
+            let options = sampling.options(&defaults);
+            let cancel = cancel_on_ctrl_c();
+            let g = stream(&mut llama, &tokenizer, &prompt, &options, &cancel)?;
+            if print_ids {
+                eprintln!("ids: {:?}", g.tokens);
+            }
+            Ok(())
+        }
+        Command::Chat { model, system, sampling } => chat(&model, system, &sampling),
+    }
+}
+
+fn gpu() -> cria::Result<Arc<Gpu>> {
+    Ok(Arc::new(pollster::block_on(Gpu::new(GpuOptions::default()))?))
+}
+
+fn load(args: &ModelArgs) -> cria::Result<(Llama, Tokenizer, GenerationConfig)> {
+    let gpu = gpu()?;
+    let options = ModelOptions { context: args.context };
+    let Some(dir) = &args.model else {
+        let tokenizer = Tokenizer::from_bytes(bundled::TOKENIZER, Some(bundled::TOKENIZER_CONFIG))?;
+        let defaults = GenerationConfig::from_json("generation_config.json", bundled::GENERATION_CONFIG)?;
+        let llama = model::load_llama_from_bytes(gpu, bundled::CONFIG, bundled::WEIGHTS.to_vec(), &options, &mut |_| {})?;
+        return Ok((llama, tokenizer, defaults));
+    };
+    let tokenizer = Tokenizer::from_dir(dir)?;
+    let defaults = model::generation_config(dir)?;
+    let weights_total = model::open_weights(dir).map(|w| cria::model::WeightSource::total_bytes(&w))?;
+    let bar = indicatif::ProgressBar::new(weights_total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("loading {msg:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let llama = model::load_llama(gpu, dir, &options, &mut |p: LoadProgress| bar.inc(p.bytes))?;
+    bar.finish_and_clear();
+    if llama.config.vocab_size < tokenizer.vocab_size() {
+        eprintln!("warning: the tokenizer has {} tokens but the model only {}", tokenizer.vocab_size(), llama.config.vocab_size);
+    }
+    Ok((llama, tokenizer, defaults))
+}
+
+fn stream(llama: &mut Llama, tokenizer: &Tokenizer, prompt: &str, options: &GenerateOptions, cancel: &AtomicBool) -> cria::Result<Generation> {
+    let mut out = std::io::stdout();
+    let result = pollster::block_on(generate(llama, tokenizer, prompt, options, cancel, &mut |text| {
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }));
+    println!();
+    let g = result?;
+    eprintln!(
+        "[{} prompt tokens, {} generated ({:?}); first token {:.0} ms; {:.1} tokens/s]",
+        g.prompt_tokens,
+        g.tokens.len(),
+        g.finish,
+        g.time_to_first_token * 1000.0,
+        g.decode_tokens_per_second()
+    );
+    Ok(g)
+}
+
+/// Ctrl-C cancels the running generation instead of killing the process; a second one exits.
+fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    flag
+}
+
+fn chat(args: &ModelArgs, system: Option<String>, sampling: &SamplingArgs) -> cria::Result<()> {
+    let (mut llama, tokenizer, defaults) = load(args)?;
+    let mut options = sampling.options(&defaults);
+    let templated = tokenizer.has_chat_template();
+    if templated {
+        options.add_special_tokens = false; // the template writes BOS itself
+    } else {
+        eprintln!("(this model has no chat template: using a plain \"User:/Assistant:\" transcript)");
+        options.stop.push("\nUser:".into());
+    }
+    let mut messages: Vec<ChatMessage> = system.into_iter().map(|s| ChatMessage { role: "system".into(), content: s }).collect();
+    let cancel = cancel_on_ctrl_c();
+    let stdin = std::io::stdin();
+    let name = args.model.as_ref().map_or(bundled::NAME.to_string(), |m| m.display().to_string());
+    eprintln!("chatting with {name} (Ctrl-C stops a reply, Ctrl-D quits)");
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).map_err(|e| cria::Error::Io { path: "stdin".into(), message: e.to_string() })? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        messages.push(ChatMessage { role: "user".into(), content: line.to_string() });
+        let prompt = if templated {
+            tokenizer.apply_chat_template(&messages, true)?
+        } else {
+            messages.iter().map(|m| format!("{}: {}\n", capitalise(&m.role), m.content)).collect::<String>() + "Assistant:"
+        };
+        cancel.store(false, Ordering::SeqCst);
+        match stream(&mut llama, &tokenizer, &prompt, &options, &cancel) {
+            Ok(g) => messages.push(ChatMessage { role: "assistant".into(), content: g.text.trim().to_string() }),
+            Err(cria::Error::Cancelled) => eprintln!("(stopped)"),
+            Err(e @ cria::Error::ContextOverflow { .. }) => {
+                eprintln!("error: {e}; starting a new conversation");
+                messages.retain(|m| m.role == "system");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}
+
+fn info(model_dir: Option<PathBuf>) -> cria::Result<()> {
+    let gpu = gpu()?;
+    println!("{}", gpu.describe());
+    if let Some(dir) = model_dir {
+        let c = model::load_config(&dir)?;
+        let weights = model::open_weights(&dir)?;
+        println!(
+            "model: {}\n  layers {}, hidden {}, intermediate {}, heads {} (kv {}), head_dim {}, vocab {}, context {}\n  rope_theta {}, rope_scaling {:?}, tied embeddings {}\n  parameters {:.1} M, weights {:.1} MiB",
+            dir.display(),
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.intermediate_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+            c.vocab_size,
+            c.max_position_embeddings,
+            c.rope_theta,
+            c.rope_scaling,
+            c.tie_word_embeddings,
+            c.parameter_count() as f64 / 1e6,
+            cria::model::WeightSource::total_bytes(&weights) as f64 / (1 << 20) as f64,
+        );
+    }
+    Ok(())
+}

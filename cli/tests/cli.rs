@@ -1,0 +1,99 @@
+//! The `cria` binary end to end on the GPU adapter (lavapipe in CI): info, generate with the
+//! bundled model and with model directories, chat over stdin, and errors for bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cria(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cria")).args(args).output().expect("run cria")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Without a GPU adapter the binary reports an error; CI sets CRIA_REQUIRE_GPU=1 so that
+/// this fails instead of skipping.
+fn have_gpu() -> bool {
+    let out = cria(&["info"]);
+    if out.status.success() {
+        return true;
+    }
+    assert_ne!(std::env::var("CRIA_REQUIRE_GPU").as_deref(), Ok("1"), "cria info failed: {}", text(&out.stderr));
+    eprintln!("SKIPPED (no GPU adapter): {}", text(&out.stderr));
+    false
+}
+
+#[test]
+fn info_prints_adapter_features_limits_and_model() {
+    if !have_gpu() {
+        return;
+    }
+    let out = cria(&["info", "--model", root().join("models/shakespeare").to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for want in ["adapter:", "backend", "features:", "max_storage_buffer_binding_size", "layers 4", "parameters"] {
+        assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn bundled_model_and_its_directory_generate_the_same_text() {
+    if !have_gpu() {
+        return;
+    }
+    let args = ["--prompt", "ROMEO:", "--max-tokens", "24", "--temperature", "0", "--print-ids"];
+    let bundled = cria(&[&["generate"][..], &args].concat());
+    assert!(bundled.status.success(), "{}", text(&bundled.stderr));
+    let dir = root().join("models/shakespeare");
+    let from_dir = cria(&[&["generate", "--model", dir.to_str().unwrap()][..], &args].concat());
+    assert!(from_dir.status.success(), "{}", text(&from_dir.stderr));
+    assert_eq!(text(&bundled.stdout), text(&from_dir.stdout));
+    assert!(text(&bundled.stdout).trim().len() > 20, "too little text: {:?}", text(&bundled.stdout));
+    assert!(text(&bundled.stderr).contains("ids: ["));
+
+    // Sampling with a seed is reproducible, and a different seed changes the text.
+    let sample = |seed: &str| text(&cria(&["generate", "--prompt", "KING:", "--max-tokens", "32", "--temperature", "1.0", "--seed", seed]).stdout);
+    assert_eq!(sample("5"), sample("5"));
+    assert_ne!(sample("5"), sample("6"));
+}
+
+#[test]
+fn chat_reads_stdin_and_replies() {
+    if !have_gpu() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cria"))
+        .args(["chat", "--max-tokens", "16", "--temperature", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"Good morrow, cousin.\nWhat news?\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches("generated").count(), 2, "two replies expected:\n{stderr}");
+}
+
+#[test]
+fn bad_input_is_an_error_message_not_a_panic() {
+    let missing = cria(&["generate", "--model", "/nonexistent/model", "--prompt", "hi"]);
+    let stderr = text(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: ") && !stderr.contains("panicked"), "{stderr}");
+    if !have_gpu() {
+        return;
+    }
+    let empty = cria(&["generate", "--prompt", ""]);
+    assert!(text(&empty.stderr).contains("the prompt is empty"), "{}", text(&empty.stderr));
+    let long = cria(&["generate", "--prompt", "ROMEO:", "--max-tokens", "100000"]);
+    let stderr = text(&long.stderr);
+    assert!(stderr.contains("context holds 256") && !stderr.contains("panicked"), "{stderr}");
+}

@@ -80,25 +80,46 @@ impl GpuBuffer {
 
 /// Reads `len` bytes at `offset` of `buffer` through a temporary staging buffer.
 pub(crate) async fn read_range(gpu: &Gpu, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
-    gpu.check("readback")?;
-    let size = len.max(4).next_multiple_of(4);
-    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("cria readback"),
-        size,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-    encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
-    gpu.queue.submit([encoder.finish()]);
-    map_read(gpu, &staging).await?;
-    let bytes = {
-        let view = staging.get_mapped_range(..).map_err(|e| Error::Readback { message: e.to_string() })?;
-        view[..len as usize].to_vec()
-    };
-    staging.unmap();
-    gpu.check("readback")?;
-    Ok(bytes)
+    Readback::new(gpu, len).read(gpu, buffer, offset, len).await
+}
+
+/// A staging buffer kept for repeated reads (the decode loop reads the next token id every
+/// step without allocating).
+#[derive(Debug)]
+pub struct Readback {
+    staging: wgpu::Buffer,
+}
+
+impl Readback {
+    pub fn new(gpu: &Gpu, capacity: u64) -> Readback {
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("cria readback"),
+            size: capacity.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Readback { staging }
+    }
+
+    /// Copies `len` bytes at `offset` of `buffer` back to the host, after all submitted work.
+    pub async fn read(&self, gpu: &Gpu, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
+        gpu.check("readback")?;
+        let size = len.max(4).next_multiple_of(4);
+        if size > self.staging.size() {
+            return Err(Error::shape("readback", "bytes", format!("<= {}", self.staging.size()), len));
+        }
+        let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        encoder.copy_buffer_to_buffer(buffer, offset, &self.staging, 0, size);
+        gpu.queue.submit([encoder.finish()]);
+        map_read(gpu, &self.staging).await?;
+        let bytes = {
+            let view = self.staging.get_mapped_range(..size).map_err(|e| Error::Readback { message: e.to_string() })?;
+            view[..len as usize].to_vec()
+        };
+        self.staging.unmap();
+        gpu.check("readback")?;
+        Ok(bytes)
+    }
 }
 
 /// Maps `buffer` for reading and waits for the mapping (natively by polling the device).

@@ -6,7 +6,7 @@
 use super::config::LlamaConfig;
 use super::weights::{LoadProgress, WeightSource};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::gpu::{Gpu, GpuBuffer, Readback, Recorder};
 use crate::ops::attention::{self, DecodeScratch, Heads};
 use crate::ops::rope::RopeTable;
 use crate::ops::{argmax, embedding, matmul, matvec, rms_norm, swiglu, Matrix};
@@ -60,6 +60,7 @@ struct Scratch {
     token: GpuBuffer,
     decode: DecodeScratch,
     arena: wgpu::Buffer,
+    readback: Readback,
 }
 
 pub struct Llama {
@@ -139,6 +140,7 @@ impl Llama {
             token: f("next token", 1)?,
             decode: DecodeScratch::new(g, heads, context)?,
             arena: Recorder::new(g, 1024).into_arena(),
+            readback: Readback::new(g, (vocab * 4) as u64),
         };
         Ok(Llama { gpu: gpu.clone(), config, context, embed, layers, norm, lm_head, rope, s, last_dispatches: 0, last_submits: 0 })
     }
@@ -244,7 +246,8 @@ impl Llama {
 
     /// Logits of the last token of the last forward call.
     pub async fn logits(&self) -> Result<Vec<f32>> {
-        self.s.logits.read_f32(&self.gpu).await
+        let bytes = self.s.readback.read(&self.gpu, &self.s.logits.buffer, 0, self.s.logits.len).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Greedy choice from the last forward call, computed on the GPU (reads back 4 bytes).
@@ -252,7 +255,8 @@ impl Llama {
         let mut rec = Recorder::with_arena(&self.gpu, self.s.arena.clone());
         argmax::encode(&mut rec, &self.s.logits, &self.s.token, 1, self.config.vocab_size)?;
         rec.submit()?;
-        Ok(self.s.token.read_u32(&self.gpu).await?[0])
+        let bytes = self.s.readback.read(&self.gpu, &self.s.token.buffer, 0, 4).await?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 }
 

@@ -128,7 +128,7 @@ fn check_random_streams(tok: &Tokenizer, rounds: usize) {
 }
 
 #[test]
-fn llama2_vocabulary_matches_sentencepiece() {
+fn tokenizer_llama2_vocabulary_matches_sentencepiece() {
     let Some(dir) = asset("CRIA_LLAMA_TOKENIZER") else { return };
     let tok = Tokenizer::from_dir(&dir).unwrap();
     assert_eq!(tok.vocab_size(), 32000);
@@ -171,7 +171,7 @@ fn llama2_vocabulary_matches_sentencepiece() {
 }
 
 #[test]
-fn llama2_chat_template_from_tokenizer_config() {
+fn tokenizer_llama2_chat_template_from_tokenizer_config() {
     let Some(dir) = asset("CRIA_LLAMA_TOKENIZER") else { return };
     let tok = Tokenizer::from_dir(&dir).unwrap();
     assert!(tok.has_chat_template());
@@ -195,7 +195,7 @@ fn llama2_chat_template_from_tokenizer_config() {
 }
 
 #[test]
-fn gpt2_byte_level_matches_transformers() {
+fn tokenizer_gpt2_byte_level_matches_transformers() {
     let Some(dir) = asset("CRIA_GPT2_TOKENIZER") else { return };
     let tok = Tokenizer::from_dir(&dir).unwrap();
     assert_eq!(tok.vocab_size(), 50257);
@@ -218,7 +218,7 @@ fn gpt2_byte_level_matches_transformers() {
 }
 
 #[test]
-fn chat_templates_render_like_transformers() {
+fn tokenizer_chat_templates_render_like_transformers() {
     let fx = fixture("chat_templates.json");
     let date = regex_free_date_mask;
     for case in fx["cases"].as_array().unwrap() {
@@ -268,7 +268,7 @@ const TINY: &str = r#"{"version":"1.0","truncation":null,"padding":null,
  "model":{"type":"WordLevel","vocab":{"<s>":0,"</s>":1,"hello":2,"world":3,"[UNK]":4},"unk_token":"[UNK]"}}"#;
 
 #[test]
-fn from_bytes_reads_special_tokens_and_template() {
+fn tokenizer_from_bytes_reads_special_tokens_and_template() {
     let config = br#"{"bos_token": {"content": "<s>", "lstrip": false}, "eos_token": "</s>",
         "chat_template": [{"name": "default", "template": "{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"},
                           {"name": "tool_use", "template": "x"}]}"#;
@@ -289,7 +289,7 @@ fn from_bytes_reads_special_tokens_and_template() {
 }
 
 #[test]
-fn bad_input_gives_typed_errors() {
+fn tokenizer_bad_input_gives_typed_errors() {
     let err = Tokenizer::from_bytes(b"{not json", None).unwrap_err();
     assert!(matches!(err, Error::Tokenizer { .. }), "{err}");
     let err = Tokenizer::from_bytes(TINY.as_bytes(), Some(b"[1,")).unwrap_err();
@@ -310,4 +310,43 @@ fn bad_input_gives_typed_errors() {
     let err = render_chat_template("{% if messages[0].role != 'user' %}{{ raise_exception('Conversation roles must alternate user/assistant') }}{% endif %}",
         &[ChatMessage::assistant("x")], false, &[]).unwrap_err();
     assert!(err.to_string().contains("Conversation roles must alternate"), "{err}");
+}
+
+/// The committed model fixtures' tokenizers (tests/fixtures/models/*, made by
+/// tests/fixtures/make_fixtures.py): prompt ids, decoded continuations and chat templates as
+/// transformers produced them. Needs no downloaded assets.
+#[test]
+fn tokenizer_fixture_models_match_transformers() {
+    for name in ["tinyllama-mini", "litellama-mini", "smollm-mini"] {
+        let dir = repo().join("tests/fixtures/models").join(name);
+        let golden: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+        let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        let tok = Tokenizer::from_dir(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let prompt = golden["prompt"].as_str().unwrap();
+        let prompt_ids = ids_of(&golden["prompt_ids"]);
+        assert_eq!(tok.encode(prompt, true).unwrap(), prompt_ids, "{name}: prompt ids");
+        assert_eq!(tok.encode(golden["long_prompt"].as_str().unwrap(), true).unwrap(), ids_of(&golden["long_prompt_ids"]), "{name}: long prompt ids");
+        assert!(tok.vocab_size() <= config["vocab_size"].as_u64().unwrap() as usize, "{name}");
+        assert_eq!(tok.bos_id(), config["bos_token_id"].as_u64().map(|b| b as u32), "{name}: bos");
+        let eos = tok.eos_ids()[0] as u64;
+        let cfg_eos = &config["eos_token_id"];
+        assert!(cfg_eos.as_u64() == Some(eos) || cfg_eos.as_array().is_some_and(|a| a.iter().any(|x| x.as_u64() == Some(eos))), "{name}: eos");
+
+        let generated = ids_of(&golden["generated_ids"]);
+        assert_eq!(tok.decode(&generated, true).unwrap(), golden["generated_text"].as_str().unwrap(), "{name}: generated text");
+        check_stream(&tok, &generated, name);
+        // What `cria generate` prints after the prompt.
+        let mut stream = tok.stream_decoder_with(true, &prompt_ids);
+        let mut shown = String::new();
+        for &id in &generated {
+            shown.push_str(&stream.push(id).unwrap().unwrap_or_default());
+        }
+        shown.push_str(&stream.finish().unwrap().unwrap_or_default());
+        assert_eq!(shown, golden["continuation_text"].as_str().unwrap(), "{name}: streamed continuation");
+
+        assert!(tok.has_chat_template(), "{name}");
+        let chat = tok.apply_chat_template(&[ChatMessage::user("Hello!")], true).unwrap();
+        assert!(chat.contains("Hello!"), "{name}: {chat:?}");
+        check_random_streams(&tok, 300);
+    }
 }

@@ -57,7 +57,7 @@ impl GpuBuffer {
 
     /// Overwrites `bytes.len()` bytes at `offset` (both multiples of 4) before the next submit.
     pub fn write(&self, gpu: &Gpu, offset: u64, bytes: &[u8]) -> Result<()> {
-        if offset + bytes.len() as u64 > self.buffer.size() || offset % 4 != 0 || bytes.len() % 4 != 0 {
+        if offset + bytes.len() as u64 > self.buffer.size() || !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
             return Err(Error::shape("buffer write", "offset+len (4-byte aligned)", format!("<= {}", self.buffer.size()), offset + bytes.len() as u64));
         }
         gpu.queue.write_buffer(&self.buffer, offset, bytes);
@@ -178,7 +178,7 @@ pub fn split_rows(what: &str, rows: usize, row_bytes: u64, limit: u64) -> Result
     if row_bytes > limit {
         return Err(Error::BindingTooLarge { what: format!("one row of {what}"), bytes: row_bytes, limit });
     }
-    let per_chunk = if row_bytes == 0 { rows.max(1) } else { (limit / row_bytes) as usize };
+    let per_chunk = limit.checked_div(row_bytes).map_or(rows.max(1), |n| n as usize);
     let mut out = Vec::new();
     let mut start = 0;
     while start < rows {

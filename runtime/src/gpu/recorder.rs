@@ -130,7 +130,7 @@ impl<'g> Recorder<'g> {
                 format!("src {}..{} dst {}..{}", src_offset, src_offset + size, dst_offset, dst_offset + size),
             ));
         }
-        if src_offset % 4 != 0 || dst_offset % 4 != 0 || size % 4 != 0 {
+        if !src_offset.is_multiple_of(4) || !dst_offset.is_multiple_of(4) || !size.is_multiple_of(4) {
             return Err(Error::shape("copy", "alignment of offsets and size", "multiples of 4", format!("{src_offset}, {dst_offset}, {size}")));
         }
         self.pass = None; // copies happen between compute passes

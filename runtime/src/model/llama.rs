@@ -15,16 +15,10 @@ use std::sync::Arc;
 /// Tokens per prefill pass: longer prompts run in chunks (bounds activation memory).
 pub const PREFILL_CHUNK: usize = 128;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ModelOptions {
     /// Context length to allocate the KV cache for; defaults to max_position_embeddings.
     pub context: Option<usize>,
-}
-
-impl Default for ModelOptions {
-    fn default() -> Self {
-        ModelOptions { context: None }
-    }
 }
 
 struct Layer {
@@ -241,7 +235,7 @@ impl Llama {
         let out = GpuBuffer::zeroed(&self.gpu, "all logits", (n * self.config.vocab_size * 4) as u64)?;
         matmul::encode(rec, self.lm_head.as_ref().unwrap_or(&self.embed), &self.s.xn, n, &out)?;
         rec.submit()?;
-        pollster_read(&self.gpu, &out)
+        read_blocking(&self.gpu, &out)
     }
 
     /// Logits of the last token of the last forward call.
@@ -266,12 +260,12 @@ fn linear(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, n: usize, out: &Gpu
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn pollster_read(gpu: &Gpu, buf: &GpuBuffer) -> Result<Vec<f32>> {
+fn read_blocking(gpu: &Gpu, buf: &GpuBuffer) -> Result<Vec<f32>> {
     pollster::block_on(buf.read_f32(gpu))
 }
 
 #[cfg(target_arch = "wasm32")]
-fn pollster_read(_gpu: &Gpu, _buf: &GpuBuffer) -> Result<Vec<f32>> {
+fn read_blocking(_gpu: &Gpu, _buf: &GpuBuffer) -> Result<Vec<f32>> {
     Err(Error::Unsupported { what: "all-position logits in the browser".into(), hint: "use forward + logits".into() })
 }
 

@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 
 /// Random-access bytes: a file natively, memory or a browser `File` elsewhere.
 pub trait ByteSource {
-    fn len(&self) -> u64;
+    fn size(&self) -> u64;
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
 }
 
 impl ByteSource for Vec<u8> {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.len() as u64
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -47,7 +47,7 @@ impl FileSource {
 
 #[cfg(not(target_arch = "wasm32"))]
 impl ByteSource for FileSource {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.len
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -119,7 +119,7 @@ pub struct SafetensorsFile<S: ByteSource> {
 impl<S: ByteSource> SafetensorsFile<S> {
     pub fn parse(path: &str, mut src: S) -> Result<SafetensorsFile<S>> {
         let bad = |message: String| Error::Safetensors { path: path.to_string(), message };
-        let file_len = src.len();
+        let file_len = src.size();
         if file_len < 8 {
             return Err(bad(format!("the file has {file_len} bytes, fewer than the 8-byte header length")));
         }

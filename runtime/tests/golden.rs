@@ -1,0 +1,83 @@
+//! Whole-model parity with Hugging Face transformers: prefill logits for every prompt position
+//! and every step of a 32-token greedy continuation, for three tiny Llama-family models.
+//! Fixtures: tests/fixtures/models/*/ made by tests/fixtures/make_fixtures.py (see its README).
+
+use cria::model::{self, ModelOptions};
+use cria::ops::check::{compare, MODEL_TOLERANCE};
+use cria::{Gpu, GpuOptions};
+use safetensors::SafeTensors;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name)
+}
+
+fn gpu() -> Option<Arc<Gpu>> {
+    match pollster::block_on(Gpu::new(GpuOptions::default())) {
+        Ok(g) => Some(Arc::new(g)),
+        Err(e) if std::env::var("CRIA_REQUIRE_GPU").as_deref() == Ok("1") => panic!("CRIA_REQUIRE_GPU=1 but no GPU: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED (no GPU adapter): {e}");
+            None
+        }
+    }
+}
+
+fn ints(st: &SafeTensors<'_>, name: &str) -> Vec<u32> {
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("golden tensor {name}: {e}"));
+    match t.dtype() {
+        safetensors::Dtype::I64 => t.data().chunks(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32).collect(),
+        safetensors::Dtype::U32 | safetensors::Dtype::I32 => t.data().chunks(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect(),
+        d => panic!("golden tensor {name} has dtype {d:?}"),
+    }
+}
+
+fn floats(st: &SafeTensors<'_>, name: &str) -> (Vec<f32>, Vec<usize>) {
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("golden tensor {name}: {e}"));
+    assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+    (bytemuck::pod_collect_to_vec(t.data()), t.shape().to_vec())
+}
+
+fn check_model(name: &str) {
+    let Some(gpu) = gpu() else { return };
+    let dir = fixture(name);
+    let bytes = std::fs::read(dir.join("golden.safetensors")).expect("golden.safetensors (run tests/fixtures/make_fixtures.py)");
+    let golden = SafeTensors::deserialize(&bytes).unwrap();
+    let prompt = ints(&golden, "prompt_ids");
+    let generated = ints(&golden, "generated_ids");
+    let (prefill, shape) = floats(&golden, "prefill_logits");
+    let (steps, _) = floats(&golden, "step_logits");
+    let vocab = *shape.last().unwrap();
+
+    let mut llama = model::load_llama(gpu, &dir, &ModelOptions::default(), &mut |_| {}).unwrap();
+    assert_eq!(llama.config.vocab_size, vocab);
+    let got = llama.forward_all_logits(&prompt, 0).unwrap();
+    compare(&format!("{name} prefill logits ({} tokens)", prompt.len()), 0, &got, &prefill, MODEL_TOLERANCE).unwrap_or_else(|m| panic!("{m}"));
+
+    // Greedy continuation: the logits before each step must match, and so must each token.
+    let mut pos = prompt.len();
+    for (step, &want) in generated.iter().enumerate() {
+        let logits = pollster::block_on(llama.logits()).unwrap();
+        compare(&format!("{name} logits at greedy step {step}"), 0, &logits, &steps[step * vocab..(step + 1) * vocab], MODEL_TOLERANCE).unwrap_or_else(|m| panic!("{m}"));
+        let token = pollster::block_on(llama.argmax()).unwrap();
+        assert_eq!(token, want, "{name}: greedy token at step {step}");
+        llama.forward(&[token], pos).unwrap();
+        pos += 1;
+    }
+}
+
+#[test]
+fn tinyllama_architecture_matches_transformers() {
+    check_model("tinyllama-mini");
+}
+
+#[test]
+fn litellama_architecture_matches_transformers() {
+    check_model("litellama-mini");
+}
+
+#[test]
+fn smollm_llama3_architecture_matches_transformers() {
+    check_model("smollm-mini");
+}

@@ -97,3 +97,25 @@ fn bad_input_is_an_error_message_not_a_panic() {
     let stderr = text(&long.stderr);
     assert!(stderr.contains("context holds 256") && !stderr.contains("panicked"), "{stderr}");
 }
+
+/// `cria generate` on the transformers fixtures prints the greedy tokens and text that
+/// transformers produced (tests/fixtures/models/*/golden.json).
+#[test]
+fn generate_matches_transformers_greedy_output() {
+    if !have_gpu() {
+        return;
+    }
+    for name in ["tinyllama-mini", "litellama-mini", "smollm-mini"] {
+        let dir = root().join("tests/fixtures/models").join(name);
+        let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+        let prompt = golden["prompt"].as_str().unwrap();
+        let out = cria(&["generate", "--model", dir.to_str().unwrap(), "--prompt", prompt, "--max-tokens", "32", "--temperature", "0", "--print-ids"]);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        let want: Vec<u64> = serde_json::from_value(golden["generated_ids"].clone()).unwrap();
+        let want = format!("ids: {want:?}");
+        assert!(stderr.contains(&want), "{name}: expected {want}, got:\n{stderr}");
+        let want_text = golden["continuation_text"].as_str().unwrap();
+        assert_eq!(text(&out.stdout), format!("{want_text}\n"), "{name}: streamed text");
+    }
+}

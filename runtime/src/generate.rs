@@ -109,7 +109,8 @@ pub async fn generate_from_ids(
     eos.extend(&options.eos_ids);
     let mut sampler = Sampler::new(options.sampling.clone());
     let mut history = prompt_ids.to_vec();
-    let mut stream = tokenizer.stream_decoder();
+    // Decoding continues after the prompt so the first word keeps its leading space.
+    let mut stream = tokenizer.stream_decoder_with(true, prompt_ids);
     let mut stops = StopFilter::new(&options.stop);
     let mut out = Generation {
         text: String::new(),

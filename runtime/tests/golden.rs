@@ -55,8 +55,19 @@ fn check_model(name: &str) {
     let got = llama.forward_all_logits(&prompt, 0).unwrap();
     compare(&format!("{name} prefill logits ({} tokens)", prompt.len()), 0, &got, &prefill, MODEL_TOLERANCE).unwrap_or_else(|m| panic!("{m}"));
 
-    // Greedy continuation: the logits before each step must match, and so must each token.
-    let mut pos = prompt.len();
+    greedy(&mut llama, name, prompt.len(), &generated, &steps, vocab);
+
+    // A prompt of ~300 tokens: prefill in several chunks, decode attention over two key splits.
+    let long = ints(&golden, "long_prompt_ids");
+    let (long_steps, _) = floats(&golden, "long_step_logits");
+    assert!(long.len() > 2 * cria::model::llama::PREFILL_CHUNK && long.len() > cria::ops::attention::DECODE_CHUNK);
+    llama.forward(&long, 0).unwrap();
+    greedy(&mut llama, &format!("{name} long prompt"), long.len(), &ints(&golden, "long_generated_ids"), &long_steps, vocab);
+}
+
+/// Greedy continuation after a prefill of `pos` tokens: the logits before each step must match
+/// transformers', and so must each chosen token.
+fn greedy(llama: &mut cria::model::Llama, name: &str, mut pos: usize, generated: &[u32], steps: &[f32], vocab: usize) {
     for (step, &want) in generated.iter().enumerate() {
         let logits = pollster::block_on(llama.logits()).unwrap();
         compare(&format!("{name} logits at greedy step {step}"), 0, &logits, &steps[step * vocab..(step + 1) * vocab], MODEL_TOLERANCE).unwrap_or_else(|m| panic!("{m}"));

@@ -123,7 +123,7 @@ impl LlamaConfig {
             num_key_value_heads,
             head_dim,
             rms_norm_eps: f.f64_or("rms_norm_eps", 1e-6)? as f32,
-            rope_theta: f.f64_or("rope_theta", 10_000.0)?,
+            rope_theta: Self::rope_theta(&f)?,
             rope_scaling: Self::rope_scaling(&f)?,
             max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(2048),
             vocab_size: f.usize("vocab_size")?,
@@ -148,8 +148,21 @@ impl LlamaConfig {
         Ok(())
     }
 
+    /// transformers 5 saves `rope_parameters` (theta and scaling together) instead of
+    /// `rope_theta` + `rope_scaling`; both forms load.
+    fn rope_parameters<'a>(f: &Fields<'a>) -> Option<&'a Value> {
+        f.map.get("rope_parameters").filter(|v| v.is_object())
+    }
+
+    fn rope_theta(f: &Fields<'_>) -> Result<f64> {
+        match (f.map.get("rope_theta").filter(|v| !v.is_null()), Self::rope_parameters(f)) {
+            (None, Some(Value::Object(m))) => Fields { path: f.path, map: m }.f64_or("rope_theta", 10_000.0),
+            _ => f.f64_or("rope_theta", 10_000.0),
+        }
+    }
+
     fn rope_scaling(f: &Fields<'_>) -> Result<RopeScaling> {
-        let Some(v) = f.map.get("rope_scaling").filter(|v| !v.is_null()) else {
+        let Some(v) = f.map.get("rope_scaling").filter(|v| !v.is_null()).or_else(|| Self::rope_parameters(f)) else {
             return Ok(RopeScaling::None);
         };
         let Some(m) = v.as_object() else {
@@ -246,6 +259,13 @@ mod tests {
     fn unknown_architecture_is_rejected() {
         let err = LlamaConfig::from_json("c", &TINYLLAMA.replace("LlamaForCausalLM", "GPT2LMHeadModel")).unwrap_err();
         assert!(matches!(err, Error::UnknownArchitecture { .. }), "{err}");
+    }
+
+    #[test]
+    fn transformers5_rope_parameters_load() {
+        let json = TINYLLAMA.replace("\"rope_theta\":10000.0,", "").replace("\"rope_scaling\":null", r#""rope_parameters":{"rope_type":"linear","factor":2.0,"rope_theta":20000.0}"#);
+        let c = LlamaConfig::from_json("c", &json).unwrap();
+        assert_eq!((c.rope_theta, c.rope_scaling.clone()), (20000.0, RopeScaling::Linear { factor: 2.0 }));
     }
 
     #[test]

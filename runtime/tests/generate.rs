@@ -1,0 +1,75 @@
+//! Generation on a real model (the tinyllama-mini transformers fixture): cancellation, stop
+//! strings, seeds, the context limit, and the streamed text equalling the decoded tokens.
+
+use cria::generate::{generate, FinishReason, GenerateOptions};
+use cria::model::{self, ModelOptions};
+use cria::sampling::SamplingOptions;
+use cria::tokenizer::Tokenizer;
+use cria::{Error, Gpu, GpuOptions};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn setup() -> Option<(cria::model::Llama, Tokenizer)> {
+    let gpu = match pollster::block_on(Gpu::new(GpuOptions::default())) {
+        Ok(g) => Arc::new(g),
+        Err(e) if std::env::var("CRIA_REQUIRE_GPU").as_deref() == Ok("1") => panic!("CRIA_REQUIRE_GPU=1 but no GPU: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED (no GPU adapter): {e}");
+            return None;
+        }
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tinyllama-mini");
+    let llama = model::load_llama(gpu, &dir, &ModelOptions { context: Some(64) }, &mut |_| {}).unwrap();
+    Some((llama, Tokenizer::from_dir(&dir).unwrap()))
+}
+
+fn run(llama: &mut cria::model::Llama, tok: &Tokenizer, options: &GenerateOptions, cancel: &AtomicBool) -> (cria::Result<cria::generate::Generation>, String) {
+    let mut streamed = String::new();
+    let r = pollster::block_on(generate(llama, tok, "The little cria", options, cancel, &mut |t| streamed.push_str(t)));
+    (r, streamed)
+}
+
+#[test]
+fn generation_behaviours() {
+    let Some((mut llama, tok)) = setup() else { return };
+    let never = AtomicBool::new(false);
+    let sampled = |seed| GenerateOptions { max_tokens: 20, sampling: SamplingOptions { temperature: 0.9, top_p: 0.95, seed, ..Default::default() }, ..Default::default() };
+
+    // Same seed, same output; the streamed text is the whole text.
+    let (a, streamed) = run(&mut llama, &tok, &sampled(11), &never);
+    let a = a.unwrap();
+    assert_eq!(a.text, streamed);
+    let (b, _) = run(&mut llama, &tok, &sampled(11), &never);
+    assert_eq!(a.tokens, b.unwrap().tokens);
+    let (c, _) = run(&mut llama, &tok, &sampled(12), &never);
+    assert_ne!(a.tokens, c.unwrap().tokens);
+
+    // A stop string taken from the greedy output cuts the text right before it.
+    let greedy = GenerateOptions { max_tokens: 20, ..Default::default() };
+    let (g, _) = run(&mut llama, &tok, &greedy, &never);
+    let g = g.unwrap();
+    let chars: Vec<char> = g.text.chars().collect();
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
+    let (s, streamed) = run(&mut llama, &tok, &GenerateOptions { stop: vec![stop.clone()], ..greedy.clone() }, &never);
+    let s = s.unwrap();
+    assert_eq!(s.finish, FinishReason::Stop);
+    assert_eq!(s.text, streamed);
+    assert_eq!(s.text, g.text[..g.text.find(&stop).unwrap()]);
+
+    // Cancellation from inside the stream: a typed error; the model then generates again.
+    let cancel = AtomicBool::new(false);
+    let mut pieces = 0;
+    let r = pollster::block_on(generate(&mut llama, &tok, "The little cria", &greedy, &cancel, &mut |_| {
+        pieces += 1;
+        cancel.store(true, Ordering::Relaxed);
+    }));
+    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+    assert!(pieces >= 1);
+    let (again, _) = run(&mut llama, &tok, &greedy, &never);
+    assert_eq!(again.unwrap().tokens, g.tokens);
+
+    // Prompt plus requested tokens beyond the 64-token context.
+    let (r, _) = run(&mut llama, &tok, &GenerateOptions { max_tokens: 60, ..greedy }, &never);
+    assert!(matches!(r, Err(Error::ContextOverflow { context: 64, .. })), "{r:?}");
+}

@@ -6,9 +6,12 @@ use cria_train::rng::Rng;
 use cria_train::{LlamaConfig, TrainConfig};
 use std::path::{Path, PathBuf};
 
-/// A fresh empty folder under the target dir (kept after the run for inspection).
+/// A fresh empty folder under the target dir (kept after the run for inspection). Unique per
+/// call, since tests in one binary run in parallel and may ask for the same name.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cria-train-tests").join(name);
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cria-train-tests").join(format!("{name}-{n}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

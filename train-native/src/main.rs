@@ -231,20 +231,27 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
             .expect("valid template"),
     );
+    // indicatif draws nothing when stderr is not a terminal (CI logs, nohup): print plain lines there.
+    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let say = |pb: &ProgressBar, line: String| if plain { eprintln!("{line}") } else { pb.println(line) };
     let mut last_val = f32::NAN;
     let summary = train::run(data, model_cfg, train_cfg, &opts, &mut |ev| match ev {
         Event::Start { step, total, params } => {
             pb.set_length(total);
             pb.set_position(step);
-            pb.println(format!("cria-train: {params} parameters, step {step}/{total}"));
+            say(&pb, format!("cria-train: {params} parameters, step {step}/{total}"));
         }
         Event::Step(s) => {
             pb.set_position(s.step);
-            pb.set_message(format!("loss {:.4} val {last_val:.4} lr {:.2e} |g| {:.2} {:.0} tok/s", s.loss, s.lr, s.grad_norm, s.tokens_per_s));
+            let msg = format!("loss {:.4} val {last_val:.4} lr {:.2e} |g| {:.2} {:.0} tok/s", s.loss, s.lr, s.grad_norm, s.tokens_per_s);
+            if plain && (s.step % 10 == 0 || s.step == pb.length().unwrap_or(0)) {
+                eprintln!("step {:>6}/{}: {msg}", s.step, pb.length().unwrap_or(0));
+            }
+            pb.set_message(msg);
         }
         Event::Val { step, loss } => {
             last_val = loss;
-            pb.println(format!("step {step:>6}: val_loss {loss:.4}"));
+            say(&pb, format!("step {step:>6}: val_loss {loss:.4}"));
         }
         Event::Checkpoint { .. } => {}
     })?;

@@ -174,3 +174,39 @@ fn bad_requests_are_typed_errors_and_the_model_stays_usable() {
     m.forward(&[1, 2, 3], 0).unwrap();
     assert!(pollster::block_on(m.logits()).unwrap().iter().all(|v| v.is_finite()));
 }
+
+#[test]
+fn a_sharded_checkpoint_loads_like_a_single_file() {
+    if gpu().is_none() {
+        return;
+    }
+    let single = write_dir("single", &config(), &tensors(), None);
+    let sharded = write_dir("sharded", &config(), &tensors(), None);
+    std::fs::remove_file(sharded.join("model.safetensors")).unwrap();
+    // Two shards and the index transformers writes for them.
+    let all = tensors();
+    let mut weight_map = serde_json::Map::new();
+    for (i, part) in [all.iter().take(5).collect::<Vec<_>>(), all.iter().skip(5).collect()].into_iter().enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", i + 1);
+        let views: Vec<(String, TensorView<'_>)> = part
+            .iter()
+            .map(|(n, (shape, v))| {
+                weight_map.insert((*n).clone(), serde_json::json!(file));
+                ((*n).clone(), TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(v)).unwrap())
+            })
+            .collect();
+        safetensors::serialize_to_file(views, None, &sharded.join(&file)).unwrap();
+    }
+    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
+    std::fs::write(sharded.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let run = |dir: &Path| {
+        let mut m = load(dir).unwrap();
+        m.forward(&[3, 1, 4, 1, 5], 0).unwrap();
+        pollster::block_on(m.logits()).unwrap()
+    };
+    assert_eq!(run(&single), run(&sharded));
+    // An index naming a shard that is not there.
+    std::fs::remove_file(sharded.join("model-00002-of-00002.safetensors")).unwrap();
+    let err = load(&sharded).err().unwrap();
+    assert!(matches!(&err, Error::Io { path, .. } if path.ends_with("model-00002-of-00002.safetensors")), "{err}");
+}

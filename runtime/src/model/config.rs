@@ -262,6 +262,16 @@ mod tests {
     }
 
     #[test]
+    fn generation_config_gives_sampling_defaults_and_eos() {
+        let g = GenerationConfig::from_json("g", r#"{"do_sample": true, "temperature": 0.7, "top_p": 0.9, "eos_token_id": [2, 32000]}"#).unwrap();
+        assert_eq!((g.sampling.temperature, g.sampling.top_p, g.eos_token_ids.clone()), (0.7, 0.9, vec![2, 32000]));
+        // transformers decodes greedily unless do_sample is true.
+        let g = GenerationConfig::from_json("g", r#"{"temperature": 0.7, "eos_token_id": 2}"#).unwrap();
+        assert_eq!((g.sampling.temperature, g.eos_token_ids), (0.0, vec![2]));
+        assert!(GenerationConfig::from_json("g", "{").is_err());
+    }
+
+    #[test]
     fn transformers5_rope_parameters_load() {
         let json = TINYLLAMA.replace("\"rope_theta\":10000.0,", "").replace("\"rope_scaling\":null", r#""rope_parameters":{"rope_type":"linear","factor":2.0,"rope_theta":20000.0}"#);
         let c = LlamaConfig::from_json("c", &json).unwrap();

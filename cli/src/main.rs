@@ -49,6 +49,20 @@ enum Command {
         #[command(flatten)]
         sampling: SamplingArgs,
     },
+    /// Measure prefill and decode speed against the adapter's copy bandwidth.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Prompt tokens for the prefill measurement.
+        #[arg(long, default_value_t = 64)]
+        prompt_len: usize,
+        /// Tokens to decode (greedy).
+        #[arg(long, default_value_t = 32)]
+        gen_len: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the GPU adapter, its features and limits, and optionally a model's config and size.
     Info {
         /// A Hugging Face model directory.
@@ -134,6 +148,7 @@ fn run(cli: Cli) -> cria::Result<()> {
             Ok(())
         }
         Command::Chat { model, system, sampling } => chat(&model, system, &sampling),
+        Command::Bench { model, prompt_len, gen_len, json } => bench(&model, prompt_len, gen_len, json),
     }
 }
 
@@ -271,6 +286,62 @@ fn info(model_dir: Option<PathBuf>) -> cria::Result<()> {
             c.parameter_count() as f64 / 1e6,
             cria::model::WeightSource::total_bytes(&weights) as f64 / (1 << 20) as f64,
         );
+    }
+    Ok(())
+}
+
+/// Prefill and decode throughput of one model, and the decode rate as a fraction of the
+/// adapter's copy bandwidth measured in the same run (decode reads every weight once per token).
+fn bench(args: &ModelArgs, prompt_len: usize, gen_len: usize, json: bool) -> cria::Result<()> {
+    use cria::generate::now_seconds;
+    let (mut llama, _, _) = load(args)?;
+    if prompt_len == 0 || prompt_len + gen_len > llama.context {
+        return Err(cria::Error::ContextOverflow { prompt: prompt_len, requested: gen_len, context: llama.context });
+    }
+    let gpu = llama.gpu.clone();
+    let mut rng = cria::ops::check::Rng::new(1);
+    let vocab = llama.config.vocab_size as u32;
+    let prompt: Vec<u32> = (0..prompt_len).map(|_| rng.below(vocab)).collect();
+    // Warm-up: compile every pipeline and touch every buffer once.
+    llama.forward(&prompt, 0)?;
+    let mut token = pollster::block_on(llama.argmax())?;
+    llama.forward(&[token], prompt_len)?;
+    pollster::block_on(llama.argmax())?;
+
+    let t0 = now_seconds();
+    llama.forward(&prompt, 0)?;
+    token = pollster::block_on(llama.argmax())?;
+    let prefill_s = now_seconds() - t0;
+    let t1 = now_seconds();
+    for i in 0..gen_len {
+        llama.forward(&[token], prompt_len + i)?;
+        token = pollster::block_on(llama.argmax())?;
+    }
+    let decode_s = now_seconds() - t1;
+    let dispatches = llama.last_dispatches + 1; // the forward pass + the argmax
+    let submits = llama.last_submits + 2; // forward, argmax, readback copy
+    let copy_bw = cria::ops::copy::bandwidth(&gpu, 64 << 20, 8, 3)?;
+    let bytes = llama.weight_bytes_per_token();
+    let decode_tps = gen_len as f64 / decode_s;
+    let achieved = bytes as f64 * decode_tps;
+    let prefill_tps = prompt_len as f64 / prefill_s;
+    if json {
+        println!(
+            "{{\"adapter\":{:?},\"backend\":\"{:?}\",\"model\":{:?},\"prompt_len\":{prompt_len},\"gen_len\":{gen_len},\"prefill_tokens_per_s\":{prefill_tps:.3},\"decode_tokens_per_s\":{decode_tps:.3},\"weight_bytes_per_token\":{bytes},\"achieved_gb_per_s\":{:.4},\"copy_gb_per_s\":{:.4},\"ratio_to_copy\":{:.4},\"dispatches_per_token\":{dispatches},\"submits_per_token\":{submits}}}",
+            gpu.info.name,
+            gpu.info.backend,
+            args.model.as_ref().map_or(bundled::NAME.to_string(), |m| m.display().to_string()),
+            achieved / 1e9,
+            copy_bw / 1e9,
+            achieved / copy_bw
+        );
+    } else {
+        println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
+        println!("prefill: {prompt_len} tokens in {:.1} ms = {prefill_tps:.1} tokens/s", prefill_s * 1e3);
+        println!("decode: {gen_len} tokens in {:.1} ms = {decode_tps:.1} tokens/s", decode_s * 1e3);
+        println!("weights read per token: {:.2} MiB; achieved {:.2} GB/s", bytes as f64 / (1 << 20) as f64, achieved / 1e9);
+        println!("copy-kernel bandwidth (same run): {:.2} GB/s; decode at {:.1}% of it", copy_bw / 1e9, 100.0 * achieved / copy_bw);
+        println!("per token: {dispatches} dispatches, {submits} submits");
     }
     Ok(())
 }

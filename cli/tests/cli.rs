@@ -119,3 +119,16 @@ fn generate_matches_transformers_greedy_output() {
         assert_eq!(text(&out.stdout), format!("{want_text}\n"), "{name}: streamed text");
     }
 }
+
+#[test]
+fn bench_reports_speed_against_the_copy_ceiling() {
+    if !have_gpu() {
+        return;
+    }
+    let out = cria(&["bench", "--prompt-len", "16", "--gen-len", "4", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    for field in ["prefill_tokens_per_s", "decode_tokens_per_s", "weight_bytes_per_token", "achieved_gb_per_s", "copy_gb_per_s", "ratio_to_copy", "dispatches_per_token", "submits_per_token"] {
+        assert!(v[field].as_f64().is_some_and(|x| x > 0.0), "{field} in {v}");
+    }
+}

@@ -143,6 +143,23 @@ impl Llama {
         Heads { n_heads: self.config.num_attention_heads, n_kv_heads: self.config.num_key_value_heads, head_dim: self.config.head_dim }
     }
 
+    /// Bytes of weights one decode step reads: every layer's matrices and norms, the final norm,
+    /// the LM head, and one embedding row.
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|m| m.bytes()).sum::<u64>()
+                    + l.attn_norm.len
+                    + l.mlp_norm.len
+            })
+            .sum();
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed).bytes();
+        let embed_row = self.embed.bytes() / self.embed.rows.max(1) as u64;
+        layers + head + self.norm.len + embed_row
+    }
+
     /// Runs `tokens` at positions `start..` through the model, filling the KV cache; the logits
     /// of the last token are then available ([`Llama::logits`], [`Llama::argmax`]).
     pub fn forward(&mut self, tokens: &[u32], start: usize) -> Result<()> {

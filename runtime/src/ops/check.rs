@@ -99,11 +99,23 @@ pub fn compare(what: &str, seed: u64, got: &[f32], want: &[f32], tol: Tolerance)
     Ok(())
 }
 
-/// Compares integers exactly (argmax, token ids).
+/// Compares integers exactly (argmax, token ids, copied words).
 pub fn compare_exact(what: &str, seed: u64, got: &[u32], want: &[u32]) -> Result<(), Mismatch> {
-    let g: Vec<f32> = got.iter().map(|&v| v as f32).collect();
-    let w: Vec<f32> = want.iter().map(|&v| v as f32).collect();
-    compare(what, seed, &g, &w, Tolerance { abs: 0.0, rel: 0.0 })
+    let bad: Vec<usize> = (0..want.len().max(got.len())).filter(|&i| got.get(i) != want.get(i)).collect();
+    match bad.first() {
+        None => Ok(()),
+        Some(&worst) => Err(Mismatch {
+            what: what.to_string(),
+            seed,
+            len: want.len(),
+            bad: bad.len(),
+            max_abs: f32::NAN,
+            mean_abs: f32::NAN,
+            worst,
+            got: got.get(worst).map_or(f32::NAN, |&v| v as f32),
+            want: want.get(worst).map_or(f32::NAN, |&v| v as f32),
+        }),
+    }
 }
 
 /// Seed for a check: `CRIA_TEST_SEED` if set, otherwise fresh from the clock, so every run

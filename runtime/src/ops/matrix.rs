@@ -110,6 +110,11 @@ impl Matrix {
         Ok(Matrix { name: name.to_string(), rows, cols, dtype, row_words, chunks })
     }
 
+    /// Bytes stored on the GPU (padding included).
+    pub fn bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.buffer.len).sum()
+    }
+
     /// The values a kernel will see, as f32 (f16 rounding applied): input for CPU references.
     pub fn stored_values(dtype: WeightDType, data: &[f32]) -> Vec<f32> {
         match dtype {

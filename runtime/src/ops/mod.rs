@@ -11,6 +11,7 @@ mod matrix;
 pub mod add;
 pub mod argmax;
 pub mod attention;
+pub mod copy;
 pub mod embedding;
 pub mod matmul;
 pub mod matvec;

@@ -1,26 +1,15 @@
 //! Bad model directories and bad requests give typed errors that name the file, tensor or field,
 //! never a panic. Each case builds a tiny model directory on the fly and breaks one thing.
 
+mod common;
+
 use cria::model::{self, ModelOptions};
-use cria::{Error, Gpu, GpuOptions};
+use cria::Error;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
 
-fn gpu() -> Option<Arc<Gpu>> {
-    static GPU: OnceLock<Option<Arc<Gpu>>> = OnceLock::new();
-    GPU.get_or_init(|| match pollster::block_on(Gpu::new(GpuOptions::default())) {
-        Ok(g) => Some(Arc::new(g)),
-        Err(e) if std::env::var("CRIA_REQUIRE_GPU").as_deref() == Ok("1") => panic!("CRIA_REQUIRE_GPU=1 but no GPU: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED (no GPU adapter): {e}");
-            None
-        }
-    })
-    .clone()
-}
 
 const HIDDEN: usize = 8;
 const INTER: usize = 12;
@@ -83,12 +72,12 @@ fn write_dir(name: &str, config: &serde_json::Value, tensors: &BTreeMap<String, 
 }
 
 fn load(dir: &Path) -> Result<cria::model::Llama, Error> {
-    model::load_llama(gpu().unwrap(), dir, &ModelOptions::default(), &mut |_| {})
+    model::load_llama(common::gpu().unwrap(), dir, &ModelOptions::default(), &mut |_| {})
 }
 
 #[test]
 fn a_good_directory_loads_and_runs() {
-    if gpu().is_none() {
+    if common::gpu().is_none() {
         return;
     }
     let dir = write_dir("good", &config(), &tensors(), None);
@@ -100,7 +89,7 @@ fn a_good_directory_loads_and_runs() {
 
 #[test]
 fn missing_or_malformed_config_names_the_file_and_field() {
-    if gpu().is_none() {
+    if common::gpu().is_none() {
         return;
     }
     let dir = write_dir("noconfig", &config(), &tensors(), None);
@@ -121,7 +110,7 @@ fn missing_or_malformed_config_names_the_file_and_field() {
 
 #[test]
 fn truncated_or_lying_weights_are_typed_errors() {
-    if gpu().is_none() {
+    if common::gpu().is_none() {
         return;
     }
     let dir = write_dir("trunc", &config(), &tensors(), None);
@@ -146,7 +135,7 @@ fn truncated_or_lying_weights_are_typed_errors() {
 
 #[test]
 fn wrong_shape_missing_tensor_and_bad_dtype_name_the_tensor() {
-    if gpu().is_none() {
+    if common::gpu().is_none() {
         return;
     }
     let mut t = tensors();
@@ -163,7 +152,7 @@ fn wrong_shape_missing_tensor_and_bad_dtype_name_the_tensor() {
 
 #[test]
 fn bad_requests_are_typed_errors_and_the_model_stays_usable() {
-    if gpu().is_none() {
+    if common::gpu().is_none() {
         return;
     }
     let mut m = load(&write_dir("requests", &config(), &tensors(), None)).unwrap();
@@ -177,7 +166,7 @@ fn bad_requests_are_typed_errors_and_the_model_stays_usable() {
 
 #[test]
 fn a_sharded_checkpoint_loads_like_a_single_file() {
-    if gpu().is_none() {
+    if common::gpu().is_none() {
         return;
     }
     let single = write_dir("single", &config(), &tensors(), None);

@@ -1,24 +1,18 @@
 //! Generation on a real model (the tinyllama-mini transformers fixture): cancellation, stop
 //! strings, seeds, the context limit, and the streamed text equalling the decoded tokens.
 
+mod common;
+
 use cria::generate::{generate, FinishReason, GenerateOptions};
 use cria::model::{self, ModelOptions};
 use cria::sampling::SamplingOptions;
 use cria::tokenizer::Tokenizer;
-use cria::{Error, Gpu, GpuOptions};
+use cria::Error;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 fn setup() -> Option<(cria::model::Llama, Tokenizer)> {
-    let gpu = match pollster::block_on(Gpu::new(GpuOptions::default())) {
-        Ok(g) => Arc::new(g),
-        Err(e) if std::env::var("CRIA_REQUIRE_GPU").as_deref() == Ok("1") => panic!("CRIA_REQUIRE_GPU=1 but no GPU: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED (no GPU adapter): {e}");
-            return None;
-        }
-    };
+    let gpu = common::gpu()?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tinyllama-mini");
     let llama = model::load_llama(gpu, &dir, &ModelOptions { context: Some(64) }, &mut |_| {}).unwrap();
     Some((llama, Tokenizer::from_dir(&dir).unwrap()))

@@ -2,27 +2,17 @@
 //! and every step of a 32-token greedy continuation, for three tiny Llama-family models.
 //! Fixtures: tests/fixtures/models/*/ made by tests/fixtures/make_fixtures.py (see its README).
 
+mod common;
+
 use cria::model::{self, ModelOptions};
 use cria::ops::check::{compare, MODEL_TOLERANCE};
-use cria::{Gpu, GpuOptions};
 use safetensors::SafeTensors;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name)
 }
 
-fn gpu() -> Option<Arc<Gpu>> {
-    match pollster::block_on(Gpu::new(GpuOptions::default())) {
-        Ok(g) => Some(Arc::new(g)),
-        Err(e) if std::env::var("CRIA_REQUIRE_GPU").as_deref() == Ok("1") => panic!("CRIA_REQUIRE_GPU=1 but no GPU: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED (no GPU adapter): {e}");
-            None
-        }
-    }
-}
 
 fn ints(st: &SafeTensors<'_>, name: &str) -> Vec<u32> {
     let t = st.tensor(name).unwrap_or_else(|e| panic!("golden tensor {name}: {e}"));
@@ -40,7 +30,7 @@ fn floats(st: &SafeTensors<'_>, name: &str) -> (Vec<f32>, Vec<usize>) {
 }
 
 fn check_model(name: &str) {
-    let Some(gpu) = gpu() else { return };
+    let Some(gpu) = common::gpu() else { return };
     let dir = fixture(name);
     let bytes = std::fs::read(dir.join("golden.safetensors")).expect("golden.safetensors (run tests/fixtures/make_fixtures.py)");
     let golden = SafeTensors::deserialize(&bytes).unwrap();

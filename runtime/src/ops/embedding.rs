@@ -67,10 +67,7 @@ pub async fn check(gpu: &crate::Gpu, seed: u64) -> Result<(), CheckFailure> {
     for &(vocab, dim, n, limit) in &[(17usize, 3usize, 1usize, None), (255, 17, 5, None), (257, 31, 9, Some(1024u64)), (40, 256, 3, None)] {
         for dtype in [WeightDType::F32, WeightDType::F16] {
             let data = rng.normals(vocab * dim, 1.0);
-            let table = match limit {
-                Some(l) => Matrix::from_f32_with_limit(gpu, "table", vocab, dim, dtype, &data, l)?,
-                None => Matrix::from_f32(gpu, "table", vocab, dim, dtype, &data)?,
-            };
+            let table = Matrix::from_f32_with_limit(gpu, "table", vocab, dim, dtype, &data, limit.unwrap_or(u64::MAX))?;
             let ids: Vec<u32> = (0..n).map(|_| rng.below(vocab as u32)).collect();
             validate_ids(&ids, vocab)?;
             let ids_buf = GpuBuffer::from_slice(gpu, "ids", &ids)?;

@@ -69,10 +69,7 @@ pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     for &(rows, k, limit) in &cases {
         for dtype in [WeightDType::F32, WeightDType::F16] {
             let data = rng.normals(rows * k, 1.0);
-            let w = match limit {
-                Some(l) => Matrix::from_f32_with_limit(gpu, "w", rows, k, dtype, &data, l)?,
-                None => Matrix::from_f32(gpu, "w", rows, k, dtype, &data)?,
-            };
+            let w = Matrix::from_f32_with_limit(gpu, "w", rows, k, dtype, &data, limit.unwrap_or(u64::MAX))?;
             let x = rng.normals(k, 1.0);
             let xb = GpuBuffer::from_slice(gpu, "x", &x)?;
             let y = GpuBuffer::zeroed(gpu, "y", rows as u64 * 4)?;

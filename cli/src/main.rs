@@ -303,23 +303,18 @@ fn bench(args: &ModelArgs, prompt_len: usize, gen_len: usize, json: bool) -> cri
     let vocab = llama.config.vocab_size as u32;
     let prompt: Vec<u32> = (0..prompt_len).map(|_| rng.below(vocab)).collect();
     // Warm-up: compile every pipeline and touch every buffer once.
-    llama.forward(&prompt, 0)?;
-    let mut token = pollster::block_on(llama.argmax())?;
-    llama.forward(&[token], prompt_len)?;
-    pollster::block_on(llama.argmax())?;
+    let mut token = pollster::block_on(llama.forward_greedy(&prompt, 0))?;
+    pollster::block_on(llama.forward_greedy(&[token], prompt_len))?;
 
     let t0 = now_seconds();
-    llama.forward(&prompt, 0)?;
-    token = pollster::block_on(llama.argmax())?;
+    token = pollster::block_on(llama.forward_greedy(&prompt, 0))?;
     let prefill_s = now_seconds() - t0;
     let t1 = now_seconds();
     for i in 0..gen_len {
-        llama.forward(&[token], prompt_len + i)?;
-        token = pollster::block_on(llama.argmax())?;
+        token = pollster::block_on(llama.forward_greedy(&[token], prompt_len + i))?;
     }
     let decode_s = now_seconds() - t1;
-    let dispatches = llama.last_dispatches + 1; // the forward pass + the argmax
-    let submits = llama.last_submits + 2; // forward, argmax, readback copy
+    let (dispatches, submits) = (llama.last_dispatches, llama.last_submits);
     let copy_bw = cria::ops::copy::bandwidth(&gpu, 64 << 20, 8, 3)?;
     let bytes = llama.weight_bytes_per_token();
     let decode_tps = gen_len as f64 / decode_s;

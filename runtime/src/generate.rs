@@ -129,14 +129,14 @@ pub async fn generate_from_ids(
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }
-        model.forward(pending, pos)?;
-        pos += pending.len();
         let next = if sampler.options.is_plain_greedy() {
-            model.argmax().await?
+            model.forward_greedy(pending, pos).await?
         } else {
+            model.forward(pending, pos)?;
             let mut logits = model.logits().await?;
             sampler.sample(&mut logits, &history)
         };
+        pos += pending.len();
         if out.tokens.is_empty() {
             t_first = now_seconds();
             out.time_to_first_token = t_first - t0;

@@ -103,17 +103,28 @@ impl Readback {
 
     /// Copies `len` bytes at `offset` of `buffer` back to the host, after all submitted work.
     pub async fn read(&self, gpu: &Gpu, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
-        gpu.check("readback")?;
+        let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        self.record(&mut encoder, buffer, offset, len)?;
+        gpu.queue.submit([encoder.finish()]);
+        self.finish(gpu, len).await
+    }
+
+    /// Records the copy into the staging buffer (to go in the same submit as the work).
+    pub(crate) fn record(&self, encoder: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<()> {
         let size = len.max(4).next_multiple_of(4);
         if size > self.staging.size() {
             return Err(Error::shape("readback", "bytes", format!("<= {}", self.staging.size()), len));
         }
-        let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         encoder.copy_buffer_to_buffer(buffer, offset, &self.staging, 0, size);
-        gpu.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
+    /// Waits for the submitted copy and returns its first `len` bytes.
+    pub async fn finish(&self, gpu: &Gpu, len: u64) -> Result<Vec<u8>> {
+        gpu.check("readback")?;
         map_read(gpu, &self.staging).await?;
         let bytes = {
-            let view = self.staging.get_mapped_range(..size).map_err(|e| Error::Readback { message: e.to_string() })?;
+            let view = self.staging.get_mapped_range(..len.max(4).next_multiple_of(4)).map_err(|e| Error::Readback { message: e.to_string() })?;
             view[..len as usize].to_vec()
         };
         self.staging.unmap();

@@ -5,7 +5,7 @@
 //! recording a decode step allocates no GPU memory.
 
 use super::kernel::Kernel;
-use super::{Gpu, GpuBuffer};
+use super::{Gpu, GpuBuffer, Readback};
 use crate::error::{Error, Result};
 
 /// Byte stride of one parameter slot. WebGPU guarantees min_uniform_buffer_offset_alignment
@@ -136,6 +136,13 @@ impl<'g> Recorder<'g> {
         self.pass = None; // copies happen between compute passes
         self.encoder().copy_buffer_to_buffer(&src.buffer, src_offset, &dst.buffer, dst_offset, size);
         Ok(())
+    }
+
+    /// Records a copy of `len` bytes at `offset` of `src` into `readback`'s staging buffer, so
+    /// the result comes back with the same submit ([`Readback::finish`] after [`Recorder::submit`]).
+    pub fn copy_to_readback(&mut self, src: &GpuBuffer, offset: u64, readback: &Readback, len: u64) -> Result<()> {
+        self.pass = None;
+        readback.record(self.encoder(), &src.buffer, offset, len)
     }
 
     /// Ends recording and submits everything recorded so far as one command buffer.

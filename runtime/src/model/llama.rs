@@ -163,17 +163,25 @@ impl Llama {
     /// Runs `tokens` at positions `start..` through the model, filling the KV cache; the logits
     /// of the last token are then available ([`Llama::logits`], [`Llama::argmax`]).
     pub fn forward(&mut self, tokens: &[u32], start: usize) -> Result<()> {
-        self.forward_inner(tokens, start, None)
+        self.forward_inner(tokens, start, None, false)
+    }
+
+    /// [`Llama::forward`] then the greedy choice, all in the same submit as the last chunk:
+    /// a decode step is one submit and a 4-byte read.
+    pub async fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> Result<u32> {
+        self.forward_inner(tokens, start, None, true)?;
+        let bytes = self.s.readback.finish(&self.gpu, 4).await?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 
     /// As [`Llama::forward`], also returning the logits of every token [n, vocab] (tests).
     pub fn forward_all_logits(&mut self, tokens: &[u32], start: usize) -> Result<Vec<f32>> {
         let mut all = Vec::with_capacity(tokens.len() * self.config.vocab_size);
-        self.forward_inner(tokens, start, Some(&mut all))?;
+        self.forward_inner(tokens, start, Some(&mut all), false)?;
         Ok(all)
     }
 
-    fn forward_inner(&mut self, tokens: &[u32], start: usize, mut all: Option<&mut Vec<f32>>) -> Result<()> {
+    fn forward_inner(&mut self, tokens: &[u32], start: usize, mut all: Option<&mut Vec<f32>>, greedy: bool) -> Result<()> {
         if tokens.is_empty() {
             return Err(Error::EmptyPrompt);
         }
@@ -189,6 +197,10 @@ impl Llama {
             self.record_chunk(&mut rec, chunk.len(), pos)?;
             if let Some(all) = all.as_deref_mut() {
                 all.extend(self.all_logits(&mut rec, chunk.len())?);
+            }
+            if greedy && (i + 1) * PREFILL_CHUNK >= tokens.len() {
+                argmax::encode(&mut rec, &self.s.logits, &self.s.token, 1, self.config.vocab_size)?;
+                rec.copy_to_readback(&self.s.token, 0, &self.s.readback, 4)?;
             }
             rec.submit()?;
         }

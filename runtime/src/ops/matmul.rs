@@ -1,10 +1,9 @@
 //! Tiled matrix-matrix product for prefill: out [m, rows] = x [m, k] · W [rows, k]^T,
 //! f32 or f16 weights. Reference: HF `nn.Linear` (bias-free).
 
-use super::check::{compare, tolerance, CheckFailure, DType, Rng};
-use super::matvec::reference;
+use super::check::CheckFailure;
 use super::{need, Matrix, WeightDType};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder, Variant};
 
 /// Output tile edge (see shaders/matmul.wgsl).
@@ -34,9 +33,6 @@ fn spec(dtype: WeightDType) -> KernelSpec {
 pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, out: &GpuBuffer) -> Result<()> {
     need("matmul", "x", x, m * w.cols)?;
     need("matmul", "out", out, m * w.rows)?;
-    if w.cols == 0 {
-        return Err(Error::shape("matmul", format!("columns of {}", w.name), ">= 1", 0));
-    }
     let kernel = rec.gpu().kernel(&spec(w.dtype), &Variant::default())?;
     for chunk in &w.chunks {
         let params = Params {
@@ -54,25 +50,9 @@ pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, out: 
 }
 
 pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
-    let mut rng = Rng::new(seed);
     // (m, rows, k, chunk limit): edges that cut tiles, k not a multiple of the k-slice, split W.
-    let cases = [(1usize, 1usize, 1usize, None), (3, 17, 5, None), (17, 255, 33, None), (65, 257, 17, None), (7, 100, 40, Some(2048u64)), (128, 64, 256, None)];
-    for &(m, rows, k, limit) in &cases {
-        for dtype in [WeightDType::F32, WeightDType::F16] {
-            let data = rng.normals(rows * k, 1.0);
-            let w = Matrix::from_f32_with_limit(gpu, "w", rows, k, dtype, &data, limit.unwrap_or(u64::MAX))?;
-            let x = rng.normals(m * k, 1.0);
-            let xb = GpuBuffer::from_slice(gpu, "x", &x)?;
-            let out = GpuBuffer::zeroed(gpu, "out", (m * rows * 4) as u64)?;
-            let mut rec = Recorder::new(gpu, 64);
-            encode(&mut rec, &w, &xb, m, &out)?;
-            rec.submit()?;
-            let want = reference(&x, &Matrix::stored_values(dtype, &data), m, rows, k);
-            let what = format!("matmul {dtype:?} {m}x{k} · ({rows}x{k})^T ({} chunks)", w.chunks.len());
-            compare(&what, seed, &out.read_f32(gpu).await?, &want, tolerance(DType::F32))?;
-        }
-    }
-    Ok(())
+    let cases = [(1, 1, 1, None), (3, 17, 5, None), (17, 255, 33, None), (65, 257, 17, None), (7, 100, 40, Some(2048)), (128, 64, 256, None)];
+    super::matrix::check_linear(gpu, seed, "matmul", &cases, encode).await
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -92,6 +92,9 @@ impl Matrix {
         mut pack: impl FnMut(usize, &mut Vec<u32>),
     ) -> Result<Matrix> {
         let expected = rows.checked_mul(cols).ok_or_else(|| Error::shape("matrix upload", name, "rows*cols to fit in memory", format!("{rows}x{cols}")))?;
+        if cols == 0 {
+            return Err(Error::shape("matrix upload", format!("columns of {name}"), ">= 1", 0));
+        }
         if len != expected {
             return Err(Error::shape("matrix upload", format!("number of values of {name}"), format!("{expected} ({rows}x{cols})"), len));
         }
@@ -132,4 +135,34 @@ fn pack_row(dtype: WeightDType, row: impl Iterator<Item = f32>, out: &mut Vec<u3
             out.extend(halves.chunks(2).map(|p| p[0] | (p.get(1).copied().unwrap_or(0) << 16)));
         }
     }
+}
+
+/// Shared check of the two linear kernels (matvec, matmul): random weights of both dtypes,
+/// optionally split into chunks of at most `limit` bytes, against the f64 reference.
+/// `cases` are (m, rows, k, limit); `encode` records `out [m, rows] = x [m, k] · W^T`.
+pub(crate) async fn check_linear(
+    gpu: &Gpu,
+    seed: u64,
+    op: &str,
+    cases: &[(usize, usize, usize, Option<u64>)],
+    encode: impl Fn(&mut crate::gpu::Recorder<'_>, &Matrix, &GpuBuffer, usize, &GpuBuffer) -> Result<()>,
+) -> std::result::Result<(), super::check::CheckFailure> {
+    use super::check::{compare, tolerance, DType, Rng};
+    let mut rng = Rng::new(seed);
+    for &(m, rows, k, limit) in cases {
+        for dtype in [WeightDType::F32, WeightDType::F16] {
+            let data = rng.normals(rows * k, 1.0);
+            let w = Matrix::from_f32_with_limit(gpu, "w", rows, k, dtype, &data, limit.unwrap_or(u64::MAX))?;
+            let x = rng.normals(m * k, 1.0);
+            let xb = GpuBuffer::from_slice(gpu, "x", &x)?;
+            let out = GpuBuffer::zeroed(gpu, "out", (m * rows * 4) as u64)?;
+            let mut rec = crate::gpu::Recorder::new(gpu, 64);
+            encode(&mut rec, &w, &xb, m, &out)?;
+            rec.submit()?;
+            let want = super::matvec::reference(&x, &Matrix::stored_values(dtype, &data), m, rows, k);
+            let what = format!("{op} {dtype:?} {m}x{k} · ({rows}x{k})^T ({} chunks)", w.chunks.len());
+            compare(&what, seed, &out.read_f32(gpu).await?, &want, tolerance(DType::F32))?;
+        }
+    }
+    Ok(())
 }

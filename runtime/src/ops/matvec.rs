@@ -1,9 +1,9 @@
 //! Matrix-vector product for decode: y [rows] = W [rows, k] · x [k], f32 or f16 weights.
 //! Reference: HF `nn.Linear` (bias-free), `x @ W.T`.
 
-use super::check::{compare, tolerance, CheckFailure, DType, Rng};
+use super::check::CheckFailure;
 use super::{grid, need, Matrix, WeightDType};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder, Variant};
 
 const WG: u32 = 64;
@@ -31,9 +31,6 @@ fn spec(dtype: WeightDType) -> KernelSpec {
 pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
     need("matvec", "x", x, w.cols)?;
     need("matvec", "y", y, w.rows)?;
-    if w.cols == 0 {
-        return Err(Error::shape("matvec", format!("columns of {}", w.name), ">= 1", 0));
-    }
     let kernel = rec.gpu().kernel(&spec(w.dtype), &Variant::constants(&[("WG", WG as f64), ("ROWS", ROWS as f64)]))?;
     for chunk in &w.chunks {
         let params = Params {
@@ -62,32 +59,17 @@ pub fn reference(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32>
 }
 
 pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
-    let mut rng = Rng::new(seed);
-    // (rows, k, chunk byte limit): k not a multiple of 4 or 8, rows not a multiple of ROWS,
+    // (1, rows, k, chunk byte limit): k not a multiple of 4 or 8, rows not a multiple of ROWS,
     // and a matrix split over several bindings.
-    let cases = [(1usize, 1usize, None), (3, 17, None), (255, 257, None), (257, 255, None), (17, 1024, None), (100, 33, Some(1000u64)), (64, 2048, None)];
-    for &(rows, k, limit) in &cases {
-        for dtype in [WeightDType::F32, WeightDType::F16] {
-            let data = rng.normals(rows * k, 1.0);
-            let w = Matrix::from_f32_with_limit(gpu, "w", rows, k, dtype, &data, limit.unwrap_or(u64::MAX))?;
-            let x = rng.normals(k, 1.0);
-            let xb = GpuBuffer::from_slice(gpu, "x", &x)?;
-            let y = GpuBuffer::zeroed(gpu, "y", rows as u64 * 4)?;
-            let mut rec = Recorder::new(gpu, 64);
-            encode(&mut rec, &w, &xb, &y)?;
-            rec.submit()?;
-            let want = reference(&x, &Matrix::stored_values(dtype, &data), 1, rows, k);
-            let what = format!("matvec {dtype:?} {rows}x{k} ({} chunks)", w.chunks.len());
-            compare(&what, seed, &y.read_f32(gpu).await?, &want, tolerance(DType::F32))?;
-        }
-    }
-    Ok(())
+    let cases = [(1, 1, 1, None), (1, 3, 17, None), (1, 255, 257, None), (1, 257, 255, None), (1, 17, 1024, None), (1, 100, 33, Some(1000)), (1, 64, 2048, None)];
+    super::matrix::check_linear(gpu, seed, "matvec", &cases, |rec, w, x, _, y| encode(rec, w, x, y)).await
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::super::testing::{floor_gpu, gpu, run};
     use super::*;
+    use crate::Error;
 
     #[test]
     fn matches_cpu_reference() {

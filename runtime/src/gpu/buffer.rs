@@ -144,15 +144,24 @@ pub(crate) async fn map_read(gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<()> {
             w.wake();
         }
     });
-    // Natively, polling until the queue is idle runs the callback; if it still has not run the
-    // device is gone, and waiting on the future would hang forever.
+    // Natively, polling until the queue is idle runs the callback. When several threads share
+    // the device, another thread's poll may have taken our callback and not yet run it, so poll
+    // again briefly; if it still has not run, the device is gone, and waiting would hang.
     #[cfg(not(target_arch = "wasm32"))]
     let outcome = {
-        let polled = gpu.device.poll(wgpu::PollType::wait_indefinitely());
-        gpu.check("readback")?;
-        polled.map_err(|e| Error::DeviceLost { reason: e.to_string() })?;
-        let result = shared.lock().unwrap_or_else(|p| p.into_inner()).result.take();
-        result.unwrap_or_else(|| Err("the mapping callback never ran".to_string()))
+        let start = std::time::Instant::now();
+        loop {
+            let polled = gpu.device.poll(wgpu::PollType::wait_indefinitely());
+            gpu.check("readback")?;
+            polled.map_err(|e| Error::DeviceLost { reason: e.to_string() })?;
+            if let Some(result) = shared.lock().unwrap_or_else(|p| p.into_inner()).result.take() {
+                break result;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(10) {
+                break Err("the mapping callback never ran".to_string());
+            }
+            std::thread::yield_now();
+        }
     };
     #[cfg(target_arch = "wasm32")]
     let outcome = MapFuture(shared).await;

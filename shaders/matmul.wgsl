@@ -4,7 +4,8 @@
 //
 // Each 16x16 workgroup computes a 64x64 output tile, 4x4 per invocation, stepping through k in
 // slices of 16 staged in workgroup memory (8 KiB): each loaded value is reused 64 times.
-// f16 weights are unpacked from u32 pairs while staging: no shader-f16 needed.
+// f16 weights are unpacked from u32 pairs and Q8_0/Q4_0 blocks dequantized while staging (a
+// 16-wide k-slice never straddles a 32-value block): no shader-f16 needed.
 
 struct Params {
     m: u32,
@@ -34,7 +35,39 @@ fn weight_f16(n: u32, k: u32) -> f32 {
     return select(pair.x, pair.y, (k & 1u) == 1u);
 }
 
-fn stage(m0: u32, n0: u32, k0: u32, t: u32, f16: bool) {
+// Scale of block b of the row starting at word `row` (scales follow the row's nq quant words).
+fn block_scale(row: u32, nq: u32, b: u32) -> f32 {
+    let pair = unpack2x16float(w[row + nq + b / 2u]);
+    return select(pair.x, pair.y, (b & 1u) == 1u);
+}
+
+fn weight_q8_0(n: u32, k: u32) -> f32 {
+    let row = n * p.row_words;
+    let b = k / 32u;
+    let word = w[row + b * 8u + (k % 32u) / 4u];
+    let q = bitcast<i32>(word << (24u - 8u * (k % 4u))) >> 24u;
+    return f32(q) * block_scale(row, ((p.k + 31u) / 32u) * 8u, b);
+}
+
+fn weight_q4_0(n: u32, k: u32) -> f32 {
+    let row = n * p.row_words;
+    let b = k / 32u;
+    let word = w[row + b * 4u + (k % 32u) / 8u];
+    let q = f32((word >> (4u * (k % 8u))) & 15u) - 8.0;
+    return q * block_scale(row, ((p.k + 31u) / 32u) * 4u, b);
+}
+
+// kind: 0 f32, 1 f16, 2 q8_0, 3 q4_0 (a constant of each entry point).
+fn weight(kind: u32, n: u32, k: u32) -> f32 {
+    switch kind {
+        case 0u: { return weight_f32(n, k); }
+        case 1u: { return weight_f16(n, k); }
+        case 2u: { return weight_q8_0(n, k); }
+        default: { return weight_q4_0(n, k); }
+    }
+}
+
+fn stage(m0: u32, n0: u32, k0: u32, t: u32, kind: u32) {
     for (var l = 0u; l < 4u; l++) {
         let idx = t + l * 256u;
         let r = idx / BK;
@@ -45,19 +78,19 @@ fn stage(m0: u32, n0: u32, k0: u32, t: u32, f16: bool) {
         xs[idx] = xv;
         var wv = 0.0;
         if (n0 + r < p.n && kk < p.k) {
-            if (f16) { wv = weight_f16(n0 + r, kk); } else { wv = weight_f32(n0 + r, kk); }
+            wv = weight(kind, n0 + r, kk);
         }
         ws[idx] = wv;
     }
 }
 
-fn tile(wid: vec3<u32>, lid: vec3<u32>, f16: bool) {
+fn tile(wid: vec3<u32>, lid: vec3<u32>, kind: u32) {
     let m0 = wid.y * TILE;
     let n0 = wid.x * TILE;
     let t = lid.y * 16u + lid.x;
     var acc: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        stage(m0, n0, k0, t, f16);
+        stage(m0, n0, k0, t, kind);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
             let b = vec4<f32>(ws[(lid.x * 4u) * BK + kk], ws[(lid.x * 4u + 1u) * BK + kk],
@@ -80,10 +113,20 @@ fn tile(wid: vec3<u32>, lid: vec3<u32>, f16: bool) {
 
 @compute @workgroup_size(16, 16)
 fn matmul_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    tile(wid, lid, false);
+    tile(wid, lid, 0u);
 }
 
 @compute @workgroup_size(16, 16)
 fn matmul_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    tile(wid, lid, true);
+    tile(wid, lid, 1u);
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul_q8_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    tile(wid, lid, 2u);
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul_q4_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    tile(wid, lid, 3u);
 }

@@ -5,7 +5,9 @@
 //
 // ROWS rows per workgroup; the WG invocations stride along each row (adjacent invocations read
 // adjacent 16-byte words, so loads coalesce) and a tree reduction in workgroup memory finishes.
-// f32 and f16 weights: no f16 arithmetic, no subgroups (the portability floor).
+// f32, f16, Q8_0 and Q4_0 weights: no f16 arithmetic, no subgroups (the portability floor).
+// Quantized rows (see runtime/src/quant): each invocation takes whole 32-value blocks (Q8_0: two
+// vec4<u32> of int8, Q4_0: one vec4<u32> of nibbles), scales as f16 pairs after the quants.
 
 struct Params {
     rows: u32,
@@ -65,6 +67,73 @@ fn dot_f16(row: u32, lane: u32) -> f32 {
     return acc;
 }
 
+// x[k..k+4] with zeros past the end (for the last, partial block of a quantized row).
+fn x4_tail(k: u32) -> vec4<f32> {
+    let last = p.k - 1u;
+    let m = vec4<bool>(k < p.k, k + 1u < p.k, k + 2u < p.k, k + 3u < p.k);
+    let v = vec4<f32>(x[min(k, last)], x[min(k + 1u, last)], x[min(k + 2u, last)], x[min(k + 3u, last)]);
+    return select(vec4<f32>(0.0), v, m);
+}
+
+fn xq(k: u32, full: bool) -> vec4<f32> {
+    if (full) { return x4(k); }
+    return x4_tail(k);
+}
+
+// Four int8 quants of a word, sign-extended.
+fn i8x4(q: u32) -> vec4<f32> {
+    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q << 24u, q << 16u, q << 8u, q)) >> vec4<u32>(24u));
+}
+
+// Eight 4-bit quants of a word minus 8: values 0..3 and 4..7.
+fn u4x8_lo(q: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(q, q >> 4u, q >> 8u, q >> 12u) & vec4<u32>(15u))) - vec4<f32>(8.0);
+}
+fn u4x8_hi(q: u32) -> vec4<f32> {
+    return u4x8_lo(q >> 16u);
+}
+
+fn block_scale(row_word: u32, nq: u32, b: u32) -> f32 {
+    let word = row_word + nq + b / 2u;
+    let pair = unpack2x16float(w[word / 4u][word % 4u]);
+    return select(pair.x, pair.y, (b & 1u) == 1u);
+}
+
+fn dot_q8_0(row: u32, lane: u32) -> f32 {
+    let row_word = row * p.row_words;
+    let nb = (p.k + 31u) / 32u;
+    var acc = 0.0;
+    for (var b = lane; b < nb; b += WG) {
+        let q0 = w[row_word / 4u + b * 2u];
+        let q1 = w[row_word / 4u + b * 2u + 1u];
+        let k0 = b * 32u;
+        let full = k0 + 32u <= p.k;
+        var s = dot(i8x4(q0.x), xq(k0, full)) + dot(i8x4(q0.y), xq(k0 + 4u, full));
+        s += dot(i8x4(q0.z), xq(k0 + 8u, full)) + dot(i8x4(q0.w), xq(k0 + 12u, full));
+        s += dot(i8x4(q1.x), xq(k0 + 16u, full)) + dot(i8x4(q1.y), xq(k0 + 20u, full));
+        s += dot(i8x4(q1.z), xq(k0 + 24u, full)) + dot(i8x4(q1.w), xq(k0 + 28u, full));
+        acc += s * block_scale(row_word, nb * 8u, b);
+    }
+    return acc;
+}
+
+fn dot_q4_0(row: u32, lane: u32) -> f32 {
+    let row_word = row * p.row_words;
+    let nb = (p.k + 31u) / 32u;
+    var acc = 0.0;
+    for (var b = lane; b < nb; b += WG) {
+        let q = w[row_word / 4u + b];
+        let k0 = b * 32u;
+        let full = k0 + 32u <= p.k;
+        var s = dot(u4x8_lo(q.x), xq(k0, full)) + dot(u4x8_hi(q.x), xq(k0 + 4u, full));
+        s += dot(u4x8_lo(q.y), xq(k0 + 8u, full)) + dot(u4x8_hi(q.y), xq(k0 + 12u, full));
+        s += dot(u4x8_lo(q.z), xq(k0 + 16u, full)) + dot(u4x8_hi(q.z), xq(k0 + 20u, full));
+        s += dot(u4x8_lo(q.w), xq(k0 + 24u, full)) + dot(u4x8_hi(q.w), xq(k0 + 28u, full));
+        acc += s * block_scale(row_word, nb * 4u, b);
+    }
+    return acc;
+}
+
 fn reduce_and_store(row0: u32, lane: u32) {
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
@@ -99,6 +168,30 @@ fn matvec_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     for (var r = 0u; r < ROWS; r++) {
         var acc = 0.0;
         if (row0 + r < p.rows) { acc = dot_f16(row0 + r, lid.x); }
+        partial[r * WG + lid.x] = acc;
+    }
+    reduce_and_store(row0, lid.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q8_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    for (var r = 0u; r < ROWS; r++) {
+        var acc = 0.0;
+        if (row0 + r < p.rows) { acc = dot_q8_0(row0 + r, lid.x); }
+        partial[r * WG + lid.x] = acc;
+    }
+    reduce_and_store(row0, lid.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q4_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    for (var r = 0u; r < ROWS; r++) {
+        var acc = 0.0;
+        if (row0 + r < p.rows) { acc = dot_q4_0(row0 + r, lid.x); }
         partial[r * WG + lid.x] = acc;
     }
     reduce_and_store(row0, lid.x);

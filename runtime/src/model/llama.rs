@@ -319,6 +319,7 @@ impl Loader<'_> {
         match self.fetch(name, &[rows, cols])? {
             HostTensor::F16(v) => Matrix::from_f16(self.gpu, name, rows, cols, &v),
             HostTensor::F32(v) => Matrix::from_f32(self.gpu, name, rows, cols, crate::ops::WeightDType::F32, &v),
+            HostTensor::Quant { dtype, bytes } => Matrix::from_blocks(self.gpu, name, rows, cols, dtype, &bytes, |r| r),
         }
     }
 

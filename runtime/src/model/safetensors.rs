@@ -92,10 +92,12 @@ impl TensorEntry {
     }
 }
 
-/// A tensor in host memory: F16 stays F16 (uploaded as is), BF16 becomes F32 exactly.
+/// A tensor in host memory: F16 stays F16 (uploaded as is), BF16 becomes F32 exactly;
+/// block-quantized tensors stay in ggml's block bytes (rows of [`crate::quant::row_bytes`]).
 pub enum HostTensor {
     F32(Vec<f32>),
     F16(Vec<f16>),
+    Quant { dtype: crate::ops::WeightDType, bytes: Vec<u8> },
 }
 
 impl HostTensor {
@@ -103,6 +105,10 @@ impl HostTensor {
         match self {
             HostTensor::F32(v) => v,
             HostTensor::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
+            HostTensor::Quant { dtype, bytes } => {
+                let rb = crate::quant::block_bytes(dtype).unwrap_or(1);
+                bytes.chunks(rb).flat_map(|b| crate::quant::dequantize_row(dtype, b, crate::quant::QK)).collect()
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Embedding lookup: ids [n] -> out [n, dim] from a [vocab, dim] table (f32 or f16 storage).
+//! Embedding lookup: ids [n] -> out [n, dim] from a [vocab, dim] table (f32, f16, q8_0, q4_0).
 //! Reference: HF `nn.Embedding` (`LlamaModel.embed_tokens`).
 
 use super::check::{compare, tolerance, CheckFailure, DType, Rng};
@@ -23,6 +23,8 @@ fn spec(dtype: WeightDType) -> KernelSpec {
     let entry = match dtype {
         WeightDType::F32 => "embedding_f32",
         WeightDType::F16 => "embedding_f16",
+        WeightDType::Q8_0 => "embedding_q8_0",
+        WeightDType::Q4_0 => "embedding_q4_0",
     };
     KernelSpec { name: entry, source: include_str!("../../../shaders/embedding.wgsl"), entry, bindings: BINDINGS }
 }
@@ -60,12 +62,12 @@ pub fn reference(table: &[f32], dim: usize, ids: &[u32]) -> Vec<f32> {
     ids.iter().flat_map(|&id| table[id as usize * dim..(id as usize + 1) * dim].iter().copied()).collect()
 }
 
-/// GPU vs CPU on random tables and ids, for both storage dtypes, including a table split into
-/// several chunks.
+/// GPU vs CPU on random tables and ids, for every storage dtype, including a table split into
+/// several chunks and rows that end in a partial quantization block.
 pub async fn check(gpu: &crate::Gpu, seed: u64) -> Result<(), CheckFailure> {
     let mut rng = Rng::new(seed);
-    for &(vocab, dim, n, limit) in &[(17usize, 3usize, 1usize, None), (255, 17, 5, None), (257, 31, 9, Some(1024u64)), (40, 256, 3, None)] {
-        for dtype in [WeightDType::F32, WeightDType::F16] {
+    for &(vocab, dim, n, limit) in &[(17usize, 3usize, 1usize, None), (255, 17, 5, None), (257, 31, 9, Some(1024u64)), (40, 256, 3, None), (33, 70, 4, Some(600))] {
+        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::Q8_0, WeightDType::Q4_0] {
             let data = rng.normals(vocab * dim, 1.0);
             let table = Matrix::from_f32_with_limit(gpu, "table", vocab, dim, dtype, &data, limit.unwrap_or(u64::MAX))?;
             let ids: Vec<u32> = (0..n).map(|_| rng.below(vocab as u32)).collect();
@@ -76,7 +78,7 @@ pub async fn check(gpu: &crate::Gpu, seed: u64) -> Result<(), CheckFailure> {
             encode(&mut rec, &table, &ids_buf, n, &out)?;
             rec.submit()?;
             let got = out.read_f32(gpu).await?;
-            let want = reference(&Matrix::stored_values(dtype, &data), dim, &ids);
+            let want = reference(&Matrix::stored_values(dtype, &data, dim), dim, &ids);
             let what = format!("embedding {dtype:?} vocab {vocab} dim {dim} n {n} chunks {}", table.chunks.len());
             compare(&what, seed, &got, &want, tolerance(DType::F32))?;
         }

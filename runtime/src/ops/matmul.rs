@@ -1,5 +1,5 @@
 //! Tiled matrix-matrix product for prefill: out [m, rows] = x [m, k] · W [rows, k]^T,
-//! f32 or f16 weights. Reference: HF `nn.Linear` (bias-free).
+//! f32, f16, q8_0 or q4_0 weights. Reference: HF `nn.Linear` (bias-free).
 
 use super::check::CheckFailure;
 use super::{need, Matrix, WeightDType};
@@ -25,6 +25,8 @@ fn spec(dtype: WeightDType) -> KernelSpec {
     let entry = match dtype {
         WeightDType::F32 => "matmul_f32",
         WeightDType::F16 => "matmul_f16",
+        WeightDType::Q8_0 => "matmul_q8_0",
+        WeightDType::Q4_0 => "matmul_q4_0",
     };
     KernelSpec { name: entry, source: include_str!("../../../shaders/matmul.wgsl"), entry, bindings: BINDINGS }
 }
@@ -51,7 +53,7 @@ pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, out: 
 
 pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     // (m, rows, k, chunk limit): edges that cut tiles, k not a multiple of the k-slice, split W.
-    let cases = [(1, 1, 1, None), (3, 17, 5, None), (17, 255, 33, None), (65, 257, 17, None), (7, 100, 40, Some(2048)), (128, 64, 256, None)];
+    let cases = [(1, 1, 1, None), (3, 17, 5, None), (17, 255, 33, None), (65, 257, 17, None), (7, 100, 40, Some(2048)), (128, 64, 256, None), (9, 70, 100, None)];
     super::matrix::check_linear(gpu, seed, "matmul", &cases, encode).await
 }
 

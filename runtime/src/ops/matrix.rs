@@ -3,11 +3,13 @@
 //! each fit one storage binding (128 MiB on many devices; a 32000x2048 f32 embedding is 250 MiB).
 //!
 //! Storage per dtype, in u32 words: F32 one word per value (bit pattern); F16 two values per
-//! word, element 2i in the low half (what WGSL's `unpack2x16float` returns as `.x`). Padding
-//! words are zero. Kernels never need shader-f16 to read either.
+//! word, element 2i in the low half (what WGSL's `unpack2x16float` returns as `.x`); Q8_0 and
+//! Q4_0 as blocks of 32 values, quants first and f16 scales after them (see [`crate::quant`]).
+//! Padding words are zero. Kernels never need shader-f16 to read any of them.
 
 use crate::error::{Error, Result};
 use crate::gpu::{split_rows, Gpu, GpuBuffer};
+use crate::quant;
 use half::f16;
 use std::ops::Range;
 
@@ -15,6 +17,8 @@ use std::ops::Range;
 pub enum WeightDType {
     F32,
     F16,
+    Q8_0,
+    Q4_0,
 }
 
 impl WeightDType {
@@ -23,7 +27,32 @@ impl WeightDType {
         match self {
             WeightDType::F32 => cols.next_multiple_of(4),
             WeightDType::F16 => cols.div_ceil(2).next_multiple_of(4),
+            WeightDType::Q8_0 | WeightDType::Q4_0 => quant::row_words(self, cols),
         }
+    }
+
+    /// Parses a name as the CLI spells it: f32, f16, q8_0, q4_0.
+    pub fn parse(name: &str) -> Result<WeightDType> {
+        match name.to_ascii_lowercase().as_str() {
+            "f32" => Ok(WeightDType::F32),
+            "f16" => Ok(WeightDType::F16),
+            "q8_0" => Ok(WeightDType::Q8_0),
+            "q4_0" => Ok(WeightDType::Q4_0),
+            other => Err(Error::Unsupported { what: format!("weight type `{other}`"), hint: "choose one of f32, f16, q8_0, q4_0".into() }),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightDType::F32 => "f32",
+            WeightDType::F16 => "f16",
+            WeightDType::Q8_0 => "q8_0",
+            WeightDType::Q4_0 => "q4_0",
+        }
+    }
+
+    pub fn is_block(self) -> bool {
+        matches!(self, WeightDType::Q8_0 | WeightDType::Q4_0)
     }
 }
 
@@ -44,7 +73,7 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    /// Uploads f32 values, stored as `dtype` (F16 rounds to nearest).
+    /// Uploads f32 values, stored as `dtype` (F16 rounds to nearest; Q8_0/Q4_0 quantize).
     pub fn from_f32(gpu: &Gpu, name: &str, rows: usize, cols: usize, dtype: WeightDType, data: &[f32]) -> Result<Matrix> {
         Self::build(gpu, name, rows, cols, dtype, data.len(), gpu.max_binding_bytes(), |r, out| {
             let row = &data[r * cols..(r + 1) * cols];
@@ -61,6 +90,28 @@ impl Matrix {
                 let hi = pair.get(1).map_or(0, |h| h.to_bits() as u32);
                 out.push(lo | (hi << 16));
             }
+        })
+    }
+
+    /// Uploads rows of ggml blocks (`dtype` Q8_0 or Q4_0, `cols` values per row). Row r of the
+    /// matrix is row `source_row(r)` of `bytes` (GGUF loaders undo llama.cpp's Q/K permutation).
+    pub fn from_blocks(
+        gpu: &Gpu,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        dtype: WeightDType,
+        bytes: &[u8],
+        source_row: impl Fn(usize) -> usize,
+    ) -> Result<Matrix> {
+        let rb = quant::row_bytes(dtype, cols)?;
+        let have = bytes.len() / rb.max(1);
+        if bytes.len() % rb != 0 || have != rows {
+            return Err(Error::shape("matrix upload", format!("bytes of {name}"), format!("{} ({rows} rows of {rb})", rows * rb), bytes.len()));
+        }
+        Self::build(gpu, name, rows, cols, dtype, rows * cols, gpu.max_binding_bytes(), |r, out| {
+            let s = source_row(r);
+            quant::repack_row(dtype, &bytes[s * rb..(s + 1) * rb], out)
         })
     }
 
@@ -118,11 +169,13 @@ impl Matrix {
         self.chunks.iter().map(|c| c.buffer.len).sum()
     }
 
-    /// The values a kernel will see, as f32 (f16 rounding applied): input for CPU references.
-    pub fn stored_values(dtype: WeightDType, data: &[f32]) -> Vec<f32> {
+    /// The values a kernel will see, as f32 (f16 rounding or quantization applied): input for
+    /// CPU references. `data` holds rows of `cols` values.
+    pub fn stored_values(dtype: WeightDType, data: &[f32], cols: usize) -> Vec<f32> {
         match dtype {
             WeightDType::F32 => data.to_vec(),
             WeightDType::F16 => data.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+            WeightDType::Q8_0 | WeightDType::Q4_0 => quant::round_trip(dtype, data, cols),
         }
     }
 }
@@ -133,6 +186,12 @@ fn pack_row(dtype: WeightDType, row: impl Iterator<Item = f32>, out: &mut Vec<u3
         WeightDType::F16 => {
             let halves: Vec<u32> = row.map(|v| f16::from_f32(v).to_bits() as u32).collect();
             out.extend(halves.chunks(2).map(|p| p[0] | (p.get(1).copied().unwrap_or(0) << 16)));
+        }
+        WeightDType::Q8_0 | WeightDType::Q4_0 => {
+            let values: Vec<f32> = row.collect();
+            let mut bytes = Vec::new();
+            quant::quantize_row(dtype, &values, &mut bytes);
+            quant::repack_row(dtype, &bytes, out);
         }
     }
 }
@@ -150,7 +209,7 @@ pub(crate) async fn check_linear(
     use super::check::{compare, tolerance, DType, Rng};
     let mut rng = Rng::new(seed);
     for &(m, rows, k, limit) in cases {
-        for dtype in [WeightDType::F32, WeightDType::F16] {
+        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::Q8_0, WeightDType::Q4_0] {
             let data = rng.normals(rows * k, 1.0);
             let w = Matrix::from_f32_with_limit(gpu, "w", rows, k, dtype, &data, limit.unwrap_or(u64::MAX))?;
             let x = rng.normals(m * k, 1.0);
@@ -159,7 +218,7 @@ pub(crate) async fn check_linear(
             let mut rec = crate::gpu::Recorder::new(gpu, 64);
             encode(&mut rec, &w, &xb, m, &out)?;
             rec.submit()?;
-            let want = super::matvec::reference(&x, &Matrix::stored_values(dtype, &data), m, rows, k);
+            let want = super::matvec::reference(&x, &Matrix::stored_values(dtype, &data, k), m, rows, k);
             let what = format!("{op} {dtype:?} {m}x{k} · ({rows}x{k})^T ({} chunks)", w.chunks.len());
             compare(&what, seed, &out.read_f32(gpu).await?, &want, tolerance(DType::F32))?;
         }

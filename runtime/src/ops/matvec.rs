@@ -1,4 +1,5 @@
-//! Matrix-vector product for decode: y [rows] = W [rows, k] · x [k], f32 or f16 weights.
+//! Matrix-vector product for decode: y [rows] = W [rows, k] · x [k], f32, f16, q8_0 or q4_0
+//! weights (quantized ones dequantized in the kernel).
 //! Reference: HF `nn.Linear` (bias-free), `x @ W.T`.
 
 use super::check::CheckFailure;
@@ -23,6 +24,8 @@ fn spec(dtype: WeightDType) -> KernelSpec {
     let entry = match dtype {
         WeightDType::F32 => "matvec_f32",
         WeightDType::F16 => "matvec_f16",
+        WeightDType::Q8_0 => "matvec_q8_0",
+        WeightDType::Q4_0 => "matvec_q4_0",
     };
     KernelSpec { name: entry, source: include_str!("../../../shaders/matvec.wgsl"), entry, bindings: BINDINGS }
 }
@@ -61,7 +64,7 @@ pub fn reference(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32>
 pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     // (1, rows, k, chunk byte limit): k not a multiple of 4 or 8, rows not a multiple of ROWS,
     // and a matrix split over several bindings.
-    let cases = [(1, 1, 1, None), (1, 3, 17, None), (1, 255, 257, None), (1, 257, 255, None), (1, 17, 1024, None), (1, 100, 33, Some(1000)), (1, 64, 2048, None)];
+    let cases = [(1, 1, 1, None), (1, 3, 17, None), (1, 255, 257, None), (1, 257, 255, None), (1, 17, 1024, None), (1, 100, 33, Some(1000)), (1, 64, 2048, None), (1, 9, 96, None), (1, 5, 100, None)];
     super::matrix::check_linear(gpu, seed, "matvec", &cases, |rec, w, x, _, y| encode(rec, w, x, y)).await
 }
 

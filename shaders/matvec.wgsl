@@ -1,4 +1,5 @@
-// Matrix-vector product for decode: y[out_offset + r] = sum_k W[r, k] * x[k]
+// Matrix-vector product for decode: y[out_offset + r] = sum_k W[r, k] * x[k], and for a few
+// tokens at once (short prefills), token t = workgroup_id.z: x[t * k ..], y[t * y_stride ..].
 // W: rows [0, rows) of one Matrix chunk, stored as u32 words, row_words per row (a multiple of
 // 4, so every row starts on a vec4<u32>); x [k] f32; y [>= out_offset + rows] f32.
 // Reference: HF nn.Linear without bias (x @ W^T).
@@ -14,6 +15,7 @@ struct Params {
     k: u32,
     row_words: u32,
     out_offset: u32,
+    y_stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,8 +27,15 @@ override WG: u32 = 64;  // power of two
 override ROWS: u32 = 4; // WG * ROWS <= 1024
 var<workgroup> partial: array<f32, 1024>;
 
+var<private> x0: u32; // this token's offset in x
+
 fn x4(k: u32) -> vec4<f32> {
-    return vec4<f32>(x[k], x[k + 1u], x[k + 2u], x[k + 3u]);
+    let i = x0 + k;
+    return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+}
+
+fn x1(k: u32) -> f32 {
+    return x[x0 + k];
 }
 
 // One scalar weight of the f32 layout.
@@ -43,7 +52,7 @@ fn dot_f32(row: u32, lane: u32) -> f32 {
         acc += dot(bitcast<vec4<f32>>(w[base + i]), x4(i * 4u));
     }
     for (var kk = full * 4u + lane; kk < p.k; kk += WG) {
-        acc += w_f32(row * p.row_words + kk) * x[kk];
+        acc += w_f32(row * p.row_words + kk) * x1(kk);
     }
     return acc;
 }
@@ -62,7 +71,7 @@ fn dot_f16(row: u32, lane: u32) -> f32 {
     for (var kk = full * 8u + lane; kk < p.k; kk += WG) {
         let word = row * p.row_words + kk / 2u;
         let pair = unpack2x16float(w[word / 4u][word % 4u]);
-        acc += select(pair.x, pair.y, (kk & 1u) == 1u) * x[kk];
+        acc += select(pair.x, pair.y, (kk & 1u) == 1u) * x1(kk);
     }
     return acc;
 }
@@ -71,7 +80,7 @@ fn dot_f16(row: u32, lane: u32) -> f32 {
 fn x4_tail(k: u32) -> vec4<f32> {
     let last = p.k - 1u;
     let m = vec4<bool>(k < p.k, k + 1u < p.k, k + 2u < p.k, k + 3u < p.k);
-    let v = vec4<f32>(x[min(k, last)], x[min(k + 1u, last)], x[min(k + 2u, last)], x[min(k + 3u, last)]);
+    let v = vec4<f32>(x1(min(k, last)), x1(min(k + 1u, last)), x1(min(k + 2u, last)), x1(min(k + 3u, last)));
     return select(vec4<f32>(0.0), v, m);
 }
 
@@ -134,7 +143,7 @@ fn dot_q4_0(row: u32, lane: u32) -> f32 {
     return acc;
 }
 
-fn reduce_and_store(row0: u32, lane: u32) {
+fn reduce_and_store(row0: u32, lane: u32, token: u32) {
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (lane < s) {
@@ -145,7 +154,7 @@ fn reduce_and_store(row0: u32, lane: u32) {
         workgroupBarrier();
     }
     if (lane < ROWS && row0 + lane < p.rows) {
-        y[p.out_offset + row0 + lane] = partial[lane * WG];
+        y[token * p.y_stride + p.out_offset + row0 + lane] = partial[lane * WG];
     }
 }
 
@@ -153,46 +162,50 @@ fn reduce_and_store(row0: u32, lane: u32) {
 fn matvec_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    x0 = wid.z * p.k;
     for (var r = 0u; r < ROWS; r++) {
         var acc = 0.0;
         if (row0 + r < p.rows) { acc = dot_f32(row0 + r, lid.x); }
         partial[r * WG + lid.x] = acc;
     }
-    reduce_and_store(row0, lid.x);
+    reduce_and_store(row0, lid.x, wid.z);
 }
 
 @compute @workgroup_size(WG)
 fn matvec_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    x0 = wid.z * p.k;
     for (var r = 0u; r < ROWS; r++) {
         var acc = 0.0;
         if (row0 + r < p.rows) { acc = dot_f16(row0 + r, lid.x); }
         partial[r * WG + lid.x] = acc;
     }
-    reduce_and_store(row0, lid.x);
+    reduce_and_store(row0, lid.x, wid.z);
 }
 
 @compute @workgroup_size(WG)
 fn matvec_q8_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    x0 = wid.z * p.k;
     for (var r = 0u; r < ROWS; r++) {
         var acc = 0.0;
         if (row0 + r < p.rows) { acc = dot_q8_0(row0 + r, lid.x); }
         partial[r * WG + lid.x] = acc;
     }
-    reduce_and_store(row0, lid.x);
+    reduce_and_store(row0, lid.x, wid.z);
 }
 
 @compute @workgroup_size(WG)
 fn matvec_q4_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    x0 = wid.z * p.k;
     for (var r = 0u; r < ROWS; r++) {
         var acc = 0.0;
         if (row0 + r < p.rows) { acc = dot_q4_0(row0 + r, lid.x); }
         partial[r * WG + lid.x] = acc;
     }
-    reduce_and_store(row0, lid.x);
+    reduce_and_store(row0, lid.x, wid.z);
 }

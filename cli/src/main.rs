@@ -3,12 +3,15 @@
 //!   cria generate --model DIR --prompt TEXT [--max-tokens N --temperature T --top-p P --top-k K --seed S]
 //!   cria chat --model DIR
 //!   cria info [--model DIR]
+//!   cria bench [--model DIR | --synthetic NAME] [--quant q4_0] [--json]
+//!   cria quantize --model DIR --to q4_0|q8_0|f16 --out DIR2
 
 mod bundled;
 
 use clap::{Args, Parser, Subcommand};
 use cria::generate::{generate, GenerateOptions, Generation};
 use cria::model::{self, GenerationConfig, Llama, LoadProgress, ModelOptions};
+use cria::ops::WeightDType;
 use cria::sampling::SamplingOptions;
 use cria::tokenizer::{ChatMessage, Tokenizer};
 use cria::{Gpu, GpuOptions};
@@ -53,6 +56,10 @@ enum Command {
     Bench {
         #[command(flatten)]
         model: ModelArgs,
+        /// A synthetic model with real shapes and random weights instead of --model:
+        /// tinyllama-1.1b, litellama-460m or stories15m.
+        #[arg(long, conflicts_with = "model")]
+        synthetic: Option<String>,
         /// Prompt tokens for the prefill measurement.
         #[arg(long, default_value_t = 64)]
         prompt_len: usize,
@@ -62,6 +69,22 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a copy of a model with its weight matrices stored as f16, q8_0 or q4_0.
+    Quantize {
+        /// The Hugging Face model directory to read.
+        #[arg(long, short, required_unless_present = "synthetic")]
+        model: Option<PathBuf>,
+        /// Write a synthetic model (real shapes, random weights) instead: tinyllama-1.1b,
+        /// litellama-460m or stories15m (config.json and weights, no tokenizer).
+        #[arg(long, conflicts_with = "model")]
+        synthetic: Option<String>,
+        /// f16, q8_0 or q4_0 (f32 keeps full precision).
+        #[arg(long)]
+        to: String,
+        /// The new model directory (must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Show the GPU adapter, its features and limits, and optionally a model's config and size.
     Info {
@@ -80,6 +103,16 @@ struct ModelArgs {
     /// Context length to allocate (defaults to the model's max_position_embeddings).
     #[arg(long)]
     context: Option<usize>,
+    /// Store the weight matrices as f16, q8_0 or q4_0 on the GPU, converting at load.
+    #[arg(long)]
+    quant: Option<String>,
+}
+
+impl ModelArgs {
+    fn options(&self) -> cria::Result<ModelOptions> {
+        let weight_dtype = self.quant.as_deref().map(WeightDType::parse).transpose()?;
+        Ok(ModelOptions { context: self.context, weight_dtype })
+    }
 }
 
 #[derive(Args)]
@@ -148,7 +181,8 @@ fn run(cli: Cli) -> cria::Result<()> {
             Ok(())
         }
         Command::Chat { model, system, sampling } => chat(&model, system, &sampling),
-        Command::Bench { model, prompt_len, gen_len, json } => bench(&model, prompt_len, gen_len, json),
+        Command::Bench { model, synthetic, prompt_len, gen_len, json } => bench(&model, synthetic.as_deref(), prompt_len, gen_len, json),
+        Command::Quantize { model, synthetic, to, out } => quantize(model.as_deref(), synthetic.as_deref(), &to, &out),
     }
 }
 
@@ -158,7 +192,7 @@ fn gpu() -> cria::Result<Arc<Gpu>> {
 
 fn load(args: &ModelArgs) -> cria::Result<(Llama, Tokenizer, GenerationConfig)> {
     let gpu = gpu()?;
-    let options = ModelOptions { context: args.context };
+    let options = args.options()?;
     let Some(dir) = &args.model else {
         let tokenizer = Tokenizer::from_bytes(bundled::TOKENIZER, Some(bundled::TOKENIZER_CONFIG))?;
         let defaults = GenerationConfig::from_json("generation_config.json", bundled::GENERATION_CONFIG)?;
@@ -292,9 +326,23 @@ fn info(model_dir: Option<PathBuf>) -> cria::Result<()> {
 
 /// Prefill and decode throughput of one model, and the decode rate as a fraction of the
 /// adapter's copy bandwidth measured in the same run (decode reads every weight once per token).
-fn bench(args: &ModelArgs, prompt_len: usize, gen_len: usize, json: bool) -> cria::Result<()> {
+fn bench(args: &ModelArgs, synthetic: Option<&str>, prompt_len: usize, gen_len: usize, json: bool) -> cria::Result<()> {
     use cria::generate::now_seconds;
-    let (mut llama, _, _) = load(args)?;
+    let mut llama = match synthetic {
+        Some(name) => {
+            let config = model::synthetic::config(name)?;
+            let mut weights = model::synthetic::SyntheticWeights::new(&config);
+            let context = args.context.unwrap_or(prompt_len + gen_len + 1).min(config.max_position_embeddings);
+            let options = ModelOptions { context: Some(context), ..args.options()? };
+            Llama::load(gpu()?, config, &mut weights, &options, &mut |_| {})?
+        }
+        None => load(args)?.0,
+    };
+    let model_name = match (synthetic, &args.model) {
+        (Some(name), _) => format!("synthetic {name}"),
+        (None, Some(dir)) => dir.display().to_string(),
+        (None, None) => bundled::NAME.to_string(),
+    };
     if prompt_len == 0 || prompt_len + gen_len > llama.context {
         return Err(cria::Error::ContextOverflow { prompt: prompt_len, requested: gen_len, context: llama.context });
     }
@@ -321,22 +369,52 @@ fn bench(args: &ModelArgs, prompt_len: usize, gen_len: usize, json: bool) -> cri
     let achieved = bytes as f64 * decode_tps;
     let prefill_tps = prompt_len as f64 / prefill_s;
     if json {
-        println!(
-            "{{\"adapter\":{:?},\"backend\":\"{:?}\",\"model\":{:?},\"prompt_len\":{prompt_len},\"gen_len\":{gen_len},\"prefill_tokens_per_s\":{prefill_tps:.3},\"decode_tokens_per_s\":{decode_tps:.3},\"weight_bytes_per_token\":{bytes},\"achieved_gb_per_s\":{:.4},\"copy_gb_per_s\":{:.4},\"ratio_to_copy\":{:.4},\"dispatches_per_token\":{dispatches},\"submits_per_token\":{submits}}}",
-            gpu.info.name,
-            gpu.info.backend,
-            args.model.as_ref().map_or(bundled::NAME.to_string(), |m| m.display().to_string()),
-            achieved / 1e9,
-            copy_bw / 1e9,
-            achieved / copy_bw
-        );
+        let report = serde_json::json!({
+            "adapter": gpu.info.name,
+            "backend": format!("{:?}", gpu.info.backend),
+            "model": model_name,
+            "weights": llama.weight_types(),
+            "parameters": llama.config.parameter_count(),
+            "prompt_len": prompt_len,
+            "gen_len": gen_len,
+            "prefill_tokens_per_s": prefill_tps,
+            "decode_tokens_per_s": decode_tps,
+            "weight_bytes_per_token": bytes,
+            "achieved_gb_per_s": achieved / 1e9,
+            "copy_gb_per_s": copy_bw / 1e9,
+            "ratio_to_copy": achieved / copy_bw,
+            "dispatches_per_token": dispatches,
+            "submits_per_token": submits,
+        });
+        println!("{report}");
     } else {
         println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
+        println!("model: {model_name}, weights {}", llama.weight_types());
         println!("prefill: {prompt_len} tokens in {:.1} ms = {prefill_tps:.1} tokens/s", prefill_s * 1e3);
         println!("decode: {gen_len} tokens in {:.1} ms = {decode_tps:.1} tokens/s", decode_s * 1e3);
         println!("weights read per token: {:.2} MiB; achieved {:.2} GB/s", bytes as f64 / (1 << 20) as f64, achieved / 1e9);
         println!("copy-kernel bandwidth (same run): {:.2} GB/s; decode at {:.1}% of it", copy_bw / 1e9, 100.0 * achieved / copy_bw);
         println!("per token: {dispatches} dispatches, {submits} submits");
     }
+    Ok(())
+}
+
+/// `cria quantize`: a model directory (or a synthetic model) written with its matrices as `to`.
+fn quantize(dir: Option<&std::path::Path>, synthetic: Option<&str>, to: &str, out: &std::path::Path) -> cria::Result<()> {
+    let to = WeightDType::parse(to)?;
+    let mut log = |name: &str| eprint!("\r\x1b[Kwriting {name}");
+    let bytes = match (dir, synthetic) {
+        (_, Some(name)) => {
+            let json = model::synthetic::config_json(name)?;
+            let config = model::synthetic::config(name)?;
+            model::write::create_out_dir(out)?;
+            std::fs::write(out.join("config.json"), json).map_err(|e| cria::Error::Io { path: out.display().to_string(), message: e.to_string() })?;
+            let mut weights = model::synthetic::SyntheticWeights::new(&config);
+            model::write::write_weights(&mut weights, &out.join("model.safetensors"), to, &mut log)?
+        }
+        (Some(dir), None) => model::write::quantize(dir, out, to, &mut log)?,
+        (None, None) => return Err(cria::Error::Unsupported { what: "quantize without a model".into(), hint: "pass --model DIR or --synthetic NAME".into() }),
+    };
+    eprintln!("\r\x1b[Kwrote {} ({:.1} MiB of {} weights)", out.display(), bytes as f64 / (1 << 20) as f64, to.name());
     Ok(())
 }

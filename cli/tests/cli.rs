@@ -132,3 +132,50 @@ fn bench_reports_speed_against_the_copy_ceiling() {
         assert!(v[field].as_f64().is_some_and(|x| x > 0.0), "{field} in {v}");
     }
 }
+
+/// The issue's own command: a TinyLlama-1.1B-shaped synthetic model quantized to q4_0 at load,
+/// reported as JSON with every field. (A short run: lavapipe decodes ~0.7 GB per token.)
+#[test]
+fn bench_synthetic_tinyllama_q4_0_json() {
+    if !have_gpu() {
+        return;
+    }
+    let out = cria(&["bench", "--synthetic", "tinyllama-1.1b", "--quant", "q4_0", "--prompt-len", "4", "--gen-len", "2", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(v["model"], "synthetic tinyllama-1.1b");
+    assert_eq!(v["weights"], "q4_0");
+    assert_eq!(v["parameters"], 1_100_048_384u64);
+    for field in ["prefill_tokens_per_s", "decode_tokens_per_s", "weight_bytes_per_token", "achieved_gb_per_s", "copy_gb_per_s", "ratio_to_copy", "dispatches_per_token", "submits_per_token"] {
+        assert!(v[field].as_f64().is_some_and(|x| x > 0.0), "{field} in {v}");
+    }
+    // q4_0 stores 18 bytes per 32 weights: ~0.56 bytes per weight read per token (+ norms).
+    let per_weight = v["weight_bytes_per_token"].as_f64().unwrap() / (1_100_048_384.0 - 32000.0 * 2048.0);
+    assert!((0.56..0.60).contains(&per_weight), "{per_weight} bytes per weight");
+    let unknown = cria(&["bench", "--synthetic", "gpt-9", "--json"]);
+    assert!(text(&unknown.stderr).contains("tinyllama-1.1b, litellama-460m, stories15m"), "{}", text(&unknown.stderr));
+}
+
+/// `cria quantize` writes a directory that `cria generate` loads directly, with the same output
+/// as quantizing at load; a bad target type is an error message.
+#[test]
+fn quantize_writes_a_model_that_loads_directly() {
+    if !have_gpu() {
+        return;
+    }
+    let src = root().join("tests/fixtures/models/tinyllama-mini");
+    let out = std::env::temp_dir().join(format!("cria-cli-quantize-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let q = cria(&["quantize", "--model", src.to_str().unwrap(), "--to", "q8_0", "--out", out.to_str().unwrap()]);
+    assert!(q.status.success(), "{}", text(&q.stderr));
+    let args = ["--prompt", "Hello", "--max-tokens", "12", "--temperature", "0"];
+    let from_file = cria(&[&["generate", "--model", out.to_str().unwrap()][..], &args].concat());
+    let at_load = cria(&[&["generate", "--model", src.to_str().unwrap(), "--quant", "q8_0"][..], &args].concat());
+    assert!(from_file.status.success(), "{}", text(&from_file.stderr));
+    assert_eq!(text(&from_file.stdout), text(&at_load.stdout));
+    assert!(!text(&from_file.stdout).trim().is_empty());
+    std::fs::remove_dir_all(&out).unwrap();
+    let bad = cria(&["quantize", "--model", src.to_str().unwrap(), "--to", "q3_k", "--out", out.to_str().unwrap()]);
+    assert!(text(&bad.stderr).contains("choose one of f32, f16, q8_0, q4_0"), "{}", text(&bad.stderr));
+    assert!(!out.exists(), "a failed quantize leaves nothing behind");
+}

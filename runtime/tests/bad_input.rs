@@ -147,7 +147,7 @@ fn wrong_shape_missing_tensor_and_bad_dtype_name_the_tensor() {
     let err = load(&write_dir("missing", &config(), &t, None)).err().unwrap();
     assert!(matches!(&err, Error::MissingTensor { name, .. } if name == "model.norm.weight"), "{err}");
     let err = load(&write_dir("dtype", &config(), &tensors(), Some(("model.norm.weight", Dtype::I8)))).err().unwrap();
-    assert_eq!(err.to_string(), "tensor `model.norm.weight` has dtype I8; supported: F32, F16, BF16");
+    assert_eq!(err.to_string(), "tensor `model.norm.weight` has dtype I8; supported: F32, F16, BF16 (and U8 blocks of Cria-quantized models)");
 }
 
 #[test]

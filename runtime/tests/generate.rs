@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 fn setup() -> Option<(cria::model::Llama, Tokenizer)> {
     let gpu = common::gpu()?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tinyllama-mini");
-    let llama = model::load_llama(gpu, &dir, &ModelOptions { context: Some(64) }, &mut |_| {}).unwrap();
+    let llama = model::load_llama(gpu, &dir, &ModelOptions { context: Some(64), ..ModelOptions::default() }, &mut |_| {}).unwrap();
     Some((llama, Tokenizer::from_dir(&dir).unwrap()))
 }
 

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBuffer, Readback, Recorder};
 use crate::ops::attention::{self, DecodeScratch, Heads};
 use crate::ops::rope::RopeTable;
-use crate::ops::{argmax, embedding, matmul, matvec, rms_norm, swiglu, Matrix};
+use crate::ops::{argmax, embedding, matmul, matvec, rms_norm, swiglu, Matrix, WeightDType};
 use std::sync::Arc;
 
 /// Tokens per prefill pass: longer prompts run in chunks (bounds activation memory).
@@ -19,6 +19,9 @@ pub const PREFILL_CHUNK: usize = 128;
 pub struct ModelOptions {
     /// Context length to allocate the KV cache for; defaults to max_position_embeddings.
     pub context: Option<usize>,
+    /// Store every weight matrix as this type, converting at load (for example Q4_0 from an
+    /// F16 checkpoint); None keeps each tensor's own type.
+    pub weight_dtype: Option<crate::ops::WeightDType>,
 }
 
 struct Layer {
@@ -87,7 +90,7 @@ impl Llama {
         let context = options.context.unwrap_or(c.max_position_embeddings).min(c.max_position_embeddings).max(1);
         let (h, q_dim, kv_dim, inter, vocab) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size, c.vocab_size);
         let g = &*gpu;
-        let mut loader = Loader { gpu: g, weights, progress };
+        let mut loader = Loader { gpu: g, weights, progress, to: options.weight_dtype };
         let embed = loader.matrix("model.embed_tokens.weight", vocab, h)?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
@@ -141,6 +144,19 @@ impl Llama {
 
     fn heads(&self) -> Heads {
         Heads { n_heads: self.config.num_attention_heads, n_kv_heads: self.config.num_key_value_heads, head_dim: self.config.head_dim }
+    }
+
+    /// The storage types of the weight matrices, e.g. "q4_0" or "f32+q4_0" when they differ.
+    pub fn weight_types(&self) -> String {
+        let mut types: Vec<&str> = Vec::new();
+        let matrices = self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+        for m in matrices.chain(self.lm_head.iter()).chain([&self.embed]) {
+            if !types.contains(&m.dtype.name()) {
+                types.push(m.dtype.name());
+            }
+        }
+        types.sort();
+        types.join("+")
     }
 
     /// Bytes of weights one decode step reads: every layer's matrices and norms, the final norm,
@@ -283,9 +299,13 @@ impl Llama {
     }
 }
 
-/// x [n, in] -> out [n, out] through W [out, in]: matvec for one token, tiled matmul for many.
+/// Up to this many tokens, a linear layer runs as matrix-vector products: the 64x64 tiles of
+/// the matmul would compute mostly padding.
+const MATVEC_TOKENS: usize = 8;
+
+/// x [n, in] -> out [n, out] through W [out, in]: matvec for a few tokens, tiled matmul for many.
 fn linear(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, n: usize, out: &GpuBuffer) -> Result<()> {
-    if n == 1 { matvec::encode(rec, w, x, out) } else { matmul::encode(rec, w, x, n, out) }
+    if n <= MATVEC_TOKENS { matvec::encode_tokens(rec, w, x, n, out) } else { matmul::encode(rec, w, x, n, out) }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -302,6 +322,7 @@ struct Loader<'a> {
     gpu: &'a Gpu,
     weights: &'a mut dyn WeightSource,
     progress: &'a mut dyn FnMut(LoadProgress),
+    to: Option<WeightDType>,
 }
 
 impl Loader<'_> {
@@ -316,10 +337,11 @@ impl Loader<'_> {
 
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
         use super::safetensors::HostTensor;
-        match self.fetch(name, &[rows, cols])? {
-            HostTensor::F16(v) => Matrix::from_f16(self.gpu, name, rows, cols, &v),
-            HostTensor::F32(v) => Matrix::from_f32(self.gpu, name, rows, cols, crate::ops::WeightDType::F32, &v),
-            HostTensor::Quant { dtype, bytes } => Matrix::from_blocks(self.gpu, name, rows, cols, dtype, &bytes, |r| r),
+        match (self.fetch(name, &[rows, cols])?, self.to) {
+            (HostTensor::F16(v), None | Some(WeightDType::F16)) => Matrix::from_f16(self.gpu, name, rows, cols, &v),
+            (HostTensor::F32(v), None) => Matrix::from_f32(self.gpu, name, rows, cols, WeightDType::F32, &v),
+            (HostTensor::Quant { dtype, bytes }, to) if to.is_none() || to == Some(dtype) => Matrix::from_blocks(self.gpu, name, rows, cols, dtype, &bytes, |r| r),
+            (t, to) => Matrix::from_f32(self.gpu, name, rows, cols, to.unwrap_or(WeightDType::F32), &t.into_f32_rows(cols)),
         }
     }
 

@@ -4,6 +4,9 @@ pub mod config;
 pub mod llama;
 pub mod safetensors;
 pub mod weights;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod write;
+pub mod synthetic;
 
 pub use config::{GenerationConfig, LlamaConfig};
 pub use llama::{Llama, ModelOptions};

@@ -4,8 +4,13 @@
 //!
 //! Format: u64 little-endian header length N, N bytes of JSON
 //! `{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`, then data.
+//!
+//! Cria's quantized models (`cria quantize`) store a Q8_0/Q4_0 matrix as a U8 tensor of shape
+//! [rows, bytes per row] holding ggml blocks, with `"cria.quant.NAME": "q4_0:COLS"` in
+//! `__metadata__`; such a tensor reads back as [rows, COLS] of that block type.
 
 use crate::error::{Error, Result};
+use crate::ops::WeightDType;
 use half::{bf16, f16};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -64,6 +69,8 @@ pub enum Dtype {
     F32,
     F16,
     BF16,
+    /// ggml blocks (Q8_0, Q4_0) of a Cria-quantized model.
+    Block(WeightDType),
 }
 
 impl Dtype {
@@ -71,11 +78,17 @@ impl Dtype {
         match self {
             Dtype::F32 => 4,
             Dtype::F16 | Dtype::BF16 => 2,
+            Dtype::Block(_) => 1,
         }
     }
 }
 
-pub const SUPPORTED_DTYPES: &str = "F32, F16, BF16";
+pub const SUPPORTED_DTYPES: &str = "F32, F16, BF16 (and U8 blocks of Cria-quantized models)";
+
+/// The `__metadata__` key that marks `name` as a block-quantized matrix.
+pub fn quant_key(name: &str) -> String {
+    format!("cria.quant.{name}")
+}
 
 #[derive(Clone, Debug)]
 pub struct TensorEntry {
@@ -105,10 +118,22 @@ impl HostTensor {
         match self {
             HostTensor::F32(v) => v,
             HostTensor::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
-            HostTensor::Quant { dtype, bytes } => {
-                let rb = crate::quant::block_bytes(dtype).unwrap_or(1);
-                bytes.chunks(rb).flat_map(|b| crate::quant::dequantize_row(dtype, b, crate::quant::QK)).collect()
+            HostTensor::Quant { dtype, ref bytes } => {
+                let cols = bytes.len() / crate::quant::block_bytes(dtype).unwrap_or(1) * crate::quant::QK;
+                self.into_f32_rows(cols)
             }
+        }
+    }
+
+    /// As [`HostTensor::into_f32`] for a matrix with rows of `cols` values (a block-quantized
+    /// row may end in a partial block).
+    pub fn into_f32_rows(self, cols: usize) -> Vec<f32> {
+        match self {
+            HostTensor::Quant { dtype, bytes } => match crate::quant::row_bytes(dtype, cols) {
+                Ok(rb) if rb > 0 => bytes.chunks(rb).flat_map(|r| crate::quant::dequantize_row(dtype, r, cols)).collect(),
+                _ => Vec::new(),
+            },
+            t => t.into_f32(),
         }
     }
 }
@@ -141,15 +166,25 @@ impl<S: ByteSource> SafetensorsFile<S> {
         let map = json.as_object().ok_or_else(|| bad("the header is not a JSON object".into()))?;
         let data_start = 8 + n;
         let data_len = file_len - data_start;
+        let metadata = map.get("__metadata__").and_then(Value::as_object);
         let mut tensors = BTreeMap::new();
         for (name, info) in map {
             if name == "__metadata__" {
                 continue;
             }
+            let quant = metadata.and_then(|m| m.get(&quant_key(name))).and_then(Value::as_str);
             let dtype = match info.get("dtype").and_then(Value::as_str) {
                 Some("F32") => Dtype::F32,
                 Some("F16") => Dtype::F16,
                 Some("BF16") => Dtype::BF16,
+                Some("U8") if quant.is_some() => {
+                    let q = quant.unwrap_or_default();
+                    let kind = q.split_once(':').map_or(q, |(k, _)| k);
+                    match WeightDType::parse(kind) {
+                        Ok(d) if d.is_block() => Dtype::Block(d),
+                        _ => return Err(bad(format!("tensor `{name}` has an unknown quantization `{}` in the metadata", quant.unwrap_or_default()))),
+                    }
+                }
                 Some(other) => return Err(Error::UnsupportedDtype { tensor: name.clone(), got: other.to_string(), supported: SUPPORTED_DTYPES.into() }),
                 None => return Err(bad(format!("tensor `{name}` has no dtype"))),
             };
@@ -180,6 +215,10 @@ impl<S: ByteSource> SafetensorsFile<S> {
                     end - begin
                 )));
             }
+            let shape = match dtype {
+                Dtype::Block(d) => block_shape(name, d, quant.unwrap_or_default(), &shape).map_err(bad)?,
+                _ => shape,
+            };
             tensors.insert(name.clone(), TensorEntry { dtype, shape, start: data_start + begin, end: data_start + end });
         }
         Ok(SafetensorsFile { path: path.to_string(), src, tensors })
@@ -198,8 +237,24 @@ impl<S: ByteSource> SafetensorsFile<S> {
             Dtype::F32 => HostTensor::F32(bytemuck::pod_collect_to_vec(&bytes)),
             Dtype::F16 => HostTensor::F16(bytemuck::pod_collect_to_vec(&bytes)),
             Dtype::BF16 => HostTensor::F32(bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|b| b.to_f32()).collect()),
+            Dtype::Block(dtype) => HostTensor::Quant { dtype, bytes },
         };
         Ok((entry, tensor))
+    }
+}
+
+/// The logical [rows, cols] of a block-quantized tensor stored as U8 [rows, bytes per row],
+/// with `quant` = "q4_0:COLS" from the metadata.
+fn block_shape(name: &str, dtype: WeightDType, quant: &str, stored: &[usize]) -> std::result::Result<Vec<usize>, String> {
+    let cols: usize = quant
+        .split_once(':')
+        .and_then(|(_, c)| c.parse().ok())
+        .filter(|&c| c > 0)
+        .ok_or_else(|| format!("tensor `{name}` has a malformed quantization entry `{quant}` (want e.g. q4_0:2048)"))?;
+    let want = crate::quant::row_bytes(dtype, cols).map_err(|e| e.to_string())?;
+    match stored {
+        [rows, rb] if *rb == want => Ok(vec![*rows, cols]),
+        _ => Err(format!("tensor `{name}` is stored as {stored:?} bytes but {} rows of {cols} values need [rows, {want}]", dtype.name())),
     }
 }
 
@@ -256,6 +311,31 @@ mod tests {
     fn unsupported_dtype_names_the_tensor() {
         let h = r#"{"model.layers.0.mlp.up_proj.weight":{"dtype":"I8","shape":[4],"data_offsets":[0,4]}}"#;
         let err = SafetensorsFile::parse("m", file(h, &[0; 4])).err().unwrap();
-        assert_eq!(err.to_string(), "tensor `model.layers.0.mlp.up_proj.weight` has dtype I8; supported: F32, F16, BF16");
+        assert_eq!(err.to_string(), format!("tensor `model.layers.0.mlp.up_proj.weight` has dtype I8; supported: {SUPPORTED_DTYPES}"));
+        // U8 without Cria's quantization entry is not a weight type either.
+        let h = r#"{"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#;
+        assert!(matches!(SafetensorsFile::parse("m", file(h, &[0; 4])), Err(Error::UnsupportedDtype { .. })));
+    }
+
+    #[test]
+    fn block_quantized_tensors_read_back_with_their_logical_shape() {
+        let mut bytes = Vec::new();
+        let row: Vec<f32> = (0..40).map(|i| i as f32 / 10.0).collect();
+        crate::quant::quantize_row(WeightDType::Q4_0, &row, &mut bytes);
+        crate::quant::quantize_row(WeightDType::Q4_0, &row, &mut bytes);
+        let h = r#"{"w":{"dtype":"U8","shape":[2,36],"data_offsets":[0,72]},"__metadata__":{"cria.quant.w":"q4_0:40"}}"#;
+        let mut f = SafetensorsFile::parse("m", file(h, &bytes)).unwrap();
+        let (entry, t) = f.read("w").unwrap();
+        assert_eq!(entry.shape, vec![2, 40]);
+        assert_eq!(entry.dtype, Dtype::Block(WeightDType::Q4_0));
+        let values = t.into_f32_rows(40);
+        assert_eq!(values.len(), 80);
+        assert!((values[39] - 3.9).abs() < 0.3 && (values[79] - 3.9).abs() < 0.3);
+        // Lying entries: a row length that does not fit the columns, an unknown type, garbage.
+        for (meta, want) in [("q4_0:65", "need [rows, 54]"), ("q4_0:20", "need [rows, 18]"), ("q5_1:40", "unknown quantization"), ("q4_0", "malformed"), ("q4_0:0", "malformed")] {
+            let h = format!(r#"{{"w":{{"dtype":"U8","shape":[2,36],"data_offsets":[0,72]}},"__metadata__":{{"cria.quant.w":"{meta}"}}}}"#);
+            let err = SafetensorsFile::parse("m", file(&h, &bytes)).err().unwrap();
+            assert!(err.to_string().contains(want), "{meta}: {err}");
+        }
     }
 }

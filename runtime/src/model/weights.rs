@@ -15,6 +15,10 @@ pub struct LoadProgress {
 pub trait WeightSource {
     fn tensor(&mut self, name: &str) -> Result<(TensorEntry, HostTensor)>;
     fn has(&self, name: &str) -> bool;
+    /// Every tensor's name, sorted.
+    fn names(&self) -> Vec<String>;
+    /// A tensor's dtype and shape without reading it.
+    fn entry(&self, name: &str) -> Result<TensorEntry>;
     /// Total bytes of all tensors (for progress bars).
     fn total_bytes(&self) -> u64;
 }
@@ -50,6 +54,17 @@ impl<S: ByteSource> WeightSource for SafetensorsWeights<S> {
     }
     fn has(&self, name: &str) -> bool {
         self.index.contains_key(name)
+    }
+    fn entry(&self, name: &str) -> Result<TensorEntry> {
+        self.index.get(name).and_then(|&i| self.files[i].tensors.get(name).cloned()).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            path: self.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", "),
+        })
+    }
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.index.keys().cloned().collect();
+        names.sort();
+        names
     }
     fn total_bytes(&self) -> u64 {
         self.files.iter().flat_map(|f| f.tensors.values()).map(|t| t.end - t.start).sum()

@@ -106,7 +106,7 @@ impl Matrix {
     ) -> Result<Matrix> {
         let rb = quant::row_bytes(dtype, cols)?;
         let have = bytes.len() / rb.max(1);
-        if bytes.len() % rb != 0 || have != rows {
+        if !bytes.len().is_multiple_of(rb) || have != rows {
             return Err(Error::shape("matrix upload", format!("bytes of {name}"), format!("{} ({rows} rows of {rb})", rows * rb), bytes.len()));
         }
         Self::build(gpu, name, rows, cols, dtype, rows * cols, gpu.max_binding_bytes(), |r, out| {
@@ -172,11 +172,7 @@ impl Matrix {
     /// The values a kernel will see, as f32 (f16 rounding or quantization applied): input for
     /// CPU references. `data` holds rows of `cols` values.
     pub fn stored_values(dtype: WeightDType, data: &[f32], cols: usize) -> Vec<f32> {
-        match dtype {
-            WeightDType::F32 => data.to_vec(),
-            WeightDType::F16 => data.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
-            WeightDType::Q8_0 | WeightDType::Q4_0 => quant::round_trip(dtype, data, cols),
-        }
+        quant::round_trip(dtype, data, cols)
     }
 }
 

@@ -18,6 +18,7 @@ struct Params {
     k: u32,
     row_words: u32,
     out_offset: u32,
+    y_stride: u32,
 }
 
 fn spec(dtype: WeightDType) -> KernelSpec {
@@ -32,8 +33,14 @@ fn spec(dtype: WeightDType) -> KernelSpec {
 
 /// Records `y = W x` (one dispatch per chunk of W). `y` must not alias `x`.
 pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
-    need("matvec", "x", x, w.cols)?;
-    need("matvec", "y", y, w.rows)?;
+    encode_tokens(rec, w, x, 1, y)
+}
+
+/// Records `y [m, rows] = x [m, k] · W^T` as m matrix-vector products: for short prompts, where
+/// the tiled matmul would compute mostly padding.
+pub fn encode_tokens(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBuffer) -> Result<()> {
+    need("matvec", "x", x, m * w.cols)?;
+    need("matvec", "y", y, m * w.rows)?;
     let kernel = rec.gpu().kernel(&spec(w.dtype), &Variant::constants(&[("WG", WG as f64), ("ROWS", ROWS as f64)]))?;
     for chunk in &w.chunks {
         let params = Params {
@@ -41,9 +48,10 @@ pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, y: &GpuBuffer) 
             k: w.cols as u32,
             row_words: w.row_words as u32,
             out_offset: chunk.rows.start as u32,
+            y_stride: w.rows as u32,
         };
-        let groups = (chunk.rows.len() as u32).div_ceil(ROWS);
-        rec.dispatch(&kernel, &params, &[x, &chunk.buffer, y], grid(rec, groups))?;
+        let [gx, gy, _] = grid(rec, (chunk.rows.len() as u32).div_ceil(ROWS));
+        rec.dispatch(&kernel, &params, &[x, &chunk.buffer, y], [gx, gy, m as u32])?;
     }
     Ok(())
 }
@@ -65,7 +73,10 @@ pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     // (1, rows, k, chunk byte limit): k not a multiple of 4 or 8, rows not a multiple of ROWS,
     // and a matrix split over several bindings.
     let cases = [(1, 1, 1, None), (1, 3, 17, None), (1, 255, 257, None), (1, 257, 255, None), (1, 17, 1024, None), (1, 100, 33, Some(1000)), (1, 64, 2048, None), (1, 9, 96, None), (1, 5, 100, None)];
-    super::matrix::check_linear(gpu, seed, "matvec", &cases, |rec, w, x, _, y| encode(rec, w, x, y)).await
+    super::matrix::check_linear(gpu, seed, "matvec", &cases, |rec, w, x, _, y| encode(rec, w, x, y)).await?;
+    // Several tokens at once (short prefills).
+    let cases = [(3, 17, 33, None), (5, 100, 70, Some(1000)), (16, 9, 64, None)];
+    super::matrix::check_linear(gpu, seed, "matvec (tokens)", &cases, encode_tokens).await
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

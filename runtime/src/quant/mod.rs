@@ -115,8 +115,14 @@ pub fn dequantize_row(dtype: WeightDType, bytes: &[u8], cols: usize) -> Vec<f32>
     out
 }
 
-/// What a quantized kernel computes with: quantize then dequantize (CPU reference input).
+/// What a kernel computes with for weights stored as `dtype`: f16 rounding, or quantize then
+/// dequantize (CPU reference input).
 pub fn round_trip(dtype: WeightDType, data: &[f32], cols: usize) -> Vec<f32> {
+    match dtype {
+        WeightDType::F32 => return data.to_vec(),
+        WeightDType::F16 => return data.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+        WeightDType::Q8_0 | WeightDType::Q4_0 => {}
+    }
     let mut out = Vec::with_capacity(data.len());
     let mut bytes = Vec::new();
     for row in data.chunks(cols) {

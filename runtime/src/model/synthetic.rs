@@ -1,0 +1,158 @@
+//! Synthetic models: the real shapes of published checkpoints with deterministic random weights,
+//! generated tensor by tensor (nothing downloaded, nothing held in host memory beyond one
+//! tensor). For benchmarks: decode speed depends on shapes and dtypes, not on values.
+
+use super::config::LlamaConfig;
+use super::safetensors::{Dtype, HostTensor, TensorEntry};
+use super::weights::WeightSource;
+use crate::error::{Error, Result};
+use half::f16;
+
+/// (name, config.json) of each synthetic model.
+pub const MODELS: &[(&str, &str)] = &[
+    // TinyLlama/TinyLlama-1.1B-Chat-v1.0
+    (
+        "tinyllama-1.1b",
+        r#"{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":2048,"intermediate_size":5632,"num_hidden_layers":22,"num_attention_heads":32,"num_key_value_heads":4,"rms_norm_eps":1e-05,"rope_theta":10000.0,"max_position_embeddings":2048,"vocab_size":32000,"tie_word_embeddings":false,"bos_token_id":1,"eos_token_id":2,"torch_dtype":"float16"}"#,
+    ),
+    // ahxt/LiteLlama-460M-1T
+    (
+        "litellama-460m",
+        r#"{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":1024,"intermediate_size":2816,"num_hidden_layers":24,"num_attention_heads":8,"num_key_value_heads":8,"rms_norm_eps":1e-05,"rope_theta":10000.0,"max_position_embeddings":1024,"vocab_size":50304,"tie_word_embeddings":false,"bos_token_id":50256,"eos_token_id":50256,"torch_dtype":"float16"}"#,
+    ),
+    // karpathy/llama2.c stories15M (shared classifier = tied embeddings)
+    (
+        "stories15m",
+        r#"{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":288,"intermediate_size":768,"num_hidden_layers":6,"num_attention_heads":6,"num_key_value_heads":6,"rms_norm_eps":1e-05,"rope_theta":10000.0,"max_position_embeddings":256,"vocab_size":32000,"tie_word_embeddings":true,"bos_token_id":1,"eos_token_id":2,"torch_dtype":"float16"}"#,
+    ),
+];
+
+/// The config.json text of a synthetic model.
+pub fn config_json(name: &str) -> Result<&'static str> {
+    MODELS.iter().find(|(n, _)| *n == name).map(|(_, c)| *c).ok_or_else(|| Error::Unsupported {
+        what: format!("synthetic model `{name}`"),
+        hint: format!("choose one of {}", MODELS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
+    })
+}
+
+pub fn config(name: &str) -> Result<LlamaConfig> {
+    LlamaConfig::from_json(&format!("synthetic {name}"), config_json(name)?)
+}
+
+/// Every tensor of a Llama checkpoint with `config`'s shapes, in HF names.
+pub fn tensor_shapes(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, q, kv, inter) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size);
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![c.vocab_size, h])];
+    for i in 0..c.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        out.extend([
+            (format!("{p}.input_layernorm.weight"), vec![h]),
+            (format!("{p}.self_attn.q_proj.weight"), vec![q, h]),
+            (format!("{p}.self_attn.k_proj.weight"), vec![kv, h]),
+            (format!("{p}.self_attn.v_proj.weight"), vec![kv, h]),
+            (format!("{p}.self_attn.o_proj.weight"), vec![h, q]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![h]),
+            (format!("{p}.mlp.gate_proj.weight"), vec![inter, h]),
+            (format!("{p}.mlp.up_proj.weight"), vec![inter, h]),
+            (format!("{p}.mlp.down_proj.weight"), vec![h, inter]),
+        ]);
+    }
+    out.push(("model.norm.weight".to_string(), vec![h]));
+    if !c.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![c.vocab_size, h]));
+    }
+    out.sort();
+    out
+}
+
+/// Random F16 matrices (uniform, std 0.02 like `initializer_range`) and F32 norms near 1, each
+/// tensor seeded by its name: the same model every time, on every machine.
+pub struct SyntheticWeights {
+    tensors: Vec<(String, Vec<usize>)>,
+}
+
+impl SyntheticWeights {
+    pub fn new(config: &LlamaConfig) -> SyntheticWeights {
+        SyntheticWeights { tensors: tensor_shapes(config) }
+    }
+
+    fn shape(&self, name: &str) -> Result<&[usize]> {
+        self.tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.as_slice())
+            .ok_or_else(|| Error::MissingTensor { name: name.to_string(), path: "(synthetic model)".into() })
+    }
+}
+
+/// xorshift64* stream seeded from FNV-1a of the name.
+fn stream(name: &str) -> impl FnMut() -> f32 {
+    let mut s = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)) | 1;
+    move || {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        let u = (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+        (u - 0.5) * 2.0
+    }
+}
+
+impl WeightSource for SyntheticWeights {
+    fn tensor(&mut self, name: &str) -> Result<(TensorEntry, HostTensor)> {
+        let entry = self.entry(name)?;
+        let n = entry.numel();
+        let mut next = stream(name);
+        let tensor = if entry.shape.len() == 1 {
+            HostTensor::F32((0..n).map(|_| 1.0 + 0.1 * next()).collect())
+        } else {
+            let a = 0.02 * 3f32.sqrt();
+            HostTensor::F16((0..n).map(|_| f16::from_f32(a * next())).collect())
+        };
+        Ok((entry, tensor))
+    }
+    fn has(&self, name: &str) -> bool {
+        self.tensors.iter().any(|(n, _)| n == name)
+    }
+    fn names(&self) -> Vec<String> {
+        self.tensors.iter().map(|(n, _)| n.clone()).collect()
+    }
+    fn entry(&self, name: &str) -> Result<TensorEntry> {
+        let shape = self.shape(name)?.to_vec();
+        let dtype = if shape.len() == 1 { Dtype::F32 } else { Dtype::F16 };
+        let bytes = (shape.iter().product::<usize>() * dtype.size()) as u64;
+        Ok(TensorEntry { dtype, shape, start: 0, end: bytes })
+    }
+    fn total_bytes(&self) -> u64 {
+        self.tensors.iter().map(|(n, _)| self.entry(n).map_or(0, |e| e.end)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_match_the_published_parameter_counts() {
+        // TinyLlama-1.1B: 1,100,048,384 (its model card); stories15M: 15,191,712 (llama2.c's
+        // export, whose classifier shares the embedding); LiteLlama as configured here: 411,354,112.
+        for (name, want) in [("tinyllama-1.1b", 1_100_048_384usize), ("litellama-460m", 411_354_112), ("stories15m", 15_191_712)] {
+            let c = config(name).unwrap();
+            let total: usize = tensor_shapes(&c).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+            assert_eq!(total, want, "{name}");
+            assert_eq!(total, c.parameter_count(), "{name}");
+        }
+    }
+
+    #[test]
+    fn weights_are_deterministic_and_small() {
+        let c = config("stories15m").unwrap();
+        let mut w = SyntheticWeights::new(&c);
+        let a = w.tensor("model.layers.0.mlp.up_proj.weight").unwrap().1.into_f32();
+        let b = w.tensor("model.layers.0.mlp.up_proj.weight").unwrap().1.into_f32();
+        assert_eq!(a, b);
+        let std = (a.iter().map(|x| x * x).sum::<f32>() / a.len() as f32).sqrt();
+        assert!((std - 0.02).abs() < 0.001, "{std}");
+        assert!(matches!(w.tensor("nope"), Err(Error::MissingTensor { .. })));
+        assert!(config("gpt-5").is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Writing models: a streaming safetensors writer (one tensor in memory at a time, written to a
+//! temporary file and renamed into place, so a crash never leaves a half-written model), and
+//! `quantize`, which turns a model directory into one whose matrices are F16, Q8_0 or Q4_0.
+
+use super::safetensors::{quant_key, HostTensor};
+use super::weights::WeightSource;
+use crate::error::{Error, Result};
+use crate::ops::WeightDType;
+use crate::quant;
+use half::f16;
+use std::io::Write;
+use std::path::Path;
+
+/// A tensor to write: its safetensors dtype and shape, and its bytes.
+pub struct OutTensor {
+    pub dtype: &'static str,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+    /// Set for block-quantized matrices: (type, logical columns), recorded in the metadata.
+    pub quant: Option<(WeightDType, usize)>,
+}
+
+impl OutTensor {
+    /// `tensor` stored as `to` (float tensors only are converted; 1-D tensors stay as they are
+    /// when `to` is a block type, as llama.cpp keeps norms in F32).
+    pub fn convert(tensor: HostTensor, shape: &[usize], to: Option<WeightDType>) -> OutTensor {
+        let matrix = shape.len() == 2;
+        let cols = shape.last().copied().unwrap_or(1);
+        match (tensor, to) {
+            (HostTensor::Quant { dtype, bytes }, None) => quant_out(dtype, shape, bytes),
+            (HostTensor::Quant { dtype, bytes }, Some(q)) if q == dtype && matrix => quant_out(dtype, shape, bytes),
+            (HostTensor::F16(v), None | Some(WeightDType::F16)) => OutTensor::f16(&v, shape),
+            (HostTensor::F32(v), None | Some(WeightDType::F32)) => OutTensor::f32(&v, shape),
+            (t, Some(WeightDType::F16)) => OutTensor::f16(&t.into_f32_rows(cols).iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(), shape),
+            (t, Some(WeightDType::F32)) => OutTensor::f32(&t.into_f32_rows(cols), shape),
+            (t, Some(q)) if matrix => {
+                let mut bytes = Vec::new();
+                for row in t.into_f32_rows(cols).chunks(cols) {
+                    quant::quantize_row(q, row, &mut bytes);
+                }
+                quant_out(q, shape, bytes)
+            }
+            (t, Some(_)) => OutTensor::f32(&t.into_f32_rows(cols), shape),
+        }
+    }
+
+    fn f32(v: &[f32], shape: &[usize]) -> OutTensor {
+        OutTensor { dtype: "F32", shape: shape.to_vec(), bytes: bytemuck::cast_slice(v).to_vec(), quant: None }
+    }
+
+    fn f16(v: &[f16], shape: &[usize]) -> OutTensor {
+        OutTensor { dtype: "F16", shape: shape.to_vec(), bytes: bytemuck::cast_slice(v).to_vec(), quant: None }
+    }
+}
+
+fn quant_out(dtype: WeightDType, shape: &[usize], bytes: Vec<u8>) -> OutTensor {
+    let rows = shape.first().copied().unwrap_or(1);
+    OutTensor { dtype: "U8", shape: vec![rows, bytes.len() / rows.max(1)], bytes, quant: Some((dtype, shape[shape.len() - 1])) }
+}
+
+/// One tensor as it will be stored: safetensors dtype, stored shape, byte length, and for
+/// block-quantized matrices (type, logical columns), recorded in the metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Planned {
+    pub name: String,
+    pub dtype: &'static str,
+    pub shape: Vec<usize>,
+    pub len: usize,
+    pub quant: Option<(WeightDType, usize)>,
+}
+
+/// The header of a safetensors file holding `tensors` in the given order, padded with spaces
+/// to a multiple of 8 bytes.
+fn header(tensors: &[Planned]) -> Vec<u8> {
+    let mut map = serde_json::Map::new();
+    let mut meta = serde_json::Map::new();
+    meta.insert("format".into(), "pt".into());
+    let mut offset = 0usize;
+    for t in tensors {
+        map.insert(t.name.clone(), serde_json::json!({"dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, offset + t.len]}));
+        if let Some((d, cols)) = t.quant {
+            meta.insert(quant_key(&t.name), format!("{}:{cols}", d.name()).into());
+        }
+        offset += t.len;
+    }
+    map.insert("__metadata__".into(), meta.into());
+    let mut h = serde_json::to_vec(&map).expect("a JSON map serializes");
+    h.resize(h.len().next_multiple_of(8), b' ');
+    h
+}
+
+/// Writes a safetensors file at `path` holding the tensors of `plan` (see [`planned`]) in that
+/// order, asking `produce` for each tensor only when its turn comes, so host memory holds one
+/// tensor at a time.
+pub fn write_safetensors(path: &Path, plan: &[Planned], mut produce: impl FnMut(&str) -> Result<OutTensor>) -> Result<()> {
+    let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), message: e.to_string() };
+    let tmp = path.with_extension("safetensors.partial");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    let h = header(plan);
+    f.write_all(&(h.len() as u64).to_le_bytes()).map_err(io)?;
+    f.write_all(&h).map_err(io)?;
+    for p in plan {
+        let t = produce(&p.name)?;
+        if t.dtype != p.dtype || t.shape != p.shape || t.bytes.len() != p.len || t.quant != p.quant {
+            let planned = format!("{} {:?} ({} bytes)", p.dtype, p.shape, p.len);
+            return Err(Error::shape("safetensors write", p.name.clone(), planned, format!("{} {:?} ({} bytes)", t.dtype, t.shape, t.bytes.len())));
+        }
+        f.write_all(&t.bytes).map_err(io)?;
+    }
+    let file = f.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// How tensor `name` of logical `shape` is stored as `to` (see [`OutTensor::convert`]); `from`
+/// is the source's element type.
+pub fn planned(name: &str, from: super::safetensors::Dtype, shape: &[usize], to: Option<WeightDType>) -> Result<Planned> {
+    use super::safetensors::Dtype;
+    let numel: usize = shape.iter().product();
+    let target = match (from, to) {
+        (_, Some(q)) if q.is_block() && shape.len() != 2 => WeightDType::F32,
+        (_, Some(t)) => t,
+        (Dtype::Block(d), None) => d,
+        (Dtype::F16, None) => WeightDType::F16,
+        (Dtype::F32 | Dtype::BF16, None) => WeightDType::F32,
+    };
+    let name = name.to_string();
+    Ok(match target {
+        WeightDType::F32 => Planned { name, dtype: "F32", shape: shape.to_vec(), len: numel * 4, quant: None },
+        WeightDType::F16 => Planned { name, dtype: "F16", shape: shape.to_vec(), len: numel * 2, quant: None },
+        q => {
+            let (rows, cols) = (shape[0], shape[1]);
+            let rb = quant::row_bytes(q, cols)?;
+            Planned { name, dtype: "U8", shape: vec![rows, rb], len: rows * rb, quant: Some((q, cols)) }
+        }
+    })
+}
+
+/// Files copied as they are by [`quantize`]: everything but the weights.
+fn is_weight_file(name: &str) -> bool {
+    name.ends_with(".safetensors") || name == "model.safetensors.index.json" || name.ends_with(".bin") || name.ends_with(".gguf") || name.ends_with(".partial")
+}
+
+/// Creates `out` as a new, empty directory (an existing non-empty one is an error: nothing is
+/// overwritten).
+pub fn create_out_dir(out: &Path) -> Result<()> {
+    let io = |e: std::io::Error| Error::Io { path: out.display().to_string(), message: e.to_string() };
+    if out.exists() && std::fs::read_dir(out).map_err(io)?.next().is_some() {
+        return Err(Error::Io { path: out.display().to_string(), message: "already exists and is not empty. Hint: choose a new --out directory".into() });
+    }
+    std::fs::create_dir_all(out).map_err(io)
+}
+
+/// Writes every tensor of `weights` to the safetensors file `path`, 2-D weights stored as `to`
+/// and norms in F32 (F16 when `to` is F16). Returns the bytes of tensor data written.
+pub fn write_weights(weights: &mut dyn WeightSource, path: &Path, to: WeightDType, progress: &mut dyn FnMut(&str)) -> Result<u64> {
+    let mut plan = Vec::new();
+    for name in weights.names() {
+        let entry = weights.entry(&name)?;
+        plan.push(planned(&name, entry.dtype, &entry.shape, Some(to))?);
+    }
+    write_safetensors(path, &plan, |name| {
+        progress(name);
+        let (entry, tensor) = weights.tensor(name)?;
+        Ok(OutTensor::convert(tensor, &entry.shape, Some(to)))
+    })?;
+    Ok(plan.iter().map(|p| p.len as u64).sum())
+}
+
+/// Writes `out` (a new directory): the model of `dir` with every 2-D weight stored as `to`,
+/// norms in F32, and the other files (config, tokenizer, generation config) copied. The result
+/// loads with `cria --model OUT` directly. Returns the bytes of weights written.
+pub fn quantize(dir: &Path, out: &Path, to: WeightDType, progress: &mut dyn FnMut(&str)) -> Result<u64> {
+    let io = |p: &Path, e: std::io::Error| Error::Io { path: p.display().to_string(), message: e.to_string() };
+    super::load_config(dir)?; // a readable model directory first
+    let mut weights = super::open_weights(dir)?;
+    create_out_dir(out)?;
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let entry = entry.map_err(|e| io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_file() && !is_weight_file(&name) {
+            std::fs::copy(entry.path(), out.join(&name)).map_err(|e| io(&entry.path(), e))?;
+        }
+    }
+    write_weights(&mut weights, &out.join("model.safetensors"), to, progress)
+}

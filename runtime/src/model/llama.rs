@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBuffer, Readback, Recorder};
 use crate::ops::attention::{self, DecodeScratch, Heads};
 use crate::ops::rope::RopeTable;
-use crate::ops::{argmax, embedding, matmul, matvec, rms_norm, swiglu, Matrix, WeightDType};
+use crate::model::safetensors::HostTensor;
+use crate::ops::{argmax, embedding, matmul, matvec, rms_norm, rope, swiglu, Layout, Matrix, WeightDType};
 use std::sync::Arc;
 
 /// Tokens per prefill pass: longer prompts run in chunks (bounds activation memory).
@@ -26,13 +27,12 @@ pub struct ModelOptions {
 
 struct Layer {
     attn_norm: GpuBuffer,
-    wq: Matrix,
-    wk: Matrix,
-    wv: Matrix,
+    /// q_proj, k_proj and v_proj stacked: one pass over x.
+    wqkv: Matrix,
     wo: Matrix,
     mlp_norm: GpuBuffer,
-    w_gate: Matrix,
-    w_up: Matrix,
+    /// gate_proj and up_proj rows interleaved: one pass, SwiGLU fused into its output.
+    w_gate_up: Matrix,
     w_down: Matrix,
     k_cache: GpuBuffer,
     v_cache: GpuBuffer,
@@ -43,13 +43,11 @@ struct Scratch {
     ids: GpuBuffer,
     x: GpuBuffer,
     xn: GpuBuffer,
+    qkv: GpuBuffer,
     q: GpuBuffer,
-    k: GpuBuffer,
-    v: GpuBuffer,
     attn: GpuBuffer,
     o: GpuBuffer,
-    gate: GpuBuffer,
-    up: GpuBuffer,
+    gate_up: GpuBuffer,
     act: GpuBuffer,
     down: GpuBuffer,
     last: GpuBuffer,
@@ -97,13 +95,20 @@ impl Llama {
             let p = format!("model.layers.{i}");
             layers.push(Layer {
                 attn_norm: loader.vector(&format!("{p}.input_layernorm.weight"), h)?,
-                wq: loader.matrix(&format!("{p}.self_attn.q_proj.weight"), q_dim, h)?,
-                wk: loader.matrix(&format!("{p}.self_attn.k_proj.weight"), kv_dim, h)?,
-                wv: loader.matrix(&format!("{p}.self_attn.v_proj.weight"), kv_dim, h)?,
+                wqkv: loader.matrices(
+                    &format!("{p}.self_attn.qkv"),
+                    &[(&format!("{p}.self_attn.q_proj.weight"), q_dim), (&format!("{p}.self_attn.k_proj.weight"), kv_dim), (&format!("{p}.self_attn.v_proj.weight"), kv_dim)],
+                    h,
+                    Layout::Stacked,
+                )?,
                 wo: loader.matrix(&format!("{p}.self_attn.o_proj.weight"), h, q_dim)?,
                 mlp_norm: loader.vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
-                w_gate: loader.matrix(&format!("{p}.mlp.gate_proj.weight"), inter, h)?,
-                w_up: loader.matrix(&format!("{p}.mlp.up_proj.weight"), inter, h)?,
+                w_gate_up: loader.matrices(
+                    &format!("{p}.mlp.gate_up"),
+                    &[(&format!("{p}.mlp.gate_proj.weight"), inter), (&format!("{p}.mlp.up_proj.weight"), inter)],
+                    h,
+                    Layout::Interleaved,
+                )?,
                 w_down: loader.matrix(&format!("{p}.mlp.down_proj.weight"), h, inter)?,
                 k_cache: GpuBuffer::zeroed(g, &format!("{p} k cache"), (context * kv_dim * 4) as u64)?,
                 v_cache: GpuBuffer::zeroed(g, &format!("{p} v cache"), (context * kv_dim * 4) as u64)?,
@@ -123,13 +128,11 @@ impl Llama {
             ids: f("ids", n)?,
             x: f("x", n * h)?,
             xn: f("xn", n * h)?,
+            qkv: f("qkv", n * (q_dim + 2 * kv_dim))?,
             q: f("q", n * q_dim)?,
-            k: f("k", n * kv_dim)?,
-            v: f("v", n * kv_dim)?,
             attn: f("attn", n * q_dim)?,
             o: f("o", n * h)?,
-            gate: f("gate", n * inter)?,
-            up: f("up", n * inter)?,
+            gate_up: f("gate_up", n * 2 * inter)?,
             act: f("act", n * inter)?,
             down: f("down", n * h)?,
             last: f("last hidden", h)?,
@@ -149,7 +152,7 @@ impl Llama {
     /// The storage types of the weight matrices, e.g. "q4_0" or "f32+q4_0" when they differ.
     pub fn weight_types(&self) -> String {
         let mut types: Vec<&str> = Vec::new();
-        let matrices = self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+        let matrices = self.layers.iter().flat_map(|l| [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down]);
         for m in matrices.chain(self.lm_head.iter()).chain([&self.embed]) {
             if !types.contains(&m.dtype.name()) {
                 types.push(m.dtype.name());
@@ -166,7 +169,7 @@ impl Llama {
             .layers
             .iter()
             .map(|l| {
-                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|m| m.bytes()).sum::<u64>()
+                [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down].iter().map(|m| m.bytes()).sum::<u64>()
                     + l.attn_norm.len
                     + l.mlp_norm.len
             })
@@ -246,18 +249,14 @@ impl Llama {
         matvec::encode(rec, self.lm_head.as_ref().unwrap_or(&self.embed), &s.last, &s.logits)
     }
 
-    /// Self-attention of n tokens at positions pos..: q, k, v projections, RoPE, KV-cache
-    /// append, causal GQA attention, output projection into s.o.
+    /// Self-attention of n tokens at positions pos..: the fused q/k/v projection, RoPE with the
+    /// KV-cache append, causal GQA attention, output projection into s.o.
     fn attention(&self, rec: &mut Recorder<'_>, l: &Layer, n: usize, pos: usize) -> Result<()> {
         let s = &self.s;
         let heads = self.heads();
-        let kv_bytes = (heads.n_kv_heads * heads.head_dim * 4) as u64;
-        linear(rec, &l.wq, &s.xn, n, &s.q)?;
-        linear(rec, &l.wk, &s.xn, n, &s.k)?;
-        linear(rec, &l.wv, &s.xn, n, &s.v)?;
-        crate::ops::rope::encode(rec, &s.q, &s.k, &self.rope, n, heads.n_heads, heads.n_kv_heads, pos)?;
-        rec.copy(&s.k, 0, &l.k_cache, pos as u64 * kv_bytes, n as u64 * kv_bytes)?;
-        rec.copy(&s.v, 0, &l.v_cache, pos as u64 * kv_bytes, n as u64 * kv_bytes)?;
+        linear(rec, &l.wqkv, &s.xn, n, &s.qkv)?;
+        let io = rope::RopeIo { qkv: &s.qkv, q: &s.q, k_cache: &l.k_cache, v_cache: &l.v_cache };
+        rope::encode(rec, &io, &self.rope, n, heads.n_heads, heads.n_kv_heads, pos)?;
         if n == 1 {
             attention::encode_decode(rec, heads, &s.q, &l.k_cache, &l.v_cache, &s.decode, &s.attn, pos + 1)?;
         } else {
@@ -266,12 +265,16 @@ impl Llama {
         linear(rec, &l.wo, &s.attn, n, &s.o)
     }
 
-    /// SwiGLU MLP of xn into s.down: down(silu(gate(x)) * up(x)).
+    /// SwiGLU MLP of xn into s.down: down(silu(gate(x)) * up(x)). For a few tokens the gate/up
+    /// matvec applies the SwiGLU itself; prefill runs the matmul, then SwiGLU over the pairs.
     fn mlp(&self, rec: &mut Recorder<'_>, l: &Layer, n: usize) -> Result<()> {
         let s = &self.s;
-        linear(rec, &l.w_gate, &s.xn, n, &s.gate)?;
-        linear(rec, &l.w_up, &s.xn, n, &s.up)?;
-        swiglu::encode(rec, &s.gate, &s.up, &s.act, n * self.config.intermediate_size)?;
+        if n <= MATVEC_TOKENS {
+            matvec::encode_glu(rec, &l.w_gate_up, &s.xn, n, &s.act)?;
+        } else {
+            matmul::encode(rec, &l.w_gate_up, &s.xn, n, &s.gate_up)?;
+            swiglu::encode_pairs(rec, &s.gate_up, &s.act, n * self.config.intermediate_size)?;
+        }
         linear(rec, &l.w_down, &s.act, n, &s.down)
     }
 
@@ -318,6 +321,15 @@ fn read_blocking(_gpu: &Gpu, _buf: &GpuBuffer) -> Result<Vec<f32>> {
     Err(Error::Unsupported { what: "all-position logits in the browser".into(), hint: "use forward + logits".into() })
 }
 
+/// The storage type that keeps a host tensor as it is.
+fn natural_dtype(t: &HostTensor) -> WeightDType {
+    match t {
+        HostTensor::F32(_) => WeightDType::F32,
+        HostTensor::F16(_) => WeightDType::F16,
+        HostTensor::Quant { dtype, .. } => *dtype,
+    }
+}
+
 struct Loader<'a> {
     gpu: &'a Gpu,
     weights: &'a mut dyn WeightSource,
@@ -335,8 +347,17 @@ impl Loader<'_> {
         Ok(tensor)
     }
 
+    /// Several tensors of `cols` columns as one matrix (see [`Matrix::from_parts`]), stored as
+    /// the requested type, else as their own common type (F32 if they differ).
+    fn matrices(&mut self, name: &str, parts: &[(&str, usize)], cols: usize, layout: Layout) -> Result<Matrix> {
+        let tensors = parts.iter().map(|&(n, rows)| self.fetch(n, &[rows, cols])).collect::<Result<Vec<_>>>()?;
+        let kinds: Vec<WeightDType> = tensors.iter().map(natural_dtype).collect();
+        let dtype = self.to.unwrap_or(if kinds.iter().all(|&k| k == kinds[0]) { kinds[0] } else { WeightDType::F32 });
+        let parts: Vec<(usize, &HostTensor)> = parts.iter().zip(&tensors).map(|(p, t)| (p.1, t)).collect();
+        Matrix::from_parts(self.gpu, name, cols, dtype, &parts, layout)
+    }
+
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        use super::safetensors::HostTensor;
         match (self.fetch(name, &[rows, cols])?, self.to) {
             (HostTensor::F16(v), None | Some(WeightDType::F16)) => Matrix::from_f16(self.gpu, name, rows, cols, &v),
             (HostTensor::F32(v), None) => Matrix::from_f32(self.gpu, name, rows, cols, WeightDType::F32, &v),

@@ -9,6 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{split_rows, Gpu, GpuBuffer};
+use crate::model::safetensors::HostTensor;
 use crate::quant;
 use half::f16;
 use std::ops::Range;
@@ -131,6 +132,37 @@ impl Matrix {
         })
     }
 
+    /// Several host tensors of `cols` columns stored as one matrix of type `dtype` (each part
+    /// converted as needed): stacked one after another (`Layout::Stacked`: [q; k; v]), or with
+    /// rows alternating between two equal parts (`Layout::Interleaved`: gate 0, up 0, gate 1, …;
+    /// chunks then split at even rows so that pairs stay together).
+    pub fn from_parts(gpu: &Gpu, name: &str, cols: usize, dtype: WeightDType, parts: &[(usize, &HostTensor)], layout: Layout) -> Result<Matrix> {
+        for (i, (rows, t)) in parts.iter().enumerate() {
+            let have = t.rows(cols);
+            if have != Some(*rows) {
+                let got = have.map_or("a length that is not a whole number of rows".to_string(), |r| format!("{r} rows"));
+                return Err(Error::shape("matrix upload", format!("part {i} of {name}"), format!("{rows} rows of {cols}"), got));
+            }
+        }
+        let total: usize = parts.iter().map(|p| p.0).sum();
+        let (map, multiple): (Box<dyn Fn(usize) -> (usize, usize)>, usize) = match layout {
+            Layout::Stacked => {
+                let starts: Vec<usize> = parts.iter().scan(0, |acc, p| { let s = *acc; *acc += p.0; Some(s) }).collect();
+                (Box::new(move |r| { let i = starts.partition_point(|&s| s <= r) - 1; (i, r - starts[i]) }), 1)
+            }
+            Layout::Interleaved => {
+                if parts.len() != 2 || parts[0].0 != parts[1].0 {
+                    return Err(Error::shape("matrix upload", format!("interleaved parts of {name}"), "two of equal rows", parts.len()));
+                }
+                (Box::new(|r| (r % 2, r / 2)), 2)
+            }
+        };
+        Self::build_multiple(gpu, name, total, cols, dtype, total * cols, gpu.max_binding_bytes(), multiple, |r, out| {
+            let (i, row) = map(r);
+            pack_host_row(dtype, parts[i].1, row, cols, out)
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn build(
         gpu: &Gpu,
@@ -140,6 +172,21 @@ impl Matrix {
         dtype: WeightDType,
         len: usize,
         limit: u64,
+        pack: impl FnMut(usize, &mut Vec<u32>),
+    ) -> Result<Matrix> {
+        Self::build_multiple(gpu, name, rows, cols, dtype, len, limit, 1, pack)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_multiple(
+        gpu: &Gpu,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        dtype: WeightDType,
+        len: usize,
+        limit: u64,
+        row_multiple: usize,
         mut pack: impl FnMut(usize, &mut Vec<u32>),
     ) -> Result<Matrix> {
         let expected = rows.checked_mul(cols).ok_or_else(|| Error::shape("matrix upload", name, "rows*cols to fit in memory", format!("{rows}x{cols}")))?;
@@ -151,7 +198,9 @@ impl Matrix {
         }
         let row_words = dtype.row_words(cols);
         let mut chunks = Vec::new();
-        for range in split_rows(name, rows, row_words as u64 * 4, limit)? {
+        let group = row_words as u64 * 4 * row_multiple as u64;
+        let groups = split_rows(name, rows.div_ceil(row_multiple), group, limit)?;
+        for range in groups.into_iter().map(|g| g.start * row_multiple..(g.end * row_multiple).min(rows)) {
             let mut words = Vec::with_capacity(range.len() * row_words);
             for r in range.clone() {
                 let start = words.len();
@@ -173,6 +222,48 @@ impl Matrix {
     /// CPU references. `data` holds rows of `cols` values.
     pub fn stored_values(dtype: WeightDType, data: &[f32], cols: usize) -> Vec<f32> {
         quant::round_trip(dtype, data, cols)
+    }
+}
+
+/// How [`Matrix::from_parts`] combines its parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Stacked,
+    Interleaved,
+}
+
+impl HostTensor {
+    /// Rows of `cols` values this tensor holds, if a whole number.
+    fn rows(&self, cols: usize) -> Option<usize> {
+        let (len, per_row) = match self {
+            HostTensor::F32(v) => (v.len(), cols),
+            HostTensor::F16(v) => (v.len(), cols),
+            HostTensor::Quant { dtype, bytes } => (bytes.len(), quant::row_bytes(*dtype, cols).ok()?),
+        };
+        (per_row > 0 && len % per_row == 0).then_some(len / per_row)
+    }
+}
+
+/// Row `row` of `t` (rows of `cols` values) packed as `dtype`: raw where the types agree,
+/// converted through f32 where they do not.
+fn pack_host_row(dtype: WeightDType, t: &HostTensor, row: usize, cols: usize, out: &mut Vec<u32>) {
+    match (t, dtype) {
+        (HostTensor::F32(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().copied(), out),
+        (HostTensor::F16(v), WeightDType::F16) => {
+            for pair in v[row * cols..(row + 1) * cols].chunks(2) {
+                out.push(pair[0].to_bits() as u32 | (pair.get(1).map_or(0, |h| h.to_bits() as u32) << 16));
+            }
+        }
+        (HostTensor::F16(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().map(|h| h.to_f32()), out),
+        (HostTensor::Quant { dtype: d, bytes }, _) => {
+            let rb = quant::row_bytes(*d, cols).unwrap_or(0);
+            let src = &bytes[row * rb..(row + 1) * rb];
+            if *d == dtype {
+                quant::repack_row(dtype, src, out)
+            } else {
+                pack_row(dtype, quant::dequantize_row(*d, src, cols).into_iter(), out)
+            }
+        }
     }
 }
 

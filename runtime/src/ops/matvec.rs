@@ -4,7 +4,7 @@
 
 use super::check::CheckFailure;
 use super::{grid, need, Matrix, WeightDType};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder, Variant};
 
 const WG: u32 = 64;
@@ -39,16 +39,32 @@ pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, y: &GpuBuffer) 
 /// Records `y [m, rows] = x [m, k] · W^T` as m matrix-vector products: for short prompts, where
 /// the tiled matmul would compute mostly padding.
 pub fn encode_tokens(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBuffer) -> Result<()> {
+    record(rec, w, x, m, y, false)
+}
+
+/// Records the gated MLP input `y [m, rows / 2] = silu(x · G^T) * (x · U^T)` from a matrix whose
+/// rows interleave G and U ([`Matrix::from_parts`] with `Layout::Interleaved`): one pass over
+/// the weights instead of two matvecs and a SwiGLU.
+pub fn encode_glu(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBuffer) -> Result<()> {
+    if w.rows % 2 != 0 || w.chunks.iter().any(|c| c.rows.start % 2 != 0) {
+        return Err(Error::shape("matvec glu", format!("rows of {}", w.name), "(gate, up) pairs in every chunk", w.rows));
+    }
+    record(rec, w, x, m, y, true)
+}
+
+fn record(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBuffer, glu: bool) -> Result<()> {
+    let out_rows = if glu { w.rows / 2 } else { w.rows };
     need("matvec", "x", x, m * w.cols)?;
-    need("matvec", "y", y, m * w.rows)?;
-    let kernel = rec.gpu().kernel(&spec(w.dtype), &Variant::constants(&[("WG", WG as f64), ("ROWS", ROWS as f64)]))?;
+    need("matvec", "y", y, m * out_rows)?;
+    let constants = [("WG", WG as f64), ("ROWS", ROWS as f64), ("GLU", if glu { 1.0 } else { 0.0 })];
+    let kernel = rec.gpu().kernel(&spec(w.dtype), &Variant::constants(&constants))?;
     for chunk in &w.chunks {
         let params = Params {
             rows: chunk.rows.len() as u32,
             k: w.cols as u32,
             row_words: w.row_words as u32,
             out_offset: chunk.rows.start as u32,
-            y_stride: w.rows as u32,
+            y_stride: out_rows as u32,
         };
         let [gx, gy, _] = grid(rec, (chunk.rows.len() as u32).div_ceil(ROWS));
         rec.dispatch(&kernel, &params, &[x, &chunk.buffer, y], [gx, gy, m as u32])?;
@@ -76,7 +92,36 @@ pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     super::matrix::check_linear(gpu, seed, "matvec", &cases, |rec, w, x, _, y| encode(rec, w, x, y)).await?;
     // Several tokens at once (short prefills).
     let cases = [(3, 17, 33, None), (5, 100, 70, Some(1000)), (16, 9, 64, None)];
-    super::matrix::check_linear(gpu, seed, "matvec (tokens)", &cases, encode_tokens).await
+    super::matrix::check_linear(gpu, seed, "matvec (tokens)", &cases, encode_tokens).await?;
+    check_glu(gpu, seed).await
+}
+
+/// The fused gate/up/SwiGLU against separate f64 products and the SwiGLU reference.
+async fn check_glu(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
+    use super::check::{compare, tolerance, DType, Rng};
+    use super::Layout;
+    use crate::model::safetensors::HostTensor;
+    let mut rng = Rng::new(seed ^ 0x61u64);
+    // (tokens, rows of each of gate and up, k): odd row counts, partial blocks, several chunks.
+    for &(m, rows, k) in &[(1usize, 1usize, 5usize), (1, 37, 70), (3, 64, 96), (1, 5632 / 16, 128)] {
+        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::Q8_0, WeightDType::Q4_0] {
+            let (g, u) = (rng.normals(rows * k, 1.0), rng.normals(rows * k, 1.0));
+            let parts = [(rows, &HostTensor::F32(g.clone())), (rows, &HostTensor::F32(u.clone()))];
+            let w = Matrix::from_parts(gpu, "gate_up", k, dtype, &parts, Layout::Interleaved)?;
+            let x = rng.normals(m * k, 1.0);
+            let xb = GpuBuffer::from_slice(gpu, "x", &x)?;
+            let out = GpuBuffer::zeroed(gpu, "out", (m * rows * 4) as u64)?;
+            let mut rec = Recorder::new(gpu, 4);
+            encode_glu(&mut rec, &w, &xb, m, &out)?;
+            rec.submit()?;
+            let gate = reference(&x, &Matrix::stored_values(dtype, &g, k), m, rows, k);
+            let up = reference(&x, &Matrix::stored_values(dtype, &u, k), m, rows, k);
+            let want = super::swiglu::reference(&gate, &up);
+            let what = format!("matvec glu {dtype:?} {m} tokens, 2x{rows}x{k} ({} chunks)", w.chunks.len());
+            compare(&what, seed, &out.read_f32(gpu).await?, &want, tolerance(DType::F32))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

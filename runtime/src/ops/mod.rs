@@ -20,7 +20,7 @@ pub mod rope;
 pub mod softmax;
 pub mod swiglu;
 
-pub use matrix::{Matrix, MatrixChunk, WeightDType};
+pub use matrix::{Layout, Matrix, MatrixChunk, WeightDType};
 
 use crate::error::Error;
 use crate::gpu::Recorder;

@@ -1,5 +1,7 @@
-//! Rotary position embedding (HF `rotate_half` convention) applied in place to Q and K with
-//! grouped-query head counts. q [n, n_heads, head_dim], k [n, n_kv_heads, head_dim].
+//! Rotary position embedding (HF `rotate_half` convention) fused with the KV-cache append: from
+//! the fused projection qkv [n, q_dim + 2 kv_dim], rotated q goes to q [n, n_heads, head_dim],
+//! rotated k and plain v to rows start_pos.. of the caches [context, n_kv_heads, head_dim].
+//! One pass instead of rope, two copies and three separate projections' outputs.
 //! Reference: HF `modeling_llama.apply_rotary_pos_emb` / `LlamaRotaryEmbedding`.
 
 use super::check::{compare, tolerance, CheckFailure, DType, Rng};
@@ -9,10 +11,10 @@ use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder, Variant};
 
 const WG: u32 = 256;
 const SPEC: KernelSpec = KernelSpec {
-    name: "rope",
+    name: "rope_append",
     source: include_str!("../../../shaders/rope.wgsl"),
-    entry: "rope",
-    bindings: &[Binding::ReadWrite, Binding::ReadWrite, Binding::ReadOnly],
+    entry: "rope_append",
+    bindings: &[Binding::ReadOnly, Binding::ReadWrite, Binding::ReadWrite, Binding::ReadWrite, Binding::ReadOnly],
 };
 
 #[repr(C)]
@@ -60,24 +62,26 @@ pub fn cos_sin(inv_freq: &[f32], max_pos: usize) -> Vec<f32> {
     out
 }
 
-/// Rotates `n_tokens` tokens of q and k in place, token t at position `start_pos + t`.
-#[allow(clippy::too_many_arguments)]
-pub fn encode(
-    rec: &mut Recorder<'_>,
-    q: &GpuBuffer,
-    k: &GpuBuffer,
-    table: &RopeTable,
-    n_tokens: usize,
-    n_heads: usize,
-    n_kv_heads: usize,
-    start_pos: usize,
-) -> Result<()> {
+/// Where [`encode`] reads and writes: the fused projection, and the outputs.
+pub struct RopeIo<'a> {
+    pub qkv: &'a GpuBuffer,
+    pub q: &'a GpuBuffer,
+    pub k_cache: &'a GpuBuffer,
+    pub v_cache: &'a GpuBuffer,
+}
+
+/// Rotates q and k of `n_tokens` tokens (token t at position `start_pos + t`) and appends k and
+/// v to the caches.
+pub fn encode(rec: &mut Recorder<'_>, io: &RopeIo<'_>, table: &RopeTable, n_tokens: usize, n_heads: usize, n_kv_heads: usize, start_pos: usize) -> Result<()> {
     let head_dim = table.head_dim;
     if start_pos + n_tokens > table.max_pos {
         return Err(Error::shape("rope", "last position", format!("< {} (max_position_embeddings)", table.max_pos), start_pos + n_tokens - 1));
     }
-    need("rope", "q", q, n_tokens * n_heads * head_dim)?;
-    need("rope", "k", k, n_tokens * n_kv_heads * head_dim)?;
+    let (q_dim, kv_dim) = (n_heads * head_dim, n_kv_heads * head_dim);
+    need("rope", "qkv", io.qkv, n_tokens * (q_dim + 2 * kv_dim))?;
+    need("rope", "q", io.q, n_tokens * q_dim)?;
+    need("rope", "k cache", io.k_cache, (start_pos + n_tokens) * kv_dim)?;
+    need("rope", "v cache", io.v_cache, (start_pos + n_tokens) * kv_dim)?;
     let kernel = rec.gpu().kernel(&SPEC, &Variant::constants(&[("WG", WG as f64)]))?;
     let params = Params {
         n_tokens: n_tokens as u32,
@@ -86,8 +90,8 @@ pub fn encode(
         head_dim: head_dim as u32,
         start_pos: start_pos as u32,
     };
-    let threads = (n_tokens * (n_heads + n_kv_heads) * head_dim / 2) as u32;
-    rec.dispatch(&kernel, &params, &[q, k, &table.buffer], grid(rec, threads.div_ceil(WG)))
+    let threads = (n_tokens * ((n_heads + n_kv_heads) * head_dim / 2 + kv_dim)) as u32;
+    rec.dispatch(&kernel, &params, &[io.qkv, io.q, io.k_cache, io.v_cache, &table.buffer], grid(rec, threads.div_ceil(WG)))
 }
 
 /// CPU reference on one tensor [n_tokens, heads, head_dim], in f64.
@@ -115,17 +119,33 @@ pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     for &(n, h, kv, hd, start) in &[(1usize, 1usize, 1usize, 2usize, 0usize), (3, 4, 1, 18, 5), (17, 8, 1, 64, 1000), (5, 8, 2, 6, 2041), (2, 32, 4, 64, 77)] {
         let theta = [10_000.0, 500_000.0][rng.below(2) as usize];
         let inv_freq = default_inv_freq(hd, theta);
-        let table = RopeTable::new(gpu, &inv_freq, start + n)?;
-        let q = rng.normals(n * h * hd, 1.0);
-        let k = rng.normals(n * kv * hd, 1.0);
-        let qb = GpuBuffer::from_slice(gpu, "q", &q)?;
-        let kb = GpuBuffer::from_slice(gpu, "k", &k)?;
+        let table = RopeTable::new(gpu, &inv_freq, start + n + 1)?;
+        let (q_dim, kv_dim) = (h * hd, kv * hd);
+        let qkv = rng.normals(n * (q_dim + 2 * kv_dim), 1.0);
+        let split = |part: usize| -> Vec<f32> {
+            let (off, len) = [(0, q_dim), (q_dim, kv_dim), (q_dim + kv_dim, kv_dim)][part];
+            qkv.chunks(q_dim + 2 * kv_dim).flat_map(|t| t[off..off + len].to_vec()).collect()
+        };
+        // Cache rows outside start..start+n must stay as they were.
+        let context = start + n + 1;
+        let k_before = rng.normals(context * kv_dim, 1.0);
+        let v_before = rng.normals(context * kv_dim, 1.0);
+        let qkv_b = GpuBuffer::from_slice(gpu, "qkv", &qkv)?;
+        let q_b = GpuBuffer::zeroed(gpu, "q", (n * q_dim * 4) as u64)?;
+        let k_b = GpuBuffer::from_slice(gpu, "k cache", &k_before)?;
+        let v_b = GpuBuffer::from_slice(gpu, "v cache", &v_before)?;
         let mut rec = Recorder::new(gpu, 4);
-        encode(&mut rec, &qb, &kb, &table, n, h, kv, start)?;
+        encode(&mut rec, &RopeIo { qkv: &qkv_b, q: &q_b, k_cache: &k_b, v_cache: &v_b }, &table, n, h, kv, start)?;
         rec.submit()?;
+        let rows = start * kv_dim..(start + n) * kv_dim;
+        let mut k_want = k_before.clone();
+        k_want[rows.clone()].copy_from_slice(&reference(&split(1), kv, hd, &inv_freq, start));
+        let mut v_want = v_before.clone();
+        v_want[rows].copy_from_slice(&split(2));
         let what = format!("rope n {n} heads {h}/{kv} head_dim {hd} start {start}");
-        compare(&format!("{what} q"), seed, &qb.read_f32(gpu).await?, &reference(&q, h, hd, &inv_freq, start), tolerance(DType::F32))?;
-        compare(&format!("{what} k"), seed, &kb.read_f32(gpu).await?, &reference(&k, kv, hd, &inv_freq, start), tolerance(DType::F32))?;
+        compare(&format!("{what} q"), seed, &q_b.read_f32(gpu).await?, &reference(&split(0), h, hd, &inv_freq, start), tolerance(DType::F32))?;
+        compare(&format!("{what} k cache"), seed, &k_b.read_f32(gpu).await?, &k_want, tolerance(DType::F32))?;
+        compare(&format!("{what} v cache"), seed, &v_b.read_f32(gpu).await?, &v_want, tolerance(DType::F32))?;
     }
     Ok(())
 }
@@ -144,9 +164,9 @@ mod tests {
     fn positions_past_the_table_are_a_typed_error() {
         let Some(g) = gpu() else { return };
         let table = RopeTable::new(g, &default_inv_freq(4, 10_000.0), 8).unwrap();
-        let q = GpuBuffer::zeroed(g, "q", 64).unwrap();
+        let b = GpuBuffer::zeroed(g, "b", 256).unwrap();
         let mut rec = Recorder::new(g, 1);
-        let err = encode(&mut rec, &q, &q, &table, 2, 1, 1, 7).unwrap_err();
+        let err = encode(&mut rec, &RopeIo { qkv: &b, q: &b, k_cache: &b, v_cache: &b }, &table, 2, 1, 1, 7).unwrap_err();
         assert!(err.to_string().contains("max_position_embeddings"), "{err}");
     }
 }

@@ -1,4 +1,5 @@
-//! SiLU-gated product: out = silu(gate) * up, elementwise over n values.
+//! SiLU-gated product: out = silu(gate) * up, elementwise over n values (or over interleaved
+//! gate/up pairs).
 //! Reference: HF `LlamaMLP` (`act_fn(gate_proj(x)) * up_proj(x)`, act_fn = SiLU).
 
 use super::check::{compare, tolerance, CheckFailure, DType, Rng};
@@ -28,6 +29,22 @@ pub fn encode(rec: &mut Recorder<'_>, gate: &GpuBuffer, up: &GpuBuffer, out: &Gp
     rec.dispatch(&kernel, &Params { n: n as u32 }, &[gate, up, out], grid(rec, (n as u32).div_ceil(WG)))
 }
 
+const PAIRS: KernelSpec = KernelSpec {
+    name: "swiglu_pairs",
+    source: include_str!("../../../shaders/swiglu_pairs.wgsl"),
+    entry: "swiglu_pairs",
+    bindings: &[Binding::ReadOnly, Binding::ReadWrite],
+};
+
+/// `out[i] = silu(gu[2i]) * gu[2i + 1]` for i < n: gate and up interleaved (the prefill output
+/// of an interleaved gate/up matrix).
+pub fn encode_pairs(rec: &mut Recorder<'_>, gu: &GpuBuffer, out: &GpuBuffer, n: usize) -> Result<()> {
+    need("swiglu", "gate/up pairs", gu, 2 * n)?;
+    need("swiglu", "out", out, n)?;
+    let kernel = rec.gpu().kernel(&PAIRS, &Variant::constants(&[("WG", WG as f64)]))?;
+    rec.dispatch(&kernel, &Params { n: n as u32 }, &[gu, out], grid(rec, (n as u32).div_ceil(WG)))
+}
+
 /// CPU reference (f64).
 pub fn reference(gate: &[f32], up: &[f32]) -> Vec<f32> {
     gate.iter().zip(up).map(|(&g, &u)| (f64::from(g) / (1.0 + (-f64::from(g)).exp()) * f64::from(u)) as f32).collect()
@@ -45,6 +62,12 @@ pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
         encode(&mut rec, &gb, &ub, &out, n)?;
         rec.submit()?;
         compare(&format!("swiglu n {n}"), seed, &out.read_f32(gpu).await?, &reference(&gate, &up), tolerance(DType::F32))?;
+        let pairs: Vec<f32> = gate.iter().zip(&up).flat_map(|(&g, &u)| [g, u]).collect();
+        let pb = GpuBuffer::from_slice(gpu, "pairs", &pairs)?;
+        let mut rec = Recorder::new(gpu, 1);
+        encode_pairs(&mut rec, &pb, &out, n)?;
+        rec.submit()?;
+        compare(&format!("swiglu pairs n {n}"), seed, &out.read_f32(gpu).await?, &reference(&gate, &up), tolerance(DType::F32))?;
     }
     Ok(())
 }

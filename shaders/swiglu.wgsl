@@ -22,4 +22,3 @@ fn swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     // exp(-g) overflows to inf for g < -88: g / inf = -0, the right limit.
     out[i] = g / (1.0 + exp(-g)) * up[i];
 }
-

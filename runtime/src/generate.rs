@@ -129,12 +129,12 @@ pub async fn generate_from_ids(
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }
+        // Either way the choice is made on the GPU: one submit and a 4-byte read per token.
         let next = if sampler.options.is_plain_greedy() {
             model.forward_greedy(pending, pos).await?
         } else {
-            model.forward(pending, pos)?;
-            let mut logits = model.logits().await?;
-            sampler.sample(&mut logits, &history)
+            let u = sampler.next_uniform();
+            model.forward_sample(pending, pos, &sampler.options, u, &history).await?
         };
         pos += pending.len();
         if out.tokens.is_empty() {

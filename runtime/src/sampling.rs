@@ -53,44 +53,73 @@ impl Sampler {
         if o.temperature <= 0.0 {
             return argmax(logits);
         }
-        let mut cands: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l / o.temperature)).collect();
-        // Sort by logit, descending; ties by id so results never depend on sort stability.
-        cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if o.top_k > 0 {
-            cands.truncate(o.top_k.max(1));
-        }
-        let max = cands[0].1;
-        let mut probs: Vec<f64> = cands.iter().map(|c| f64::from(c.1 - max).exp()).collect();
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        if o.top_p < 1.0 {
-            // Keep the smallest prefix whose mass reaches top_p (at least one token).
-            let mut mass = 0.0;
-            let mut keep = probs.len();
-            for (i, p) in probs.iter().enumerate() {
-                mass += p;
-                if mass >= f64::from(o.top_p) {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            probs.truncate(keep);
-        }
-        if o.min_p > 0.0 {
-            let floor = probs[0] * f64::from(o.min_p);
-            let keep = probs.iter().take_while(|&&p| p >= floor).count().max(1);
-            probs.truncate(keep);
-        }
-        let total: f64 = probs.iter().sum();
-        let mut r = f64::from(self.rng.uniform()) * total;
-        for (i, p) in probs.iter().enumerate() {
-            r -= p;
-            if r < 0.0 {
-                return cands[i].0;
-            }
-        }
-        cands[probs.len() - 1].0
+        let u = self.next_uniform();
+        choose(logits, &self.options, u)
     }
+
+    /// The uniform draw of the next sampling step (the GPU sampler takes it as a parameter, so
+    /// the same seed gives the same tokens on either path).
+    pub fn next_uniform(&mut self) -> f32 {
+        self.rng.uniform()
+    }
+}
+
+/// The candidates that survive temperature, top-k, top-p and min-p, in id order, with their
+/// unnormalised probabilities `exp((l - max) / T)` (the most likely token has 1).
+///
+/// Thresholds, as transformers' warpers: top-k keeps every token at least as likely as the k-th
+/// (ties kept); top-p then keeps token x when the mass of the kept tokens no more likely than x
+/// exceeds `1 - top_p` of their total; min-p keeps tokens with at least `min_p` of the top
+/// probability. The GPU sampler (ops::sample) computes the same thresholds by bisection.
+pub fn candidates(logits: &[f32], o: &SamplingOptions) -> Vec<(u32, f64)> {
+    let t = f64::from(o.temperature.max(f32::MIN_POSITIVE));
+    let max = logits.iter().copied().filter(|v| !v.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+    let p: Vec<f64> = logits.iter().map(|&l| if l.is_nan() { 0.0 } else { ((f64::from(l) - f64::from(max)) / t).exp() }).collect();
+    let mut sorted = p.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let t_k = if o.top_k > 0 && o.top_k < p.len() { sorted[o.top_k - 1] } else { 0.0 };
+    let mut t_p = 0.0;
+    if o.top_p < 1.0 {
+        t_p = sorted[0]; // top_p <= 0: only the top token(s), as transformers keeps one
+        // Ascending over the top-k survivors: the first value whose cumulative mass (ties
+        // included) exceeds (1 - top_p) of their total.
+        let kept: Vec<f64> = sorted.iter().copied().filter(|&v| v >= t_k).collect();
+        let total: f64 = kept.iter().sum();
+        let floor = (1.0 - f64::from(o.top_p)) * total;
+        let mut mass = 0.0;
+        let mut i = kept.len();
+        while i > 0 {
+            let v = kept[i - 1];
+            let mut j = i;
+            while j > 0 && kept[j - 1] == v {
+                mass += kept[j - 1];
+                j -= 1;
+            }
+            if mass > floor {
+                t_p = v;
+                break;
+            }
+            i = j;
+        }
+    }
+    let tau = t_k.max(t_p).max(f64::from(o.min_p));
+    p.iter().enumerate().filter(|&(_, &v)| v >= tau && v > 0.0).map(|(i, &v)| (i as u32, v)).collect()
+}
+
+/// Samples from [`candidates`] with the uniform draw `u` in [0, 1): the first candidate, in id
+/// order, at which the cumulative probability passes `u`.
+pub fn choose(logits: &[f32], o: &SamplingOptions, u: f32) -> u32 {
+    let kept = candidates(logits, o);
+    let total: f64 = kept.iter().map(|c| c.1).sum();
+    let target = f64::from(u) * total;
+    let mut acc = 0.0;
+    for &(id, p) in &kept {
+        acc += p;
+        if acc > target {
+            return id;
+        }
+    }
+    kept.last().map_or(argmax(logits), |c| c.0)
 }
 
 /// First index of the maximum (as torch.argmax); NaN never wins.
@@ -129,6 +158,25 @@ mod tests {
     fn greedy_takes_the_first_maximum() {
         let mut s = Sampler::new(opts(0.0));
         assert_eq!(s.sample(&mut [1.0, 3.0, 3.0, -1.0], &[]), 1);
+    }
+
+    #[test]
+    fn thresholds_follow_transformers_warpers() {
+        let o = |top_k, top_p, min_p| SamplingOptions { temperature: 1.0, top_k, top_p, min_p, ..Default::default() };
+        let logits = [0.0f32, 3.0, 1.0, 3.0, 2.0];
+        let ids = |o: &SamplingOptions| candidates(&logits, o).iter().map(|c| c.0).collect::<Vec<_>>();
+        assert_eq!(ids(&o(0, 1.0, 0.0)), vec![0, 1, 2, 3, 4]);
+        // top-k 1 keeps both tokens tied at the top (as torch.topk's threshold does).
+        assert_eq!(ids(&o(1, 1.0, 0.0)), vec![1, 3]);
+        assert_eq!(ids(&o(3, 1.0, 0.0)), vec![1, 3, 4]);
+        // p ∝ e^0, e^3, e^1, e^3, e^2: the two top tokens hold 0.77 of the mass.
+        assert_eq!(ids(&o(0, 0.7, 0.0)), vec![1, 3]);
+        assert_eq!(ids(&o(0, 0.8, 0.0)), vec![1, 3, 4]);
+        // min-p 0.3: e^-1 = 0.37 survives, e^-2 = 0.14 does not.
+        assert_eq!(ids(&o(0, 1.0, 0.3)), vec![1, 3, 4]);
+        // Sampling walks the survivors in id order.
+        assert_eq!(choose(&logits, &o(0, 0.8, 0.0), 0.0), 1);
+        assert_eq!(choose(&logits, &o(0, 0.8, 0.0), 0.99), 4);
     }
 
     #[test]

@@ -67,3 +67,34 @@ fn generation_behaviours() {
     let (r, _) = run(&mut llama, &tok, &GenerateOptions { max_tokens: 60, ..greedy }, &never);
     assert!(matches!(r, Err(Error::ContextOverflow { context: 64, .. })), "{r:?}");
 }
+
+/// Sampling runs on the GPU; the CPU sampler with the same seed, fed the model's logits step by
+/// step, picks the same tokens (both follow sampling::candidates/choose).
+#[test]
+fn gpu_sampling_matches_the_cpu_sampler() {
+    let Some((mut llama, tok)) = setup() else { return };
+    let never = AtomicBool::new(false);
+    for sampling in [
+        SamplingOptions { temperature: 0.9, top_p: 0.9, seed: 5, ..Default::default() },
+        SamplingOptions { temperature: 1.3, top_k: 20, min_p: 0.02, repetition_penalty: 1.3, seed: 6, ..Default::default() },
+    ] {
+        let options = GenerateOptions { max_tokens: 16, sampling: sampling.clone(), ..Default::default() };
+        let (gpu_run, _) = run(&mut llama, &tok, &options, &never);
+        let gpu_tokens = gpu_run.unwrap().tokens;
+        assert_eq!(gpu_tokens.len(), 16);
+
+        let prompt = tok.encode("The little cria", true).unwrap();
+        let mut sampler = cria::sampling::Sampler::new(sampling.clone());
+        let mut history = prompt.clone();
+        llama.forward(&prompt, 0).unwrap();
+        let mut cpu_tokens = Vec::new();
+        for _ in 0..16 {
+            let mut logits = pollster::block_on(llama.logits()).unwrap();
+            let next = sampler.sample(&mut logits, &history);
+            cpu_tokens.push(next);
+            llama.forward(&[next], history.len()).unwrap();
+            history.push(next);
+        }
+        assert_eq!(gpu_tokens, cpu_tokens, "{sampling:?}");
+    }
+}

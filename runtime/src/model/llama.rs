@@ -10,7 +10,9 @@ use crate::gpu::{Gpu, GpuBuffer, Readback, Recorder};
 use crate::ops::attention::{self, DecodeScratch, Heads};
 use crate::ops::rope::RopeTable;
 use crate::model::safetensors::HostTensor;
+use crate::ops::sample::{self, SampleScratch};
 use crate::ops::{argmax, embedding, matmul, matvec, rms_norm, rope, swiglu, Layout, Matrix, WeightDType};
+use crate::sampling::SamplingOptions;
 use std::sync::Arc;
 
 /// Tokens per prefill pass: longer prompts run in chunks (bounds activation memory).
@@ -53,6 +55,7 @@ struct Scratch {
     last: GpuBuffer,
     logits: GpuBuffer,
     token: GpuBuffer,
+    sample: SampleScratch,
     decode: DecodeScratch,
     arena: wgpu::Buffer,
     readback: Readback,
@@ -138,6 +141,7 @@ impl Llama {
             last: f("last hidden", h)?,
             logits: f("logits", vocab)?,
             token: f("next token", 1)?,
+            sample: SampleScratch::new(g, vocab, context)?,
             decode: DecodeScratch::new(g, heads, context)?,
             arena: Recorder::new(g, 1024).into_arena(),
             readback: Readback::new(g, (vocab * 4) as u64),
@@ -182,13 +186,23 @@ impl Llama {
     /// Runs `tokens` at positions `start..` through the model, filling the KV cache; the logits
     /// of the last token are then available ([`Llama::logits`], [`Llama::argmax`]).
     pub fn forward(&mut self, tokens: &[u32], start: usize) -> Result<()> {
-        self.forward_inner(tokens, start, None, false)
+        self.forward_inner(tokens, start, None, Choice::None)
     }
 
     /// [`Llama::forward`] then the greedy choice, all in the same submit as the last chunk:
     /// a decode step is one submit and a 4-byte read.
     pub async fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> Result<u32> {
-        self.forward_inner(tokens, start, None, true)?;
+        self.forward_inner(tokens, start, None, Choice::Greedy)?;
+        let bytes = self.s.readback.finish(&self.gpu, 4).await?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    /// [`Llama::forward`] then a sampled choice (temperature, top-k, top-p, min-p, and the
+    /// repetition penalty over `history`) on the GPU with the uniform draw `u`, in the same
+    /// submit: like [`Llama::forward_greedy`], one submit and a 4-byte read per step.
+    pub async fn forward_sample(&mut self, tokens: &[u32], start: usize, options: &SamplingOptions, u: f32, history: &[u32]) -> Result<u32> {
+        let n_penalty = if options.repetition_penalty != 1.0 { self.s.sample.set_penalty_ids(&self.gpu, history)? } else { 0 };
+        self.forward_inner(tokens, start, None, Choice::Sample { options, u, n_penalty })?;
         let bytes = self.s.readback.finish(&self.gpu, 4).await?;
         Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
@@ -196,11 +210,11 @@ impl Llama {
     /// As [`Llama::forward`], also returning the logits of every token [n, vocab] (tests).
     pub fn forward_all_logits(&mut self, tokens: &[u32], start: usize) -> Result<Vec<f32>> {
         let mut all = Vec::with_capacity(tokens.len() * self.config.vocab_size);
-        self.forward_inner(tokens, start, Some(&mut all), false)?;
+        self.forward_inner(tokens, start, Some(&mut all), Choice::None)?;
         Ok(all)
     }
 
-    fn forward_inner(&mut self, tokens: &[u32], start: usize, mut all: Option<&mut Vec<f32>>, greedy: bool) -> Result<()> {
+    fn forward_inner(&mut self, tokens: &[u32], start: usize, mut all: Option<&mut Vec<f32>>, choice: Choice<'_>) -> Result<()> {
         if tokens.is_empty() {
             return Err(Error::EmptyPrompt);
         }
@@ -217,9 +231,19 @@ impl Llama {
             if let Some(all) = all.as_deref_mut() {
                 all.extend(self.all_logits(&mut rec, chunk.len())?);
             }
-            if greedy && (i + 1) * PREFILL_CHUNK >= tokens.len() {
-                argmax::encode(&mut rec, &self.s.logits, &self.s.token, 1, self.config.vocab_size)?;
-                rec.copy_to_readback(&self.s.token, 0, &self.s.readback, 4)?;
+            if (i + 1) * PREFILL_CHUNK >= tokens.len() {
+                let vocab = self.config.vocab_size;
+                match choice {
+                    Choice::None => {}
+                    Choice::Greedy => {
+                        argmax::encode(&mut rec, &self.s.logits, &self.s.token, 1, vocab)?;
+                        rec.copy_to_readback(&self.s.token, 0, &self.s.readback, 4)?;
+                    }
+                    Choice::Sample { options, u, n_penalty } => {
+                        sample::encode(&mut rec, &self.s.logits, vocab, &self.s.sample, n_penalty, options, u)?;
+                        rec.copy_to_readback(&self.s.sample.token, 0, &self.s.readback, 4)?;
+                    }
+                }
             }
             rec.submit()?;
         }
@@ -300,6 +324,14 @@ impl Llama {
         let bytes = self.s.readback.read(&self.gpu, &self.s.token.buffer, 0, 4).await?;
         Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
+}
+
+/// What a forward call chooses on the GPU after the last token's logits.
+#[derive(Clone, Copy)]
+enum Choice<'a> {
+    None,
+    Greedy,
+    Sample { options: &'a SamplingOptions, u: f32, n_penalty: usize },
 }
 
 /// Up to this many tokens, a linear layer runs as matrix-vector products: the 64x64 tiles of

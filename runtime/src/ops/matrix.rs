@@ -145,7 +145,8 @@ impl Matrix {
             }
         }
         let total: usize = parts.iter().map(|p| p.0).sum();
-        let (map, multiple): (Box<dyn Fn(usize) -> (usize, usize)>, usize) = match layout {
+        type RowMap = Box<dyn Fn(usize) -> (usize, usize)>;
+        let (map, multiple): (RowMap, usize) = match layout {
             Layout::Stacked => {
                 let starts: Vec<usize> = parts.iter().scan(0, |acc, p| { let s = *acc; *acc += p.0; Some(s) }).collect();
                 (Box::new(move |r| { let i = starts.partition_point(|&s| s <= r) - 1; (i, r - starts[i]) }), 1)

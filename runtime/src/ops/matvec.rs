@@ -46,7 +46,7 @@ pub fn encode_tokens(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize
 /// rows interleave G and U ([`Matrix::from_parts`] with `Layout::Interleaved`): one pass over
 /// the weights instead of two matvecs and a SwiGLU.
 pub fn encode_glu(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBuffer) -> Result<()> {
-    if w.rows % 2 != 0 || w.chunks.iter().any(|c| c.rows.start % 2 != 0) {
+    if !w.rows.is_multiple_of(2) || w.chunks.iter().any(|c| !c.rows.start.is_multiple_of(2)) {
         return Err(Error::shape("matvec glu", format!("rows of {}", w.name), "(gate, up) pairs in every chunk", w.rows));
     }
     record(rec, w, x, m, y, true)

@@ -17,6 +17,7 @@ pub mod matmul;
 pub mod matvec;
 pub mod rms_norm;
 pub mod rope;
+pub mod sample;
 pub mod softmax;
 pub mod swiglu;
 

@@ -336,7 +336,11 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, prompt_len: usize, gen_len: 
             let options = ModelOptions { context: Some(context), ..args.options()? };
             Llama::load(gpu()?, config, &mut weights, &options, &mut |_| {})?
         }
-        None => load(args)?.0,
+        // No tokenizer needed: the prompt is random ids.
+        None => match &args.model {
+            Some(dir) => model::load_llama(gpu()?, dir, &args.options()?, &mut |_| {})?,
+            None => load(args)?.0,
+        },
     };
     let model_name = match (synthetic, &args.model) {
         (Some(name), _) => format!("synthetic {name}"),

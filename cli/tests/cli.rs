@@ -93,6 +93,9 @@ fn bad_input_is_an_error_message_not_a_panic() {
     }
     let empty = cria(&["generate", "--prompt", ""]);
     assert!(text(&empty.stderr).contains("the prompt is empty"), "{}", text(&empty.stderr));
+    let top_p = cria(&["generate", "--prompt", "ROMEO:", "--top-p", "1.5"]);
+    let stderr = text(&top_p.stderr);
+    assert!(stderr.contains("sampling option top_p = 1.5 is out of range") && !stderr.contains("panicked"), "{stderr}");
     let long = cria(&["generate", "--prompt", "ROMEO:", "--max-tokens", "100000"]);
     let stderr = text(&long.stderr);
     assert!(stderr.contains("context holds 256") && !stderr.contains("panicked"), "{stderr}");

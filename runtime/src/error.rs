@@ -72,6 +72,9 @@ pub enum Error {
 
     #[error("token id {id} is out of range for a vocabulary of {vocab_size} tokens. Hint: the tokenizer and the model do not match")]
     TokenOutOfRange { id: u32, vocab_size: usize },
+
+    #[error("sampling option {option} = {value} is out of range. Hint: {hint}")]
+    InvalidSampling { option: &'static str, value: String, hint: &'static str },
 }
 
 impl Error {

@@ -101,6 +101,7 @@ pub async fn generate_from_ids(
     if prompt_ids.is_empty() {
         return Err(Error::EmptyPrompt);
     }
+    options.sampling.validate()?;
     if prompt_ids.len() + options.max_tokens > model.context {
         return Err(Error::ContextOverflow { prompt: prompt_ids.len(), requested: options.max_tokens, context: model.context });
     }

@@ -27,6 +27,25 @@ impl Default for SamplingOptions {
 }
 
 impl SamplingOptions {
+    /// Rejects values outside what the samplers define: temperature >= 0, top_p and min_p in
+    /// [0, 1], repetition_penalty > 0, all finite.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |option, value: f32, hint| Err(crate::Error::InvalidSampling { option, value: value.to_string(), hint });
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return bad("temperature", self.temperature, "use 0 for greedy decoding, or a positive value (typically 0.1 to 2)");
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            return bad("top_p", self.top_p, "a probability mass in [0, 1]; 1 disables it");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("min_p", self.min_p, "a fraction of the top probability in [0, 1]; 0 disables it");
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return bad("repetition_penalty", self.repetition_penalty, "a positive factor; 1 disables it, 1.1 to 1.3 is typical");
+        }
+        Ok(())
+    }
+
     /// Greedy with no penalty: the GPU argmax gives the same answer without reading logits back.
     pub fn is_plain_greedy(&self) -> bool {
         self.temperature <= 0.0 && self.repetition_penalty == 1.0
@@ -203,6 +222,20 @@ mod tests {
             let mut s = Sampler::new(SamplingOptions { min_p: 0.5, seed, ..opts(1.0) });
             assert_eq!(s.sample(&mut logits.clone(), &[]), 0);
         }
+    }
+
+    #[test]
+    fn out_of_range_options_are_typed_errors() {
+        for o in [
+            SamplingOptions { temperature: -1.0, ..Default::default() },
+            SamplingOptions { temperature: f32::NAN, ..Default::default() },
+            SamplingOptions { top_p: 1.5, ..Default::default() },
+            SamplingOptions { min_p: -0.1, ..Default::default() },
+            SamplingOptions { repetition_penalty: 0.0, ..Default::default() },
+        ] {
+            assert!(matches!(o.validate(), Err(crate::Error::InvalidSampling { .. })), "{o:?}");
+        }
+        assert!(SamplingOptions::default().validate().is_ok());
     }
 
     #[test]

@@ -54,7 +54,13 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     health: Arc<Health>,
     pipelines: Mutex<HashMap<kernel::PipelineKey, Arc<kernel::Kernel>>>,
+    /// Bind groups by layout and buffers: a decode step binds the same buffers every token.
+    bind_groups: Mutex<HashMap<(wgpu::BindGroupLayout, Vec<wgpu::Buffer>), wgpu::BindGroup>>,
 }
+
+/// Cached bind groups hold their buffers alive: the cache is emptied when it reaches this size
+/// and whenever a model is dropped ([`Gpu::forget_bind_groups`]).
+const BIND_GROUP_CACHE: usize = 4096;
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,6 +148,7 @@ impl Gpu {
             limits,
             health,
             pipelines: Mutex::new(HashMap::new()),
+            bind_groups: Mutex::new(HashMap::new()),
         })
     }
 
@@ -195,6 +202,40 @@ impl Gpu {
     }
 
     /// Destroys the device (used to test that a lost device becomes an error, not a hang).
+    /// The bind group of `layout` with `buffers` bound whole at bindings 0.. (binding 0, the
+    /// parameter arena, as a `slot`-byte window), created once and then reused.
+    pub(crate) fn bind_group(&self, label: &str, layout: &wgpu::BindGroupLayout, buffers: &[&wgpu::Buffer], slot: u64) -> wgpu::BindGroup {
+        let key = (layout.clone(), buffers.iter().map(|&b| b.clone()).collect::<Vec<_>>());
+        let mut cache = self.bind_groups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(group) = cache.get(&key) {
+            return group.clone();
+        }
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: if i == 0 {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b, offset: 0, size: wgpu::BufferSize::new(slot) })
+                } else {
+                    b.as_entire_binding()
+                },
+            })
+            .collect();
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout, entries: &entries });
+        if cache.len() >= BIND_GROUP_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, group.clone());
+        group
+    }
+
+    /// Empties the bind-group cache, releasing the buffers it holds (models call this when
+    /// dropped, so their weights leave the GPU).
+    pub fn forget_bind_groups(&self) {
+        self.bind_groups.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     pub fn destroy(&self) {
         self.device.destroy();
     }

@@ -89,22 +89,10 @@ impl<'g> Recorder<'g> {
             return Ok(()); // nothing to do (an empty tensor)
         }
 
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.arena,
-                offset: 0,
-                size: wgpu::BufferSize::new(SLOT),
-            }),
-        }];
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.buffer.as_entire_binding() });
-        }
-        let bind_group = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(name),
-            layout: &kernel.layout,
-            entries: &entries,
-        });
+        let mut bound: Vec<&wgpu::Buffer> = Vec::with_capacity(buffers.len() + 1);
+        bound.push(&self.arena);
+        bound.extend(buffers.iter().map(|b| &b.buffer));
+        let bind_group = self.gpu.bind_group(name, &kernel.layout, &bound, SLOT);
         if self.pass.is_none() {
             let pass = self
                 .encoder()

@@ -326,6 +326,13 @@ impl Llama {
     }
 }
 
+impl Drop for Llama {
+    /// Cached bind groups hold the weights' buffers: let them go with the model.
+    fn drop(&mut self) {
+        self.gpu.forget_bind_groups();
+    }
+}
+
 /// What a forward call chooses on the GPU after the last token's logits.
 #[derive(Clone, Copy)]
 enum Choice<'a> {

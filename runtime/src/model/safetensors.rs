@@ -59,18 +59,25 @@ impl ByteSource for FileSource {
     }
 }
 
+/// A tensor's dtype in its file. Safetensors files hold F32, F16 and BF16; GGUF files also hold
+/// ggml's block-quantized Q8_0 and Q4_0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
     F32,
     F16,
     BF16,
+    Q8_0,
+    Q4_0,
 }
 
 impl Dtype {
+    /// Bytes per element; for the block formats, bytes per block of [`crate::quant::QK`] values.
     pub fn size(self) -> usize {
         match self {
             Dtype::F32 => 4,
             Dtype::F16 | Dtype::BF16 => 2,
+            Dtype::Q8_0 => 34,
+            Dtype::Q4_0 => 18,
         }
     }
 }
@@ -101,6 +108,19 @@ pub enum HostTensor {
 }
 
 impl HostTensor {
+    /// A tensor's little-endian bytes in file dtype `dtype`: F32 and F16 as they are, BF16
+    /// widened to F32 (exactly), block formats kept as ggml block bytes.
+    pub fn from_le_bytes(dtype: Dtype, bytes: Vec<u8>) -> HostTensor {
+        use crate::ops::WeightDType;
+        match dtype {
+            Dtype::F32 => HostTensor::F32(bytemuck::pod_collect_to_vec(&bytes)),
+            Dtype::F16 => HostTensor::F16(bytemuck::pod_collect_to_vec(&bytes)),
+            Dtype::BF16 => HostTensor::F32(bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|b| b.to_f32()).collect()),
+            Dtype::Q8_0 => HostTensor::Quant { dtype: WeightDType::Q8_0, bytes },
+            Dtype::Q4_0 => HostTensor::Quant { dtype: WeightDType::Q4_0, bytes },
+        }
+    }
+
     pub fn into_f32(self) -> Vec<f32> {
         match self {
             HostTensor::F32(v) => v,
@@ -194,11 +214,7 @@ impl<S: ByteSource> SafetensorsFile<S> {
             .ok_or_else(|| Error::MissingTensor { name: name.to_string(), path: self.path.clone() })?;
         let mut bytes = vec![0u8; (entry.end - entry.start) as usize];
         self.src.read_at(entry.start, &mut bytes)?;
-        let tensor = match entry.dtype {
-            Dtype::F32 => HostTensor::F32(bytemuck::pod_collect_to_vec(&bytes)),
-            Dtype::F16 => HostTensor::F16(bytemuck::pod_collect_to_vec(&bytes)),
-            Dtype::BF16 => HostTensor::F32(bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|b| b.to_f32()).collect()),
-        };
+        let tensor = HostTensor::from_le_bytes(entry.dtype, bytes);
         Ok((entry, tensor))
     }
 }

@@ -43,6 +43,9 @@ pub enum Error {
     #[error("{path} is not a valid safetensors file: {message}. Hint: the file is truncated or corrupt; download it again")]
     Safetensors { path: String, message: String },
 
+    #[error("{path} is not a valid GGUF file: {message}. Hint: {hint}")]
+    Gguf { path: String, message: String, hint: String },
+
     #[error("tensor `{name}` is missing from {path}. Hint: the checkpoint does not match config.json")]
     MissingTensor { name: String, path: String },
 

@@ -14,6 +14,9 @@ pub enum RopeScaling {
     Linear { factor: f64 },
     /// Llama 3.1's frequency-dependent scaling (HF "llama3").
     Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: f64 },
+    /// Each inverse frequency divided by its own factor (head_dim / 2 of them): how GGUF files
+    /// store Llama 3 scaling (llama.cpp's `rope_freqs.weight`, made with the same formula).
+    Factors(Vec<f32>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -192,6 +195,7 @@ impl LlamaConfig {
         match self.rope_scaling {
             RopeScaling::None => base,
             RopeScaling::Linear { factor } => base.iter().map(|&f| (f64::from(f) / factor) as f32).collect(),
+            RopeScaling::Factors(ref factors) => base.iter().zip(factors).map(|(&f, &s)| (f64::from(f) / f64::from(s)) as f32).collect(),
             RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings: old } => {
                 // transformers `_compute_llama3_parameters`.
                 let low_wavelen = old / low_freq_factor;

@@ -1,6 +1,7 @@
-//! Models: config.json, weights (safetensors, sharded), the Llama forward pass.
+//! Models: config.json, weights (safetensors, sharded), GGUF files, the Llama forward pass.
 
 pub mod config;
+pub mod gguf;
 pub mod llama;
 pub mod safetensors;
 pub mod weights;
@@ -9,6 +10,7 @@ pub mod write;
 pub mod synthetic;
 
 pub use config::{GenerationConfig, LlamaConfig};
+pub use gguf::GgufModel;
 pub use llama::{Llama, ModelOptions};
 pub use weights::{LoadProgress, WeightSource};
 
@@ -28,6 +30,17 @@ pub fn load_llama_from_bytes(
     let file = safetensors::SafetensorsFile::parse("model.safetensors", safetensors)?;
     let mut weights = weights::SafetensorsWeights::new(vec![file])?;
     Llama::load(gpu, config, &mut weights, options, progress)
+}
+
+/// Loads a GGUF model file that is already in memory. For its tokenizer and generation
+/// defaults too, use [`GgufModel::read`] and [`GgufModel::load`].
+pub fn load_gguf_from_bytes(
+    gpu: std::sync::Arc<crate::Gpu>,
+    gguf: Vec<u8>,
+    options: &ModelOptions,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> crate::Result<Llama> {
+    GgufModel::read("model.gguf", gguf)?.load(gpu, options, progress)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -79,6 +92,17 @@ mod native {
             files.push(SafetensorsFile::parse(&path.display().to_string(), FileSource::open(&path)?)?);
         }
         SafetensorsWeights::new(files)
+    }
+
+    /// Opens a GGUF model file: config, tokenizer and generation defaults from its metadata,
+    /// weights read on [`GgufModel::load`].
+    pub fn open_gguf(path: &Path) -> Result<GgufModel<FileSource>> {
+        GgufModel::read(&path.display().to_string(), FileSource::open(path)?)
+    }
+
+    /// Loads a GGUF model file (llama.cpp's format; F32, F16, BF16, Q8_0 and Q4_0 tensors) onto `gpu`.
+    pub fn load_gguf(gpu: Arc<Gpu>, path: &Path, options: &ModelOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Llama> {
+        open_gguf(path)?.load(gpu, options, progress)
     }
 
     /// Loads a Hugging Face Llama model directory onto `gpu`.

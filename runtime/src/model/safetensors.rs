@@ -64,16 +64,19 @@ impl ByteSource for FileSource {
     }
 }
 
+/// A tensor's dtype in its file. Safetensors files hold F32, F16 and BF16; GGUF files also hold
+/// ggml's block-quantized Q8_0 and Q4_0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
     F32,
     F16,
     BF16,
-    /// ggml blocks (Q8_0, Q4_0) of a Cria-quantized model.
+    /// ggml blocks (Q8_0, Q4_0): a GGUF tensor, or a Cria-quantized model's U8 tensor.
     Block(WeightDType),
 }
 
 impl Dtype {
+    /// Bytes per element; for the block formats, bytes per block of [`crate::quant::QK`] values.
     pub fn size(self) -> usize {
         match self {
             Dtype::F32 => 4,
@@ -114,6 +117,17 @@ pub enum HostTensor {
 }
 
 impl HostTensor {
+    /// A tensor's little-endian bytes in file dtype `dtype`: F32 and F16 as they are, BF16
+    /// widened to F32 (exactly), block formats kept as ggml block bytes.
+    pub fn from_le_bytes(dtype: Dtype, bytes: Vec<u8>) -> HostTensor {
+        match dtype {
+            Dtype::F32 => HostTensor::F32(bytemuck::pod_collect_to_vec(&bytes)),
+            Dtype::F16 => HostTensor::F16(bytemuck::pod_collect_to_vec(&bytes)),
+            Dtype::BF16 => HostTensor::F32(bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|b| b.to_f32()).collect()),
+            Dtype::Block(dtype) => HostTensor::Quant { dtype, bytes },
+        }
+    }
+
     pub fn into_f32(self) -> Vec<f32> {
         match self {
             HostTensor::F32(v) => v,
@@ -233,12 +247,7 @@ impl<S: ByteSource> SafetensorsFile<S> {
             .ok_or_else(|| Error::MissingTensor { name: name.to_string(), path: self.path.clone() })?;
         let mut bytes = vec![0u8; (entry.end - entry.start) as usize];
         self.src.read_at(entry.start, &mut bytes)?;
-        let tensor = match entry.dtype {
-            Dtype::F32 => HostTensor::F32(bytemuck::pod_collect_to_vec(&bytes)),
-            Dtype::F16 => HostTensor::F16(bytemuck::pod_collect_to_vec(&bytes)),
-            Dtype::BF16 => HostTensor::F32(bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|b| b.to_f32()).collect()),
-            Dtype::Block(dtype) => HostTensor::Quant { dtype, bytes },
-        };
+        let tensor = HostTensor::from_le_bytes(entry.dtype, bytes);
         Ok((entry, tensor))
     }
 }

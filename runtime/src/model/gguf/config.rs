@@ -1,0 +1,204 @@
+//! [`LlamaConfig`] and [`GenerationConfig`] from GGUF metadata: the `llama.*` keys
+//! `convert_hf_to_gguf.py` writes from config.json, read back the way llama.cpp reads them
+//! (`llama-model.cpp` `load_hparams`, `llama-vocab.cpp` for end-of-generation tokens).
+
+use super::weights::ROPE_FREQS;
+use super::{GgmlType, GgufFile};
+use crate::error::{Error, Result};
+use crate::model::config::{GenerationConfig, LlamaConfig, RopeScaling};
+use crate::model::safetensors::ByteSource;
+
+/// Token texts llama.cpp treats as end of generation wherever they are in the vocabulary
+/// (`llama_vocab::impl::load`: its list of EOT/EOG tokens found by text).
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+];
+
+fn err(path: &str, field: &str, message: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::Config { path: path.to_string(), field: field.to_string(), message: message.into(), hint: hint.into() }
+}
+
+/// A positive count that fits usize.
+fn count<S: ByteSource>(f: &GgufFile<S>, key: &str, value: u64) -> Result<usize> {
+    usize::try_from(value)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| err(&f.path, key, format!("must be a positive integer, got {value}"), "the GGUF metadata is malformed"))
+}
+
+fn req<S: ByteSource>(f: &GgufFile<S>, key: &str) -> Result<usize> {
+    if let Some(super::Value::Array(_)) = f.get(key) {
+        return Err(Error::Unsupported {
+            what: format!("per-layer `{key}` (an array) in {}", f.path),
+            hint: "Llama models have the same size in every layer".into(),
+        });
+    }
+    count(f, key, f.u64_req(key)?)
+}
+
+fn opt<S: ByteSource>(f: &GgufFile<S>, key: &str) -> Result<Option<usize>> {
+    if f.get(key).is_none() {
+        return Ok(None);
+    }
+    req(f, key).map(Some)
+}
+
+fn positive<S: ByteSource>(f: &GgufFile<S>, key: &str, default: Option<f64>) -> Result<f64> {
+    match (f.f64_opt(key)?, default) {
+        (Some(x), _) if x.is_finite() && x > 0.0 => Ok(x),
+        (Some(x), _) => Err(err(&f.path, key, format!("must be a positive number, got {x}"), "the GGUF metadata is malformed")),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Err(err(&f.path, key, "is missing", "llama.cpp writes it for every Llama model; is this a complete model file?")),
+    }
+}
+
+/// A token id key, checked against the vocabulary size.
+fn token_id<S: ByteSource>(f: &GgufFile<S>, key: &str, n_tokens: usize) -> Result<Option<u32>> {
+    match f.u64_opt(key)? {
+        None => Ok(None),
+        Some(id) if id < n_tokens as u64 && id <= u64::from(u32::MAX) => Ok(Some(id as u32)),
+        Some(id) => Err(err(&f.path, key, format!("is {id}, outside the vocabulary of {n_tokens} tokens"), "the tokenizer metadata is corrupt")),
+    }
+}
+
+/// The tokenizer's tokens (`tokenizer.ggml.tokens`).
+pub(super) fn tokens<S: ByteSource>(f: &GgufFile<S>) -> Result<&[String]> {
+    const KEY: &str = "tokenizer.ggml.tokens";
+    match f.array_opt(KEY)? {
+        Some(super::Array::Str(t)) if !t.is_empty() => Ok(t),
+        Some(a) => {
+            Err(err(&f.path, KEY, format!("must be a non-empty array of strings, got {} elements of {}", a.len(), a.element_name()), "the tokenizer metadata is corrupt"))
+        }
+        None => Err(err(&f.path, KEY, "is missing", "this runtime needs the tokenizer inside the GGUF file (llama.cpp's converter writes it)")),
+    }
+}
+
+/// End-of-generation ids as llama.cpp collects them: `eos`, `eot` and `eom` ids, and tokens
+/// whose text marks an end of turn (Llama 3's `<|eot_id|>` and `<|end_of_text|>` both stop it).
+pub fn eos_ids<S: ByteSource>(f: &GgufFile<S>) -> Result<Vec<u32>> {
+    let toks = tokens(f)?;
+    let mut ids = Vec::new();
+    for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        ids.extend(token_id(f, key, toks.len())?);
+    }
+    ids.extend(toks.iter().enumerate().filter(|(_, t)| EOG_TEXTS.contains(&t.as_str())).map(|(i, _)| i as u32));
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Greedy decoding (GGUF carries no sampling defaults) that stops at the end-of-generation ids.
+pub fn generation_config<S: ByteSource>(f: &GgufFile<S>) -> Result<GenerationConfig> {
+    Ok(GenerationConfig { sampling: Default::default(), eos_token_ids: eos_ids(f)? })
+}
+
+/// The Llama hyperparameters, checked as [`LlamaConfig::from_json`] checks config.json. Reads
+/// the `rope_freqs.weight` tensor when the file has one.
+pub fn llama_config<S: ByteSource>(f: &mut GgufFile<S>) -> Result<LlamaConfig> {
+    let path = f.path.clone();
+    match f.str_opt("general.architecture")? {
+        Some("llama") => {}
+        Some(other) => {
+            return Err(Error::UnknownArchitecture {
+                got: format!("{other:?} (general.architecture of {path})"),
+                supported: "\"llama\" (GGUF), LlamaForCausalLM (Hugging Face)".into(),
+            });
+        }
+        None => return Err(err(&path, "general.architecture", "is missing", "every GGUF model names its architecture; is this a model file?")),
+    }
+    let hidden_size = req(f, "llama.embedding_length")?;
+    let num_attention_heads = req(f, "llama.attention.head_count")?;
+    let num_key_value_heads = opt(f, "llama.attention.head_count_kv")?.unwrap_or(num_attention_heads);
+    let head_dim = match opt(f, "llama.attention.key_length")? {
+        Some(d) => d,
+        None if hidden_size % num_attention_heads == 0 => hidden_size / num_attention_heads,
+        None => {
+            return Err(err(&path, "llama.attention.head_count", format!("({num_attention_heads}) does not divide llama.embedding_length ({hidden_size})"), "give llama.attention.key_length or fix the head count"));
+        }
+    };
+    if let Some(v) = opt(f, "llama.attention.value_length")?.filter(|&v| v != head_dim) {
+        return Err(Error::Unsupported { what: format!("value heads of {v} dimensions with key heads of {head_dim} ({path})"), hint: "Llama attention has one head size".into() });
+    }
+    if let Some(r) = opt(f, "llama.rope.dimension_count")?.filter(|&r| r != head_dim) {
+        return Err(Error::Unsupported { what: format!("rotary embeddings on {r} of {head_dim} head dimensions ({path})"), hint: "Llama rotates whole heads (llama.cpp also requires it)".into() });
+    }
+    if num_attention_heads % num_key_value_heads != 0 {
+        return Err(err(&path, "llama.attention.head_count_kv", format!("({num_key_value_heads}) does not divide llama.attention.head_count ({num_attention_heads})"), "grouped-query attention needs a whole number of query heads per key/value head"));
+    }
+    if head_dim % 2 != 0 {
+        return Err(err(&path, "llama.attention.key_length", format!("is odd ({head_dim})"), "rotary embeddings rotate pairs of dimensions"));
+    }
+    let n_tokens = tokens(f)?.len();
+    let vocab_size = opt(f, "llama.vocab_size")?.unwrap_or(n_tokens);
+    if n_tokens > vocab_size {
+        return Err(err(&path, "llama.vocab_size", format!("({vocab_size}) is smaller than the tokenizer's {n_tokens} tokens"), "the metadata is corrupt"));
+    }
+    let eos_token_ids = eos_ids(f)?;
+    Ok(LlamaConfig {
+        hidden_size,
+        intermediate_size: req(f, "llama.feed_forward_length")?,
+        num_hidden_layers: req(f, "llama.block_count")?,
+        num_attention_heads,
+        num_key_value_heads,
+        head_dim,
+        rms_norm_eps: positive(f, "llama.attention.layer_norm_rms_epsilon", None)? as f32,
+        rope_theta: positive(f, "llama.rope.freq_base", Some(10_000.0))?,
+        rope_scaling: rope_scaling(f, head_dim)?,
+        max_position_embeddings: req(f, "llama.context_length")?,
+        vocab_size,
+        // convert_hf_to_gguf.py leaves `output.weight` out when the embeddings are tied.
+        tie_word_embeddings: f.tensor_info("output.weight").is_none(),
+        bos_token_id: token_id(f, "tokenizer.ggml.bos_token_id", n_tokens)?,
+        eos_token_ids,
+    })
+}
+
+/// `llama.rope.scaling.type` (none / linear) and llama.cpp's `rope_freqs.weight` factors.
+fn rope_scaling<S: ByteSource>(f: &mut GgufFile<S>, head_dim: usize) -> Result<RopeScaling> {
+    let path = f.path.clone();
+    let linear = match f.str_opt("llama.rope.scaling.type")? {
+        None | Some("none") => f.f64_opt("llama.rope.scale_linear")?, // older converters' key
+        Some("linear") => Some(positive(f, "llama.rope.scaling.factor", None)?),
+        Some(other) => {
+            return Err(Error::Unsupported { what: format!("rope scaling type {other:?} in {path}"), hint: "supported: none, linear, and Llama 3 factors (rope_freqs.weight)".into() });
+        }
+    };
+    if let Some(x) = linear.filter(|x| !(x.is_finite() && *x > 0.0)) {
+        return Err(err(&path, "llama.rope.scaling.factor", format!("must be a positive number, got {x}"), "the GGUF metadata is malformed"));
+    }
+    let Some(info) = f.tensor_info(ROPE_FREQS).cloned() else {
+        return Ok(match linear {
+            Some(factor) if factor != 1.0 => RopeScaling::Linear { factor },
+            _ => RopeScaling::None,
+        });
+    };
+    if info.ggml_type != GgmlType::F32 || info.dims != [head_dim as u64 / 2] {
+        return Err(super::bad(
+            &path,
+            format!("`{ROPE_FREQS}` is {} {:?}; expected F32 [{}] (one factor per rotary frequency)", info.ggml_type.name(), info.dims, head_dim / 2),
+            "the rope scaling tensor does not match the head size",
+        ));
+    }
+    let (_, bytes) = f.read(ROPE_FREQS)?;
+    let mut factors: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+    if let Some(&bad) = factors.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+        return Err(super::bad(&path, format!("`{ROPE_FREQS}` holds the factor {bad}"), "rope factors are positive; the file is corrupt"));
+    }
+    // Linear scaling on top of the factors divides every frequency once more (as llama.cpp's
+    // freq_scale does).
+    if let Some(l) = linear {
+        factors.iter_mut().for_each(|x| *x = (f64::from(*x) * l) as f32);
+    }
+    Ok(RopeScaling::Factors(factors))
+}

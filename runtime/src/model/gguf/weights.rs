@@ -1,0 +1,218 @@
+//! GGUF tensors served under Hugging Face names, in HF's layout: llama.cpp's names mapped back
+//! (`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`), shapes reversed (`ne`
+//! lists the row length first), and the q/k row permutation of `convert_hf_to_gguf.py` undone.
+//!
+//! Why the permutation: llama.cpp's RoPE rotates adjacent pairs (2i, 2i+1) of each head, HF's
+//! `rotate_half` rotates (i, i + d/2). The converter reorders q_proj and k_proj rows
+//! (`LlamaModel.permute`: `w.reshape(n_head, 2, d/2, cols).swapaxes(1, 2)`) so that llama.cpp's
+//! pairs are HF's; Cria rotates like HF, so the loader puts the rows back. Whole rows move, so
+//! the same permutation serves float and block-quantized rows.
+
+use super::{bad, GgmlType, GgufFile, TensorInfo};
+use crate::error::{Error, Result};
+use crate::model::config::LlamaConfig;
+use crate::model::safetensors::{ByteSource, Dtype, HostTensor, TensorEntry};
+use crate::model::weights::WeightSource;
+use crate::ops::WeightDType;
+
+/// Tensor types this runtime computes with.
+pub const SUPPORTED_TYPES: &str = "F32, F16, BF16 (as F32), Q8_0, Q4_0";
+
+/// The tensor llama.cpp stores Llama 3 rope scaling in (read by the config, not served).
+pub const ROPE_FREQS: &str = "rope_freqs.weight";
+
+/// How a tensor's rows are reordered on the way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rows {
+    AsStored,
+    /// Undo `LlamaModel.permute` with this many heads.
+    Unpermute(usize),
+}
+
+pub struct GgufWeights<S: ByteSource> {
+    file: GgufFile<S>,
+    n_head: usize,
+    n_head_kv: usize,
+    /// The HF names of the tensors present, sorted.
+    names: Vec<String>,
+}
+
+/// The GGUF name of a Hugging Face Llama tensor, and how to reorder its rows.
+fn gguf_name(hf: &str, n_head: usize, n_head_kv: usize) -> Option<(String, Rows)> {
+    match hf {
+        "model.embed_tokens.weight" => return Some(("token_embd.weight".into(), Rows::AsStored)),
+        "model.norm.weight" => return Some(("output_norm.weight".into(), Rows::AsStored)),
+        "lm_head.weight" => return Some(("output.weight".into(), Rows::AsStored)),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok().filter(|_| layer.bytes().all(|b| b.is_ascii_digit()))?;
+    let (name, rows) = match part {
+        "input_layernorm.weight" => ("attn_norm", Rows::AsStored),
+        "self_attn.q_proj.weight" => ("attn_q", Rows::Unpermute(n_head)),
+        "self_attn.k_proj.weight" => ("attn_k", Rows::Unpermute(n_head_kv)),
+        "self_attn.v_proj.weight" => ("attn_v", Rows::AsStored),
+        "self_attn.o_proj.weight" => ("attn_output", Rows::AsStored),
+        "post_attention_layernorm.weight" => ("ffn_norm", Rows::AsStored),
+        "mlp.gate_proj.weight" => ("ffn_gate", Rows::AsStored),
+        "mlp.up_proj.weight" => ("ffn_up", Rows::AsStored),
+        "mlp.down_proj.weight" => ("ffn_down", Rows::AsStored),
+        _ => return None,
+    };
+    Some((format!("blk.{layer}.{name}.weight"), rows))
+}
+
+fn dtype(t: GgmlType) -> Option<Dtype> {
+    Some(match t {
+        GgmlType::F32 => Dtype::F32,
+        GgmlType::F16 => Dtype::F16,
+        GgmlType::BF16 => Dtype::BF16,
+        GgmlType::Q8_0 => Dtype::Block(WeightDType::Q8_0),
+        GgmlType::Q4_0 => Dtype::Block(WeightDType::Q4_0),
+        _ => return None,
+    })
+}
+
+/// HF row r of a permuted [heads · d, cols] matrix is stored row `source_row(r)`: within a head,
+/// HF row j·d/2 + i (half j, index i) was written at 2i + j.
+fn source_row(r: usize, head_dim: usize) -> usize {
+    let (head, k) = (r / head_dim, r % head_dim);
+    let half = head_dim / 2;
+    head * head_dim + 2 * (k % half) + k / half
+}
+
+impl<S: ByteSource> GgufWeights<S> {
+    /// Checks up front that every tensor has a type this runtime computes with, so that an
+    /// unsupported file fails before anything is uploaded.
+    pub fn new(file: GgufFile<S>, config: &LlamaConfig) -> Result<Self> {
+        for t in file.tensors() {
+            if dtype(t.ggml_type).is_none() {
+                return Err(Error::UnsupportedDtype {
+                    tensor: t.name.clone(),
+                    got: t.ggml_type.describe(),
+                    supported: format!("{SUPPORTED_TYPES}. Hint: requantize {} with `llama-quantize --pure` to Q8_0 or Q4_0", file.path),
+                });
+            }
+        }
+        let mut w = GgufWeights { file, n_head: config.num_attention_heads, n_head_kv: config.num_key_value_heads, names: Vec::new() };
+        w.names = crate::model::synthetic::tensor_shapes(config).into_iter().map(|(n, _)| n).filter(|n| w.has(n)).collect();
+        Ok(w)
+    }
+
+    /// The parsed file (metadata, tensor infos).
+    pub fn file(&self) -> &GgufFile<S> {
+        &self.file
+    }
+
+    fn info(&self, hf: &str) -> Option<(&TensorInfo, Rows)> {
+        let (name, rows) = gguf_name(hf, self.n_head, self.n_head_kv)?;
+        Some((self.file.tensor_info(&name)?, rows))
+    }
+}
+
+impl<S: ByteSource> GgufWeights<S> {
+    /// The HF-layout entry of tensor `name`, its llama.cpp name and how its rows are stored.
+    fn locate(&self, name: &str) -> Result<(TensorEntry, String, Rows)> {
+        let Some((info, rows)) = self.info(name) else {
+            let gguf = gguf_name(name, 1, 1).map_or_else(|| "no llama.cpp name".to_string(), |(n, _)| format!("llama.cpp name {n}"));
+            return Err(Error::MissingTensor { name: format!("{name} ({gguf})"), path: self.file.path.clone() });
+        };
+        let gguf = info.name.clone();
+        let dtype = dtype(info.ggml_type).ok_or_else(|| Error::UnsupportedDtype { tensor: gguf.clone(), got: info.ggml_type.describe(), supported: SUPPORTED_TYPES.into() })?;
+        let shape = info
+            .dims
+            .iter()
+            .rev()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<usize>, _>>()
+            .map_err(|_| Error::Unsupported { what: format!("tensor `{gguf}` with dimensions {:?} on this 32-bit target", info.dims), hint: "use a smaller model".into() })?;
+        Ok((TensorEntry { dtype, shape, start: info.start, end: info.end }, gguf, rows))
+    }
+}
+
+impl<S: ByteSource> WeightSource for GgufWeights<S> {
+    fn tensor(&mut self, name: &str) -> Result<(TensorEntry, HostTensor)> {
+        let (entry, gguf, rows) = self.locate(name)?;
+        let (_, mut bytes) = self.file.read(&gguf)?;
+        let path = &self.file.path;
+        let (dtype, shape) = (entry.dtype, entry.shape.clone());
+        if let Rows::Unpermute(heads) = rows {
+            let n_rows = shape[0];
+            if shape.len() != 2 || heads == 0 || n_rows % (2 * heads) != 0 {
+                return Err(bad(
+                    path,
+                    format!("tensor `{gguf}` has shape {shape:?}; undoing llama.cpp's RoPE row permutation needs a matrix whose rows split into {heads} heads of an even size"),
+                    "the head counts in the metadata do not match the tensors",
+                ));
+            }
+            let row = bytes.len() / n_rows;
+            let stored = std::mem::take(&mut bytes);
+            bytes.reserve_exact(stored.len());
+            for r in 0..n_rows {
+                let s = source_row(r, n_rows / heads);
+                bytes.extend_from_slice(&stored[s * row..(s + 1) * row]);
+            }
+        }
+        Ok((entry, HostTensor::from_le_bytes(dtype, bytes)))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.info(name).is_some()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    fn entry(&self, name: &str) -> Result<TensorEntry> {
+        self.locate(name).map(|(entry, _, _)| entry)
+    }
+
+    fn total_bytes(&self) -> u64 {
+        self.file.tensors().iter().filter(|t| t.name != ROPE_FREQS).map(|t| t.end - t.start).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama.cpp's `LlamaModel.permute` on row indices, written as in the converter:
+    /// reshape(n_head, 2, d/2) → swapaxes(1, 2) → flatten.
+    fn permute(rows: &[usize], n_head: usize) -> Vec<usize> {
+        let half = rows.len() / n_head / 2;
+        let mut out = Vec::new();
+        for h in 0..n_head {
+            for i in 0..half {
+                for j in 0..2 {
+                    out.push(rows[h * 2 * half + j * half + i]);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn source_row_undoes_the_converter_permutation() {
+        for (n_rows, heads) in [(8, 1), (16, 2), (128, 32), (12, 3), (64, 4)] {
+            let hf: Vec<usize> = (0..n_rows).collect();
+            let stored = permute(&hf, heads);
+            let back: Vec<usize> = (0..n_rows).map(|r| stored[source_row(r, n_rows / heads)]).collect();
+            assert_eq!(back, hf, "{n_rows} rows, {heads} heads");
+        }
+    }
+
+    #[test]
+    fn names_map_to_llama_cpp() {
+        let g = |n| gguf_name(n, 8, 2);
+        assert_eq!(g("model.embed_tokens.weight"), Some(("token_embd.weight".into(), Rows::AsStored)));
+        assert_eq!(g("model.layers.11.self_attn.q_proj.weight"), Some(("blk.11.attn_q.weight".into(), Rows::Unpermute(8))));
+        assert_eq!(g("model.layers.0.self_attn.k_proj.weight"), Some(("blk.0.attn_k.weight".into(), Rows::Unpermute(2))));
+        assert_eq!(g("model.layers.0.mlp.down_proj.weight"), Some(("blk.0.ffn_down.weight".into(), Rows::AsStored)));
+        assert_eq!(g("model.layers.0.post_attention_layernorm.weight"), Some(("blk.0.ffn_norm.weight".into(), Rows::AsStored)));
+        assert_eq!(g("lm_head.weight"), Some(("output.weight".into(), Rows::AsStored)));
+        assert_eq!(g("model.layers.+1.mlp.up_proj.weight"), None);
+        assert_eq!(g("model.layers.0.mlp.fc.weight"), None);
+    }
+}

@@ -88,7 +88,7 @@ enum Command {
     },
     /// Show the GPU adapter, its features and limits, and optionally a model's config and size.
     Info {
-        /// A Hugging Face model directory.
+        /// A Hugging Face model directory or a GGUF file.
         #[arg(long)]
         model: Option<PathBuf>,
     },
@@ -96,8 +96,9 @@ enum Command {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// A Hugging Face model directory (config.json, model.safetensors, tokenizer.json);
-    /// without it, the bundled Shakespeare model.
+    /// A Hugging Face model directory (config.json, model.safetensors, tokenizer.json) or a
+    /// GGUF file (llama.cpp's format: F32/F16/BF16/Q8_0/Q4_0 tensors); without it, the bundled
+    /// Shakespeare model.
     #[arg(long, short)]
     model: Option<PathBuf>,
     /// Context length to allocate (defaults to the model's max_position_embeddings).
@@ -199,22 +200,35 @@ fn load(args: &ModelArgs) -> cria::Result<(Llama, Tokenizer, GenerationConfig)> 
         let llama = model::load_llama_from_bytes(gpu, bundled::CONFIG, bundled::WEIGHTS.to_vec(), &options, &mut |_| {})?;
         return Ok((llama, tokenizer, defaults));
     };
-    let tokenizer = Tokenizer::from_dir(dir)?;
-    let defaults = model::generation_config(dir)?;
-    let weights_total = model::open_weights(dir).map(|w| cria::model::WeightSource::total_bytes(&w))?;
-    let bar = indicatif::ProgressBar::new(weights_total);
+    let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("loading {msg:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
             .expect("static template")
             .progress_chars("=> "),
     );
     bar.set_message(dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    let llama = model::load_llama(gpu, dir, &options, &mut |p: LoadProgress| bar.inc(p.bytes))?;
+    let mut progress = |p: LoadProgress| bar.inc(p.bytes);
+    let (llama, tokenizer, defaults) = if is_gguf(dir) {
+        let mut gguf = model::open_gguf(dir)?;
+        bar.set_length(cria::model::WeightSource::total_bytes(&gguf.weights));
+        let llama = gguf.load(gpu, &options, &mut progress)?;
+        (llama, gguf.tokenizer, gguf.generation)
+    } else {
+        let tokenizer = Tokenizer::from_dir(dir)?;
+        let defaults = model::generation_config(dir)?;
+        bar.set_length(cria::model::WeightSource::total_bytes(&model::open_weights(dir)?));
+        (model::load_llama(gpu, dir, &options, &mut progress)?, tokenizer, defaults)
+    };
     bar.finish_and_clear();
     if llama.config.vocab_size < tokenizer.vocab_size() {
         eprintln!("warning: the tokenizer has {} tokens but the model only {}", tokenizer.vocab_size(), llama.config.vocab_size);
     }
     Ok((llama, tokenizer, defaults))
+}
+
+/// `--model` names a GGUF file (llama.cpp's format) rather than a Hugging Face directory.
+fn is_gguf(path: &std::path::Path) -> bool {
+    path.is_file()
 }
 
 fn stream(llama: &mut Llama, tokenizer: &Tokenizer, prompt: &str, options: &GenerateOptions, cancel: &AtomicBool) -> cria::Result<Generation> {
@@ -301,8 +315,12 @@ fn info(model_dir: Option<PathBuf>) -> cria::Result<()> {
     let gpu = gpu()?;
     println!("{}", gpu.describe());
     if let Some(dir) = model_dir {
-        let c = model::load_config(&dir)?;
-        let weights = model::open_weights(&dir)?;
+        let (c, bytes) = if is_gguf(&dir) {
+            let gguf = model::open_gguf(&dir)?;
+            (gguf.config.clone(), cria::model::WeightSource::total_bytes(&gguf.weights))
+        } else {
+            (model::load_config(&dir)?, cria::model::WeightSource::total_bytes(&model::open_weights(&dir)?))
+        };
         println!(
             "model: {}\n  layers {}, hidden {}, intermediate {}, heads {} (kv {}), head_dim {}, vocab {}, context {}\n  rope_theta {}, rope_scaling {:?}, tied embeddings {}\n  parameters {:.1} M, weights {:.1} MiB",
             dir.display(),
@@ -318,7 +336,7 @@ fn info(model_dir: Option<PathBuf>) -> cria::Result<()> {
             c.rope_scaling,
             c.tie_word_embeddings,
             c.parameter_count() as f64 / 1e6,
-            cria::model::WeightSource::total_bytes(&weights) as f64 / (1 << 20) as f64,
+            bytes as f64 / (1 << 20) as f64,
         );
     }
     Ok(())
@@ -338,6 +356,7 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, prompt_len: usize, gen_len: 
         }
         // No tokenizer needed: the prompt is random ids.
         None => match &args.model {
+            Some(file) if is_gguf(file) => model::open_gguf(file)?.load(gpu()?, &args.options()?, &mut |_| {})?,
             Some(dir) => model::load_llama(gpu()?, dir, &args.options()?, &mut |_| {})?,
             None => load(args)?.0,
         },
@@ -415,6 +434,12 @@ fn quantize(dir: Option<&std::path::Path>, synthetic: Option<&str>, to: &str, ou
             std::fs::write(out.join("config.json"), json).map_err(|e| cria::Error::Io { path: out.display().to_string(), message: e.to_string() })?;
             let mut weights = model::synthetic::SyntheticWeights::new(&config);
             model::write::write_weights(&mut weights, &out.join("model.safetensors"), to, &mut log)?
+        }
+        (Some(file), None) if is_gguf(file) => {
+            return Err(cria::Error::Unsupported {
+                what: "quantize from a GGUF file".into(),
+                hint: "GGUF files load directly: cria generate --model FILE.gguf (add --quant q4_0 to convert at load)".into(),
+            })
         }
         (Some(dir), None) => model::write::quantize(dir, out, to, &mut log)?,
         (None, None) => return Err(cria::Error::Unsupported { what: "quantize without a model".into(), hint: "pass --model DIR or --synthetic NAME".into() }),

@@ -182,3 +182,35 @@ fn quantize_writes_a_model_that_loads_directly() {
     assert!(text(&bad.stderr).contains("choose one of f32, f16, q8_0, q4_0"), "{}", text(&bad.stderr));
     assert!(!out.exists(), "a failed quantize leaves nothing behind");
 }
+
+/// A GGUF file (made from the same fixture by tests/fixtures/make_gguf.py) generates the same
+/// greedy text as transformers; `info` reads its metadata; `quantize` points GGUF users to
+/// loading it directly.
+#[test]
+fn gguf_files_generate_like_their_safetensors_originals() {
+    if !have_gpu() {
+        return;
+    }
+    for (name, file) in [("tinyllama-mini", "tinyllama-mini-f32.gguf"), ("litellama-mini", "litellama-mini-f16.gguf"), ("smollm-mini", "smollm-mini-bf16.gguf")] {
+        let gguf = root().join("tests/fixtures/gguf").join(file);
+        let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/models").join(name).join("golden.json")).unwrap()).unwrap();
+        let prompt = golden["prompt"].as_str().unwrap();
+        let out = cria(&["generate", "--model", gguf.to_str().unwrap(), "--prompt", prompt, "--max-tokens", "32", "--temperature", "0", "--print-ids"]);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{file}: {stderr}");
+        let want: Vec<u64> = serde_json::from_value(golden["generated_ids"].clone()).unwrap();
+        assert!(stderr.contains(&format!("ids: {want:?}")), "{file}: expected {want:?}, got:\n{stderr}");
+        assert_eq!(text(&out.stdout), format!("{}\n", golden["continuation_text"].as_str().unwrap()), "{file}: streamed text");
+    }
+    let q4 = root().join("tests/fixtures/gguf/tinyllama-mini-q4_0.gguf");
+    let info = cria(&["info", "--model", q4.to_str().unwrap()]);
+    assert!(text(&info.stdout).contains("layers 2, hidden 128"), "{}", text(&info.stdout));
+    let quantize = cria(&["quantize", "--model", q4.to_str().unwrap(), "--to", "q8_0", "--out", "/tmp/never-written"]);
+    assert!(text(&quantize.stderr).contains("GGUF files load directly"), "{}", text(&quantize.stderr));
+    let bad = std::env::temp_dir().join(format!("cria-not-a-gguf-{}.gguf", std::process::id()));
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00truncated").unwrap();
+    let err = cria(&["generate", "--model", bad.to_str().unwrap(), "--prompt", "hi"]);
+    let stderr = text(&err.stderr);
+    assert!(stderr.starts_with("error: ") && !stderr.contains("panicked"), "{stderr}");
+    std::fs::remove_file(&bad).unwrap();
+}

@@ -200,6 +200,10 @@ fn load(args: &ModelArgs) -> cria::Result<(Llama, Tokenizer, GenerationConfig)> 
         let llama = model::load_llama_from_bytes(gpu, bundled::CONFIG, bundled::WEIGHTS.to_vec(), &options, &mut |_| {})?;
         return Ok((llama, tokenizer, defaults));
     };
+    if !dir.exists() {
+        let hint = "--model takes a Hugging Face model directory (config.json, model.safetensors, tokenizer.json) or a GGUF file";
+        return Err(cria::Error::Io { path: dir.display().to_string(), message: format!("not found. Hint: {hint}") });
+    }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("loading {msg:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
@@ -228,7 +232,7 @@ fn load(args: &ModelArgs) -> cria::Result<(Llama, Tokenizer, GenerationConfig)> 
 
 /// `--model` names a GGUF file (llama.cpp's format) rather than a Hugging Face directory.
 fn is_gguf(path: &std::path::Path) -> bool {
-    path.is_file()
+    path.is_file() || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
 fn stream(llama: &mut Llama, tokenizer: &Tokenizer, prompt: &str, options: &GenerateOptions, cancel: &AtomicBool) -> cria::Result<Generation> {

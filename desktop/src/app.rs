@@ -1,7 +1,7 @@
 //! The chat window: UI state and drawing. Every model operation goes to the worker thread;
 //! each frame drains the worker's events first, so drawing never waits on the model.
 
-use crate::worker::{Event, ModelInfo, ModelSource, Stats, Task, Worker};
+use crate::worker::{Event, ModelInfo, ModelSource, Stats, Task, Worker, MAX_CONTEXT};
 use cria::generate::FinishReason;
 use cria::sampling::SamplingOptions;
 use cria::tokenizer::ChatMessage;
@@ -299,7 +299,8 @@ impl App {
         let label = ui.label("System prompt:");
         ui.add(egui::TextEdit::multiline(&mut self.system_prompt).desired_rows(3).hint_text("optional")).labelled_by(label.id);
         ui.add_space(8.0);
-        let context = self.model.as_ref().map_or(1, |m| m.context);
+        // DragValue clamps the value to its range when drawn: without a model, allow the most.
+        let context = self.model.as_ref().map_or(MAX_CONTEXT, |m| m.context);
         let s = &mut self.settings;
         egui::Grid::new("sampling").num_columns(2).show(ui, |ui| {
             let label = ui.label("Temperature");
@@ -312,7 +313,7 @@ impl App {
             ui.add(egui::DragValue::new(&mut s.sampling.top_k).range(0..=1000)).labelled_by(label.id);
             ui.end_row();
             let label = ui.label("Max tokens");
-            ui.add(egui::DragValue::new(&mut s.max_tokens).range(1..=context.max(1))).labelled_by(label.id);
+            ui.add(egui::DragValue::new(&mut s.max_tokens).range(1..=context)).labelled_by(label.id);
             ui.end_row();
             let label = ui.label("Seed");
             ui.add(egui::DragValue::new(&mut s.sampling.seed)).labelled_by(label.id);

@@ -78,6 +78,9 @@ fn send_streams_a_reply_with_stats() {
     }
     assert!(shown(&h, "Model: shakespeare (bundled)"), "the status bar names the model");
     assert!(shown(&h, "GPU: "), "the status bar names the adapter");
+    // The settings start from the model's generation_config.json (temperature 0.8, top-k 40).
+    let s = &h.state().settings;
+    assert_eq!((s.max_tokens, s.sampling.temperature, s.sampling.top_k), (128, 0.8, 40));
     set_number(&mut h, "Max tokens", 40.0);
     set_number(&mut h, "Seed", 7.0);
     assert_eq!((h.state().settings.max_tokens, h.state().settings.sampling.seed), (40, 7));

@@ -67,6 +67,7 @@ pub struct App {
     pub messages: Vec<Message>,
     pub system_prompt: String,
     pub input: String,
+    pub model_path: String,
     pub settings: Settings,
     pub stats: Option<Stats>,
     pub error: Option<String>,
@@ -86,6 +87,7 @@ impl App {
             messages: Vec::new(),
             system_prompt: String::new(),
             input: String::new(),
+            model_path: String::new(),
             settings: Settings { max_tokens: 128, sampling: SamplingOptions::default() },
             stats: None,
             error: None,
@@ -288,6 +290,17 @@ impl App {
             if ui.add_enabled(idle, egui::Button::new("Open model…")).on_hover_text("A Hugging Face model directory").clicked() {
                 self.pick_model(ui.ctx());
             }
+            // The same by path, for desktops without a file-dialog portal (and for scripts).
+            let label = ui.label("or path:");
+            let edit = ui
+                .add(egui::TextEdit::singleline(&mut self.model_path).hint_text("/path/to/model-directory").desired_width(280.0))
+                .labelled_by(label.id);
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let load = ui.add_enabled(idle && !self.model_path.trim().is_empty(), egui::Button::new("Load")).clicked();
+            if (load || enter) && idle && !self.model_path.trim().is_empty() {
+                self.open_model(ModelSource::Directory(PathBuf::from(self.model_path.trim())));
+            }
+            ui.separator();
             if ui.add_enabled(self.busy != Busy::Generating, egui::Button::new("New chat")).clicked() {
                 self.new_chat();
             }
@@ -436,6 +449,9 @@ impl App {
 
 impl eframe::App for App {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Q)) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
         self.poll_worker();
         self.poll_picker();
         self.poll_screenshot(ctx);

@@ -164,11 +164,17 @@ fn closing_mid_generation_ends_the_model_thread_quickly() {
     assert!(start.elapsed() < Duration::from_secs(2), "shutdown took {:?}", start.elapsed());
 }
 
-#[test]
-fn a_broken_model_directory_is_an_error_message() {
-    let dir = std::env::temp_dir().join(format!("cria-desktop-broken-model-{}", std::process::id()));
+/// A model directory whose config.json is cut off mid-object.
+fn broken_model_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cria-desktop-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a temp dir");
     std::fs::write(dir.join("config.json"), "{ \"hidden_size\": 64, ").expect("write config.json");
+    dir
+}
+
+#[test]
+fn a_broken_model_directory_is_an_error_message() {
+    let dir = broken_model_dir("broken-start");
     let mut h = harness(Startup { model: Some(ModelSource::Directory(dir.clone())), ..Startup::default() });
     step_until(&mut h, "error message", |app| app.error.is_some());
     let error = h.state().error.clone().unwrap_or_default();
@@ -180,6 +186,32 @@ fn a_broken_model_directory_is_an_error_message() {
     assert!(h.state().model.is_none());
     assert_eq!(h.state().busy, Busy::Idle);
     assert!(h.get_by_role_and_label(A11y::Button, "Send").accesskit_node().is_disabled(), "Send is disabled without a model");
+}
+
+#[test]
+fn opening_a_broken_model_keeps_the_current_one() {
+    let mut h = harness(Startup::default());
+    if !model_ready(&mut h) {
+        return;
+    }
+    let dir = broken_model_dir("broken-open");
+    h.get_by_role_and_label(A11y::TextInput, "or path:").focus();
+    h.step();
+    h.get_by_role_and_label(A11y::TextInput, "or path:").type_text(&dir.display().to_string());
+    h.step();
+    h.get_by_role_and_label(A11y::Button, "Load").click();
+    h.step();
+    step_until(&mut h, "error message", |app| app.error.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+    let error = h.state().error.clone().unwrap_or_default();
+    assert!(error.contains("config.json"), "{error}");
+    assert!(shown(&h, "config.json"), "the error is on screen");
+    assert!(shown(&h, "Model: shakespeare (bundled)"), "the bundled model is still loaded");
+    set_number(&mut h, "Max tokens", 8.0);
+    type_and_send(&mut h, "Still there?");
+    step_until(&mut h, "reply", |app| app.busy == Busy::Idle);
+    assert!(h.state().error.is_none(), "sending clears the old error: {:?}", h.state().error);
+    assert!(h.state().stats.is_some_and(|s| s.tokens > 0));
 }
 
 #[test]

@@ -192,6 +192,12 @@ impl App {
                     self.reply_finished(Err("the reply was stopped".into()));
                 }
                 Event::Failed { task, error } => self.failed(task, error),
+                Event::Gone => {
+                    self.worker = None;
+                    let message = "The model thread stopped unexpectedly (its panic message is on stderr). Restart the app to continue.";
+                    self.reply_finished(Err(message.into()));
+                    self.error = Some(message.into());
+                }
             }
         }
     }

@@ -13,7 +13,7 @@ use cria::tokenizer::{ChatMessage, Tokenizer};
 use cria::{Gpu, GpuOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -96,6 +96,8 @@ pub enum Event {
     Done(Stats),
     Stopped,
     Failed { task: Task, error: cria::Error },
+    /// The thread ended without being asked to (a panic); its message went to stderr.
+    Gone,
 }
 
 /// The UI's handle on the model thread.
@@ -142,7 +144,11 @@ impl Worker {
     }
 
     pub fn try_recv(&self) -> Option<Event> {
-        self.events.try_recv().ok()
+        match self.events.try_recv() {
+            Ok(event) => Some(event),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => self.thread.as_ref().map(|_| Event::Gone),
+        }
     }
 
     fn send(&self, command: Command) {

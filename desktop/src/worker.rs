@@ -1,0 +1,311 @@
+//! The model thread. It owns the GPU context, the loaded `Llama` and its tokenizer, takes
+//! commands over one channel and streams events back over another, so the UI thread never
+//! waits on the disk or the GPU. Stopping is a shared flag, not a command: the decode loop
+//! checks it before every token, while the command queue is only read between jobs.
+
+use crate::bundled;
+use cria::generate::{generate, FinishReason, GenerateOptions};
+use cria::model::safetensors::SafetensorsFile;
+use cria::model::weights::SafetensorsWeights;
+use cria::model::{self, GenerationConfig, Llama, LlamaConfig, LoadProgress, ModelOptions, WeightSource};
+use cria::sampling::SamplingOptions;
+use cria::tokenizer::{ChatMessage, Tokenizer};
+use cria::{Gpu, GpuOptions};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The KV cache is allocated for the whole context at load: models that declare 32k–128k
+/// positions would need gigabytes for it, more than a chat window uses.
+pub const MAX_CONTEXT: usize = 4096;
+
+/// Where a model comes from. A GGUF file will be one more variant, loaded by `load`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSource {
+    /// The Shakespeare model compiled into the binary.
+    Bundled,
+    /// A Hugging Face model directory (config.json, model.safetensors, tokenizer.json), or a
+    /// GGUF file.
+    Path(PathBuf),
+}
+
+impl ModelSource {
+    pub fn name(&self) -> String {
+        match self {
+            ModelSource::Bundled => bundled::NAME.to_string(),
+            ModelSource::Path(dir) => dir.file_name().unwrap_or(dir.as_os_str()).to_string_lossy().into_owned(),
+        }
+    }
+}
+
+pub enum Command {
+    Load(ModelSource),
+    /// Reply to the conversation so far (system prompt first, last message the user's).
+    Chat { messages: Vec<ChatMessage>, max_tokens: usize, sampling: SamplingOptions },
+}
+
+/// What the loaded model is, for the status bar and the settings' defaults.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub name: String,
+    pub parameters: usize,
+    /// Bytes of weights as stored in the checkpoint.
+    pub weight_bytes: u64,
+    /// Weight types on the GPU (for example "f32" or "q4_0").
+    pub weight_types: String,
+    pub context: usize,
+    /// The model's generation_config.json sampling settings.
+    pub defaults: SamplingOptions,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    pub prompt_tokens: usize,
+    pub tokens: usize,
+    pub time_to_first_token: f64,
+    pub tokens_per_second: f64,
+    pub finish: FinishReason,
+}
+
+#[derive(Debug)]
+pub enum Task {
+    Gpu,
+    Load(String),
+    Generate,
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Task::Gpu => write!(f, "Starting the GPU failed"),
+            Task::Load(name) => write!(f, "Loading {name} failed"),
+            Task::Generate => write!(f, "Generation failed"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Event {
+    /// The compute device is ready; the adapter's name and backend.
+    Gpu(String),
+    Loading { name: String, done: u64, total: u64 },
+    Loaded(ModelInfo),
+    Text(String),
+    Done(Stats),
+    Stopped,
+    Failed { task: Task, error: cria::Error },
+    /// The thread ended without being asked to (a panic); its message went to stderr.
+    Gone,
+}
+
+/// The UI's handle on the model thread.
+pub struct Worker {
+    commands: Option<Sender<Command>>,
+    events: Receiver<Event>,
+    cancel: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the thread. `wake` is called after every event (the UI's repaint request).
+    pub fn spawn(wake: impl Fn() + Send + 'static) -> std::io::Result<Worker> {
+        let (commands, inbox) = channel();
+        let (outbox, events) = channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let thread = std::thread::Builder::new().name("cria-model".into()).spawn(move || {
+            let mut model = ModelThread { gpu: None, loaded: None, cancel: flag, emit: Box::new(move |e| {
+                let _ = outbox.send(e);
+                wake();
+            }) };
+            while let Ok(command) = inbox.recv() {
+                model.run(command);
+            }
+        })?;
+        Ok(Worker { commands: Some(commands), events, cancel, thread: Some(thread) })
+    }
+
+    pub fn load(&self, source: ModelSource) {
+        self.send(Command::Load(source));
+    }
+
+    pub fn chat(&self, messages: Vec<ChatMessage>, max_tokens: usize, sampling: SamplingOptions) {
+        // Cleared here, not on the thread: a stop pressed before the thread starts the job must
+        // still stop it.
+        self.cancel.store(false, Ordering::SeqCst);
+        self.send(Command::Chat { messages, max_tokens, sampling });
+    }
+
+    /// Stops the running generation before its next token.
+    pub fn stop(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    pub fn try_recv(&self) -> Option<Event> {
+        match self.events.try_recv() {
+            Ok(event) => Some(event),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => self.thread.as_ref().map(|_| Event::Gone),
+        }
+    }
+
+    fn send(&self, command: Command) {
+        // The thread only ends after `shutdown`, or by panicking; then the event channel
+        // closes too and the UI shows the model as gone.
+        if let Some(commands) = &self.commands {
+            let _ = commands.send(command);
+        }
+    }
+
+    /// Stops any generation, closes the command channel and waits up to `bound` for the thread
+    /// to end. Returns false if it is still busy (a model load cannot be interrupted); the
+    /// thread is then left to the process exit.
+    pub fn shutdown(&mut self, bound: Duration) -> bool {
+        self.stop();
+        self.commands = None;
+        let Some(thread) = self.thread.take() else { return true };
+        let deadline = Instant::now() + bound;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        thread.join().is_ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(2));
+    }
+}
+
+struct Loaded {
+    llama: Llama,
+    tokenizer: Tokenizer,
+    eos_ids: Vec<u32>,
+}
+
+struct ModelThread {
+    gpu: Option<Arc<Gpu>>,
+    loaded: Option<Loaded>,
+    cancel: Arc<AtomicBool>,
+    emit: Box<dyn Fn(Event)>,
+}
+
+impl ModelThread {
+    fn run(&mut self, command: Command) {
+        match command {
+            Command::Load(source) => match self.load(&source) {
+                // A failed load keeps the previous model.
+                Ok(Some((loaded, info))) => {
+                    self.loaded = Some(loaded);
+                    (self.emit)(Event::Loaded(info));
+                }
+                Ok(None) => {} // no GPU: already reported
+                Err(error) => (self.emit)(Event::Failed { task: Task::Load(source.name()), error }),
+            },
+            Command::Chat { messages, max_tokens, sampling } => match self.chat(&messages, max_tokens, sampling) {
+                Ok(stats) => (self.emit)(Event::Done(stats)),
+                Err(cria::Error::Cancelled) => (self.emit)(Event::Stopped),
+                Err(error) => (self.emit)(Event::Failed { task: Task::Generate, error }),
+            },
+        }
+    }
+
+    /// The device, created on first use; a failure is reported and retried on the next load.
+    fn gpu(&mut self) -> Option<Arc<Gpu>> {
+        if self.gpu.is_none() {
+            match pollster::block_on(Gpu::new(GpuOptions::default())) {
+                Ok(gpu) => {
+                    (self.emit)(Event::Gpu(format!("{} ({:?})", gpu.info.name, gpu.info.backend)));
+                    self.gpu = Some(Arc::new(gpu));
+                }
+                Err(error) => (self.emit)(Event::Failed { task: Task::Gpu, error }),
+            }
+        }
+        self.gpu.clone()
+    }
+
+    /// Reads the model's files, then uploads the weights. Ok(None) when there is no GPU.
+    fn load(&mut self, source: &ModelSource) -> cria::Result<Option<(Loaded, ModelInfo)>> {
+        // Files first, the GPU after: a wrong directory is reported even without a GPU, and
+        // the tokenizer and configs are cheap to check before gigabytes of weights move.
+        let (config, tokenizer, generation, mut weights): (_, _, _, Box<dyn WeightSource>) = match source {
+            ModelSource::Bundled => (
+                LlamaConfig::from_json("config.json", bundled::CONFIG)?,
+                Tokenizer::from_bytes(bundled::TOKENIZER, Some(bundled::TOKENIZER_CONFIG))?,
+                GenerationConfig::from_json("generation_config.json", bundled::GENERATION_CONFIG)?,
+                Box::new(SafetensorsWeights::new(vec![SafetensorsFile::parse("model.safetensors", bundled::WEIGHTS.to_vec())?])?),
+            ),
+            ModelSource::Path(file) if file.is_file() => {
+                let gguf = model::open_gguf(file)?;
+                (gguf.config, gguf.tokenizer, gguf.generation, Box::new(gguf.weights))
+            }
+            ModelSource::Path(dir) => (
+                model::load_config(dir)?,
+                Tokenizer::from_dir(dir)?,
+                model::generation_config(dir)?,
+                Box::new(model::open_weights(dir)?),
+            ),
+        };
+        let Some(gpu) = self.gpu() else { return Ok(None) };
+        let name = source.name();
+        let total = weights.total_bytes();
+        let parameters = config.parameter_count();
+        let options = ModelOptions { context: Some(config.max_position_embeddings.min(MAX_CONTEXT)), weight_dtype: None };
+        let mut done = 0;
+        let mut last_report = Instant::now();
+        let llama = Llama::load(gpu, config, weights.as_mut(), &options, &mut |p: LoadProgress| {
+            done += p.bytes;
+            // A report per tensor would flood the UI on models with hundreds of tensors.
+            if last_report.elapsed() > Duration::from_millis(50) {
+                last_report = Instant::now();
+                (self.emit)(Event::Loading { name: name.clone(), done, total });
+            }
+        })?;
+        let info = ModelInfo {
+            name,
+            parameters,
+            weight_bytes: total,
+            weight_types: llama.weight_types(),
+            context: llama.context,
+            defaults: generation.sampling,
+        };
+        Ok(Some((Loaded { llama, tokenizer, eos_ids: generation.eos_token_ids }, info)))
+    }
+
+    fn chat(&mut self, messages: &[ChatMessage], max_tokens: usize, sampling: SamplingOptions) -> cria::Result<Stats> {
+        let Some(Loaded { llama, tokenizer, eos_ids }) = &mut self.loaded else {
+            return Err(cria::Error::Unsupported { what: "chatting before a model is loaded".into(), hint: "open a model first".into() });
+        };
+        let mut options = GenerateOptions { max_tokens, sampling, eos_ids: eos_ids.clone(), ..GenerateOptions::default() };
+        // As `cria chat`: the model's own template, else a plain transcript that stops where
+        // the model starts writing the user's next line.
+        let prompt = if tokenizer.has_chat_template() {
+            options.add_special_tokens = false; // the template writes BOS itself
+            tokenizer.apply_chat_template(messages, true)?
+        } else {
+            options.stop.push("\nUser:".into());
+            messages.iter().map(|m| format!("{}: {}\n", capitalise(&m.role), m.content)).collect::<String>() + "Assistant:"
+        };
+        let emit = &self.emit;
+        let g = pollster::block_on(generate(llama, tokenizer, &prompt, &options, &self.cancel, &mut |text| emit(Event::Text(text.to_string()))))?;
+        Ok(Stats {
+            prompt_tokens: g.prompt_tokens,
+            tokens: g.tokens.len(),
+            time_to_first_token: g.time_to_first_token,
+            tokens_per_second: g.decode_tokens_per_second(),
+            finish: g.finish,
+        })
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}

@@ -19,6 +19,8 @@ pub struct Startup {
     pub prompt: Option<String>,
     /// After the first reply: save the window to this PNG, report on `done` and close.
     pub screenshot: Option<(PathBuf, Sender<Result<PathBuf, String>>)>,
+    /// How to pick the GPU adapter.
+    pub gpu: cria::GpuOptions,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +97,7 @@ impl App {
             picker: None,
             shot: startup.screenshot.map(|(path, done)| Shot::Waiting(path, done)),
         };
-        match Worker::spawn(move || ctx.request_repaint()) {
+        match Worker::spawn(startup.gpu, move || ctx.request_repaint()) {
             Ok(worker) => app.worker = Some(worker),
             Err(e) => app.error = Some(format!("Cannot start the model thread: {e}")),
         }

@@ -30,6 +30,7 @@ fn main() {
         model: args.model.map(ModelSource::Path),
         prompt: args.prompt,
         screenshot: args.screenshot.clone().map(|path| (path, done)),
+        gpu: cria::GpuOptions::default(),
     };
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default().with_title("Cria").with_inner_size([1100.0, 720.0]).with_min_inner_size([640.0, 400.0]),

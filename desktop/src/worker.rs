@@ -111,13 +111,14 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the thread. `wake` is called after every event (the UI's repaint request).
-    pub fn spawn(wake: impl Fn() + Send + 'static) -> std::io::Result<Worker> {
+    /// `gpu` picks the adapter (default: the best one; tests name one that does not exist).
+    pub fn spawn(gpu: GpuOptions, wake: impl Fn() + Send + 'static) -> std::io::Result<Worker> {
         let (commands, inbox) = channel();
         let (outbox, events) = channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
         let thread = std::thread::Builder::new().name("cria-model".into()).spawn(move || {
-            let mut model = ModelThread { gpu: None, loaded: None, cancel: flag, emit: Box::new(move |e| {
+            let mut model = ModelThread { gpu: None, gpu_options: gpu, loaded: None, cancel: flag, emit: Box::new(move |e| {
                 let _ = outbox.send(e);
                 wake();
             }) };
@@ -192,6 +193,7 @@ struct Loaded {
 
 struct ModelThread {
     gpu: Option<Arc<Gpu>>,
+    gpu_options: GpuOptions,
     loaded: Option<Loaded>,
     cancel: Arc<AtomicBool>,
     emit: Box<dyn Fn(Event)>,
@@ -220,7 +222,7 @@ impl ModelThread {
     /// The device, created on first use; a failure is reported and retried on the next load.
     fn gpu(&mut self) -> Option<Arc<Gpu>> {
         if self.gpu.is_none() {
-            match pollster::block_on(Gpu::new(GpuOptions::default())) {
+            match pollster::block_on(Gpu::new(self.gpu_options.clone())) {
                 Ok(gpu) => {
                     (self.emit)(Event::Gpu(format!("{} ({:?})", gpu.info.name, gpu.info.backend)));
                     self.gpu = Some(Arc::new(gpu));

@@ -248,3 +248,16 @@ fn a_gguf_file_loads_and_replies() {
     step_until(&mut h, "finished reply", |app| app.busy == Busy::Idle && !reply(app).is_empty());
     assert!(h.state().error.is_none(), "{:?}", h.state().error);
 }
+
+/// No usable GPU adapter (here: asking for one that does not exist) is a message in the window,
+/// not a crash.
+#[test]
+fn no_gpu_adapter_is_an_error_message() {
+    let gpu = cria::GpuOptions { adapter_name: Some("no such adapter".into()), ..cria::GpuOptions::default() };
+    let mut h = harness(Startup { gpu, ..Startup::default() });
+    step_until(&mut h, "error message", |app| app.error.is_some());
+    let error = h.state().error.clone().unwrap_or_default();
+    assert!(error.starts_with("Starting the GPU failed") && error.contains("no such adapter"), "{error}");
+    assert!(shown(&h, "Starting the GPU failed"), "the error is on screen");
+    assert!(h.state().model.is_none());
+}

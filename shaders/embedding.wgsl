@@ -21,65 +21,61 @@ fn element(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid.x;
 }
 
-@compute @workgroup_size(WG)
-fn embedding_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = element(wid, nwg, lid);
-    if (i >= p.n_tokens * p.dim) { return; }
-    let t = i / p.dim;
-    let d = i % p.dim;
-    let id = ids[t];
-    if (id < p.row_start || id >= p.row_start + p.rows) { return; }
-    out[i] = bitcast<f32>(table[(id - p.row_start) * p.row_words + d]);
-}
-
-@compute @workgroup_size(WG)
-fn embedding_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = element(wid, nwg, lid);
-    if (i >= p.n_tokens * p.dim) { return; }
-    let t = i / p.dim;
-    let d = i % p.dim;
-    let id = ids[t];
-    if (id < p.row_start || id >= p.row_start + p.rows) { return; }
-    let pair = unpack2x16float(table[(id - p.row_start) * p.row_words + d / 2u]);
-    out[i] = select(pair.x, pair.y, (d & 1u) == 1u);
-}
-
 // Scale of block b of the row starting at word `row` (scales follow the row's nq quant words).
 fn block_scale(row: u32, nq: u32, b: u32) -> f32 {
     let pair = unpack2x16float(table[row + nq + b / 2u]);
     return select(pair.x, pair.y, (b & 1u) == 1u);
 }
 
+// Value d of the table row starting at word `row`. kind: 0 f32, 1 f16, 2 q8_0, 3 q4_0.
+fn value(kind: u32, row: u32, d: u32) -> f32 {
+    let b = d / 32u;
+    let nb = (p.dim + 31u) / 32u;
+    switch kind {
+        case 0u: { return bitcast<f32>(table[row + d]); }
+        case 1u: {
+            let pair = unpack2x16float(table[row + d / 2u]);
+            return select(pair.x, pair.y, (d & 1u) == 1u);
+        }
+        case 2u: {
+            let word = table[row + b * 8u + (d % 32u) / 4u];
+            return f32(bitcast<i32>(word << (24u - 8u * (d % 4u))) >> 24u) * block_scale(row, nb * 8u, b);
+        }
+        default: {
+            let word = table[row + b * 4u + (d % 32u) / 8u];
+            return (f32((word >> (4u * (d % 8u))) & 15u) - 8.0) * block_scale(row, nb * 4u, b);
+        }
+    }
+}
+
+fn lookup(kind: u32, wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) {
+    let i = element(wid, nwg, lid);
+    if (i >= p.n_tokens * p.dim) { return; }
+    let id = ids[i / p.dim];
+    if (id < p.row_start || id >= p.row_start + p.rows) { return; }
+    out[i] = value(kind, (id - p.row_start) * p.row_words, i % p.dim);
+}
+
+@compute @workgroup_size(WG)
+fn embedding_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_id) lid: vec3<u32>) {
+    lookup(0u, wid, nwg, lid);
+}
+
+@compute @workgroup_size(WG)
+fn embedding_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_id) lid: vec3<u32>) {
+    lookup(1u, wid, nwg, lid);
+}
+
 @compute @workgroup_size(WG)
 fn embedding_q8_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = element(wid, nwg, lid);
-    if (i >= p.n_tokens * p.dim) { return; }
-    let t = i / p.dim;
-    let d = i % p.dim;
-    let id = ids[t];
-    if (id < p.row_start || id >= p.row_start + p.rows) { return; }
-    let row = (id - p.row_start) * p.row_words;
-    let b = d / 32u;
-    let word = table[row + b * 8u + (d % 32u) / 4u];
-    let q = bitcast<i32>(word << (24u - 8u * (d % 4u))) >> 24u;
-    out[i] = f32(q) * block_scale(row, ((p.dim + 31u) / 32u) * 8u, b);
+    lookup(2u, wid, nwg, lid);
 }
 
 @compute @workgroup_size(WG)
 fn embedding_q4_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = element(wid, nwg, lid);
-    if (i >= p.n_tokens * p.dim) { return; }
-    let t = i / p.dim;
-    let d = i % p.dim;
-    let id = ids[t];
-    if (id < p.row_start || id >= p.row_start + p.rows) { return; }
-    let row = (id - p.row_start) * p.row_words;
-    let b = d / 32u;
-    let word = table[row + b * 4u + (d % 32u) / 8u];
-    let q = f32((word >> (4u * (d % 8u))) & 15u) - 8.0;
-    out[i] = q * block_scale(row, ((p.dim + 31u) / 32u) * 4u, b);
+    lookup(3u, wid, nwg, lid);
 }

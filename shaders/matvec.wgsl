@@ -167,54 +167,47 @@ fn reduce_and_store(row0: u32, lane: u32, token: u32) {
     }
 }
 
-@compute @workgroup_size(WG)
-fn matvec_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_id) lid: vec3<u32>) {
+// kind: 0 f32, 1 f16, 2 q8_0, 3 q4_0 (a constant of each entry point).
+fn dot_row(kind: u32, row: u32, lane: u32) -> f32 {
+    switch kind {
+        case 0u: { return dot_f32(row, lane); }
+        case 1u: { return dot_f16(row, lane); }
+        case 2u: { return dot_q8_0(row, lane); }
+        default: { return dot_q4_0(row, lane); }
+    }
+}
+
+fn rows_of_group(kind: u32, wid: vec3<u32>, nwg: vec3<u32>, lane: u32) {
     let row0 = (wid.x + wid.y * nwg.x) * ROWS;
     x0 = wid.z * p.k;
     for (var r = 0u; r < ROWS; r++) {
         var acc = 0.0;
-        if (row0 + r < p.rows) { acc = dot_f32(row0 + r, lid.x); }
-        partial[r * WG + lid.x] = acc;
+        if (row0 + r < p.rows) { acc = dot_row(kind, row0 + r, lane); }
+        partial[r * WG + lane] = acc;
     }
-    reduce_and_store(row0, lid.x, wid.z);
+    reduce_and_store(row0, lane, wid.z);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    rows_of_group(0u, wid, nwg, lid.x);
 }
 
 @compute @workgroup_size(WG)
 fn matvec_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
-    x0 = wid.z * p.k;
-    for (var r = 0u; r < ROWS; r++) {
-        var acc = 0.0;
-        if (row0 + r < p.rows) { acc = dot_f16(row0 + r, lid.x); }
-        partial[r * WG + lid.x] = acc;
-    }
-    reduce_and_store(row0, lid.x, wid.z);
+    rows_of_group(1u, wid, nwg, lid.x);
 }
 
 @compute @workgroup_size(WG)
 fn matvec_q8_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
-    x0 = wid.z * p.k;
-    for (var r = 0u; r < ROWS; r++) {
-        var acc = 0.0;
-        if (row0 + r < p.rows) { acc = dot_q8_0(row0 + r, lid.x); }
-        partial[r * WG + lid.x] = acc;
-    }
-    reduce_and_store(row0, lid.x, wid.z);
+    rows_of_group(2u, wid, nwg, lid.x);
 }
 
 @compute @workgroup_size(WG)
 fn matvec_q4_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
-    x0 = wid.z * p.k;
-    for (var r = 0u; r < ROWS; r++) {
-        var acc = 0.0;
-        if (row0 + r < p.rows) { acc = dot_q4_0(row0 + r, lid.x); }
-        partial[r * WG + lid.x] = acc;
-    }
-    reduce_and_store(row0, lid.x, wid.z);
+    rows_of_group(3u, wid, nwg, lid.x);
 }

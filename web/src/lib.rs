@@ -142,6 +142,8 @@ mod wasm {
         /// enable WebGPU) when the browser offers none.
         pub async fn create() -> Result<Engine, JsValue> {
             let gpu = Gpu::new(GpuOptions::default()).await.map_err(js_error)?;
+            // The runtime's models hold an Arc<Gpu>; in the browser everything stays on one thread.
+            #[allow(clippy::arc_with_non_send_sync)]
             Ok(Engine { gpu: Arc::new(gpu), model: Rc::new(RefCell::new(None)), cancel: Rc::new(AtomicBool::new(false)) })
         }
 
@@ -178,6 +180,9 @@ mod wasm {
         pub fn generate(&self, prompt: String, options_json: String, on_chunk: js_sys::Function) -> js_sys::Promise {
             let model = self.model.clone();
             let cancel = self.cancel.clone();
+            // The model stays borrowed for the whole generation on purpose: a second generate()
+            // or loadBundled() meanwhile fails with a clear error instead of interleaving.
+            #[allow(clippy::await_holding_refcell_ref)]
             wasm_bindgen_futures::future_to_promise(async move {
                 let mut slot = model.try_borrow_mut().map_err(|_| js_error("a generation is already running on this engine"))?;
                 let loaded = slot.as_mut().ok_or_else(|| js_error("no model loaded: call loadBundled() first"))?;
@@ -185,11 +190,12 @@ mod wasm {
                 cancel.store(false, Ordering::Relaxed);
                 let mut thrown: Option<JsValue> = None;
                 let mut on_text = |text: &str| {
-                    if thrown.is_none() {
-                        if let Err(e) = on_chunk.call1(&JsValue::NULL, &JsValue::from_str(text)) {
-                            thrown = Some(e);
-                            cancel.store(true, Ordering::Relaxed);
-                        }
+                    if thrown.is_some() {
+                        return;
+                    }
+                    if let Err(e) = on_chunk.call1(&JsValue::NULL, &JsValue::from_str(text)) {
+                        thrown = Some(e);
+                        cancel.store(true, Ordering::Relaxed);
                     }
                 };
                 let result = cria::generate::generate(&mut loaded.llama, &loaded.tokenizer, &prompt, &options, &cancel, &mut on_text).await;

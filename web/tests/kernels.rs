@@ -57,60 +57,60 @@ async fn adapter_is_the_portability_floor() {
 
 #[wasm_bindgen_test]
 async fn add() {
-    run(|g, s| cria::ops::add::check(g, s)).await;
+    run(cria::ops::add::check).await;
 }
 
 #[wasm_bindgen_test]
 async fn argmax() {
-    run(|g, s| cria::ops::argmax::check(g, s)).await;
+    run(cria::ops::argmax::check).await;
 }
 
 #[wasm_bindgen_test]
 async fn attention() {
-    run(|g, s| cria::ops::attention::check(g, s)).await;
+    run(cria::ops::attention::check).await;
 }
 
 #[wasm_bindgen_test]
 async fn copy() {
-    run(|g, s| cria::ops::copy::check(g, s)).await;
+    run(cria::ops::copy::check).await;
 }
 
 #[wasm_bindgen_test]
 async fn embedding() {
-    run(|g, s| cria::ops::embedding::check(g, s)).await;
+    run(cria::ops::embedding::check).await;
 }
 
 #[wasm_bindgen_test]
 async fn matmul() {
-    run(|g, s| cria::ops::matmul::check(g, s)).await;
+    run(cria::ops::matmul::check).await;
 }
 
 #[wasm_bindgen_test]
 async fn matvec() {
-    run(|g, s| cria::ops::matvec::check(g, s)).await;
+    run(cria::ops::matvec::check).await;
 }
 
 #[wasm_bindgen_test]
 async fn rms_norm() {
-    run(|g, s| cria::ops::rms_norm::check(g, s)).await;
+    run(cria::ops::rms_norm::check).await;
 }
 
 #[wasm_bindgen_test]
 async fn rope() {
-    run(|g, s| cria::ops::rope::check(g, s)).await;
+    run(cria::ops::rope::check).await;
 }
 
 #[wasm_bindgen_test]
 async fn sample() {
-    run(|g, s| cria::ops::sample::check(g, s)).await;
+    run(cria::ops::sample::check).await;
 }
 
 #[wasm_bindgen_test]
 async fn softmax() {
-    run(|g, s| cria::ops::softmax::check(g, s)).await;
+    run(cria::ops::softmax::check).await;
 }
 
 #[wasm_bindgen_test]
 async fn swiglu() {
-    run(|g, s| cria::ops::swiglu::check(g, s)).await;
+    run(cria::ops::swiglu::check).await;
 }

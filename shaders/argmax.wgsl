@@ -26,7 +26,9 @@ fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let row = wid.x + wid.y * nwg.x;
     if (row >= p.rows) { return; }
     let lane = lid.x;
-    var bv = -3.4028235e38;
+    // -FLT_MAX written exactly: the decimal -3.4028235e38 lies just past it, which Naga rounds
+    // but Tint (Chrome) rejects ("cannot be represented as f32").
+    var bv = -0x1.fffffep+127f;
     var bi = 0xffffffffu;
     for (var i = lane; i < p.dim; i += WG) {
         let v = x[row * p.dim + i];

@@ -95,7 +95,7 @@ fn sample(@builtin(local_invocation_id) lid: vec3<u32>) {
     storageBarrier();
 
     // Maximum (first index on ties; NaN never wins).
-    var best = -3.4028235e38;
+    var best = -0x1.fffffep+127f; // -FLT_MAX exactly; Tint rejects the decimal -3.4028235e38 (past it)
     var best_i = 0xffffffffu;
     for (var i = t; i < p.vocab; i += WG) {
         let v = work[i];

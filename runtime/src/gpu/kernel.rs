@@ -81,6 +81,12 @@ impl Gpu {
         } else {
             spec.source.to_string()
         };
+        // Natively an error scope resolves at once and turns a bad shader into a typed error
+        // here. In the browser it resolves only after the GPU process answers, and dropping an
+        // unpopped scope discards what it caught (the real WGSL diagnostic): there no scope is
+        // pushed, so errors reach the uncaptured-error handler and surface, with their message,
+        // at the next `Gpu::check`.
+        #[cfg(not(target_arch = "wasm32"))]
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(spec.name),
@@ -129,14 +135,10 @@ impl Gpu {
             },
             cache: None,
         });
-        // Natively the scope resolves at once; in the browser errors arrive later through the
-        // uncaptured-error handler and surface at the next `Gpu::check`.
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(Error::ShaderCompile { shader: format!("{}::{}", spec.name, spec.entry), message: error.to_string() });
         }
-        #[cfg(target_arch = "wasm32")]
-        drop(scope);
         Ok(Kernel { spec: *spec, pipeline, layout })
     }
 }

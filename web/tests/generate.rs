@@ -1,0 +1,54 @@
+//! The bundled Shakespeare model through the JS API (`Engine`) in a browser: greedy decoding
+//! must give exactly the token ids the native CLI gives. Run with `scripts/test-web.sh`.
+#![cfg(target_arch = "wasm32")]
+
+use cria_web::Engine;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// From the native CLI on lavapipe (Mesa 25.0.7, llvmpipe), same bundled model:
+/// `source ~/.cache/cria/lavapipe/env.sh && cargo run -q -p cria-cli -- generate --prompt "ROMEO:"
+/// --max-tokens 32 --temperature 0 --print-ids` (prints `ids: [...]` on stderr).
+const ROMEO_GREEDY_32: [u32; 32] = [
+    222, 200, 1468, 1669, 1866, 1894, 1440, 81, 389, 266, 547, 547, 200, 37, 788, 46, 754, 15, 200, 42, 459, 962, 343, 291,
+    568, 269, 868, 15, 200, 200, 60, 524,
+];
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(obj, &JsValue::from_str(key)).expect("result is an object")
+}
+
+#[wasm_bindgen_test]
+async fn bundled_model_greedy_matches_the_native_cli() {
+    let engine = match Engine::create().await {
+        Ok(engine) => engine,
+        Err(e) => panic!("no usable WebGPU device in this browser: {e:?}"),
+    };
+    engine.load_bundled().expect("bundled model loads");
+    let chunks = std::rc::Rc::new(std::cell::RefCell::new(String::new()));
+    let sink = chunks.clone();
+    let on_chunk = Closure::<dyn FnMut(String)>::new(move |text: String| sink.borrow_mut().push_str(&text));
+    let promise = engine.generate("ROMEO:".into(), r#"{"max_tokens": 32, "temperature": 0}"#.into(), on_chunk.as_ref().unchecked_ref::<js_sys::Function>().clone());
+    let result = match JsFuture::from(promise).await {
+        Ok(result) => result,
+        Err(e) => panic!("generate rejected: {e:?}"),
+    };
+    let tokens: Vec<u32> = js_sys::Array::from(&get(&result, "tokens")).iter().map(|v| v.as_f64().expect("token id") as u32).collect();
+    assert_eq!(tokens, ROMEO_GREEDY_32, "greedy ids in the browser differ from the native CLI's");
+    let text = get(&result, "text").as_string().expect("text");
+    assert_eq!(*chunks.borrow(), text, "the streamed chunks must add up to the final text");
+    assert_eq!(get(&result, "finish").as_string().as_deref(), Some("length"));
+}
+
+#[wasm_bindgen_test]
+async fn bad_options_reject_with_the_runtime_message() {
+    let engine = Engine::create().await.expect("WebGPU device");
+    engine.load_bundled().expect("bundled model loads");
+    let noop = js_sys::Function::new_no_args("");
+    let err = JsFuture::from(engine.generate("ROMEO:".into(), r#"{"max_new_tokens": 5}"#.into(), noop)).await.unwrap_err();
+    let message = err.unchecked_into::<js_sys::Error>().message().as_string().unwrap_or_default();
+    assert!(message.contains("max_tokens, temperature"), "{message}");
+}

@@ -48,3 +48,6 @@ echo "test-web: built in $(( $(date +%s) - start )) s"
 start=$(date +%s)
 cargo test -p cria-web --target wasm32-unknown-unknown "$@"
 echo "test-web: browser tests passed in $(( $(date +%s) - start )) s"
+
+step "release module: wasm-bindgen --target web, wasm-opt -Oz (npm binaryen), sizes"
+bash scripts/build-web.sh

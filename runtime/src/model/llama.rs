@@ -194,7 +194,7 @@ impl Llama {
     pub async fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> Result<u32> {
         self.forward_inner(tokens, start, None, Choice::Greedy)?;
         let bytes = self.s.readback.finish(&self.gpu, 4).await?;
-        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        Ok(token_id(&bytes))
     }
 
     /// [`Llama::forward`] then a sampled choice (temperature, top-k, top-p, min-p, and the
@@ -204,7 +204,7 @@ impl Llama {
         let n_penalty = if options.repetition_penalty != 1.0 { self.s.sample.set_penalty_ids(&self.gpu, history)? } else { 0 };
         self.forward_inner(tokens, start, None, Choice::Sample { options, u, n_penalty })?;
         let bytes = self.s.readback.finish(&self.gpu, 4).await?;
-        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        Ok(token_id(&bytes))
     }
 
     /// As [`Llama::forward`], also returning the logits of every token [n, vocab] (tests).
@@ -322,7 +322,7 @@ impl Llama {
         argmax::encode(&mut rec, &self.s.logits, &self.s.token, 1, self.config.vocab_size)?;
         rec.submit()?;
         let bytes = self.s.readback.read(&self.gpu, &self.s.token.buffer, 0, 4).await?;
-        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        Ok(token_id(&bytes))
     }
 }
 
@@ -360,13 +360,9 @@ fn read_blocking(_gpu: &Gpu, _buf: &GpuBuffer) -> Result<Vec<f32>> {
     Err(Error::Unsupported { what: "all-position logits in the browser".into(), hint: "use forward + logits".into() })
 }
 
-/// The storage type that keeps a host tensor as it is.
-fn natural_dtype(t: &HostTensor) -> WeightDType {
-    match t {
-        HostTensor::F32(_) => WeightDType::F32,
-        HostTensor::F16(_) => WeightDType::F16,
-        HostTensor::Quant { dtype, .. } => *dtype,
-    }
+/// The token id in the first 4 bytes of a readback.
+fn token_id(bytes: &[u8]) -> u32 {
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
 struct Loader<'a> {
@@ -390,19 +386,14 @@ impl Loader<'_> {
     /// the requested type, else as their own common type (F32 if they differ).
     fn matrices(&mut self, name: &str, parts: &[(&str, usize)], cols: usize, layout: Layout) -> Result<Matrix> {
         let tensors = parts.iter().map(|&(n, rows)| self.fetch(n, &[rows, cols])).collect::<Result<Vec<_>>>()?;
-        let kinds: Vec<WeightDType> = tensors.iter().map(natural_dtype).collect();
+        let kinds: Vec<WeightDType> = tensors.iter().map(HostTensor::natural_dtype).collect();
         let dtype = self.to.unwrap_or(if kinds.iter().all(|&k| k == kinds[0]) { kinds[0] } else { WeightDType::F32 });
         let parts: Vec<(usize, &HostTensor)> = parts.iter().zip(&tensors).map(|(p, t)| (p.1, t)).collect();
         Matrix::from_parts(self.gpu, name, cols, dtype, &parts, layout)
     }
 
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        match (self.fetch(name, &[rows, cols])?, self.to) {
-            (HostTensor::F16(v), None | Some(WeightDType::F16)) => Matrix::from_f16(self.gpu, name, rows, cols, &v),
-            (HostTensor::F32(v), None) => Matrix::from_f32(self.gpu, name, rows, cols, WeightDType::F32, &v),
-            (HostTensor::Quant { dtype, bytes }, to) if to.is_none() || to == Some(dtype) => Matrix::from_blocks(self.gpu, name, rows, cols, dtype, &bytes, |r| r),
-            (t, to) => Matrix::from_f32(self.gpu, name, rows, cols, to.unwrap_or(WeightDType::F32), &t.into_f32_rows(cols)),
-        }
+        self.matrices(name, &[(name, rows)], cols, Layout::Stacked)
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<GpuBuffer> {

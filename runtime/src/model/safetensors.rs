@@ -86,6 +86,17 @@ impl Dtype {
     }
 }
 
+impl Dtype {
+    /// The weight type a tensor of this dtype keeps when nothing else is asked (BF16 is read as F32).
+    pub fn natural(self) -> WeightDType {
+        match self {
+            Dtype::F32 | Dtype::BF16 => WeightDType::F32,
+            Dtype::F16 => WeightDType::F16,
+            Dtype::Block(d) => d,
+        }
+    }
+}
+
 pub const SUPPORTED_DTYPES: &str = "F32, F16, BF16 (and U8 blocks of Cria-quantized models)";
 
 /// The `__metadata__` key that marks `name` as a block-quantized matrix.
@@ -125,6 +136,15 @@ impl HostTensor {
             Dtype::F16 => HostTensor::F16(bytemuck::pod_collect_to_vec(&bytes)),
             Dtype::BF16 => HostTensor::F32(bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|b| b.to_f32()).collect()),
             Dtype::Block(dtype) => HostTensor::Quant { dtype, bytes },
+        }
+    }
+
+    /// The weight type that keeps this tensor as it is.
+    pub fn natural_dtype(&self) -> WeightDType {
+        match self {
+            HostTensor::F32(_) => WeightDType::F32,
+            HostTensor::F16(_) => WeightDType::F16,
+            HostTensor::Quant { dtype, .. } => *dtype,
         }
     }
 

@@ -21,26 +21,23 @@ pub struct OutTensor {
 }
 
 impl OutTensor {
-    /// `tensor` stored as `to` (float tensors only are converted; 1-D tensors stay as they are
-    /// when `to` is a block type, as llama.cpp keeps norms in F32).
+    /// `tensor` stored as [`stored_as`] says: converted where the type changes, kept as it is
+    /// where it does not.
     pub fn convert(tensor: HostTensor, shape: &[usize], to: Option<WeightDType>) -> OutTensor {
-        let matrix = shape.len() == 2;
         let cols = shape.last().copied().unwrap_or(1);
-        match (tensor, to) {
-            (HostTensor::Quant { dtype, bytes }, None) => quant_out(dtype, shape, bytes),
-            (HostTensor::Quant { dtype, bytes }, Some(q)) if q == dtype && matrix => quant_out(dtype, shape, bytes),
-            (HostTensor::F16(v), None | Some(WeightDType::F16)) => OutTensor::f16(&v, shape),
-            (HostTensor::F32(v), None | Some(WeightDType::F32)) => OutTensor::f32(&v, shape),
-            (t, Some(WeightDType::F16)) => OutTensor::f16(&t.into_f32_rows(cols).iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(), shape),
-            (t, Some(WeightDType::F32)) => OutTensor::f32(&t.into_f32_rows(cols), shape),
-            (t, Some(q)) if matrix => {
+        match (stored_as(tensor.natural_dtype(), shape.len(), to), tensor) {
+            (WeightDType::F32, HostTensor::F32(v)) => OutTensor::f32(&v, shape),
+            (WeightDType::F16, HostTensor::F16(v)) => OutTensor::f16(&v, shape),
+            (q, HostTensor::Quant { dtype, bytes }) if q == dtype => quant_out(q, shape, bytes),
+            (WeightDType::F32, t) => OutTensor::f32(&t.into_f32_rows(cols), shape),
+            (WeightDType::F16, t) => OutTensor::f16(&t.into_f32_rows(cols).iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(), shape),
+            (q, t) => {
                 let mut bytes = Vec::new();
                 for row in t.into_f32_rows(cols).chunks(cols) {
                     quant::quantize_row(q, row, &mut bytes);
                 }
                 quant_out(q, shape, bytes)
             }
-            (t, Some(_)) => OutTensor::f32(&t.into_f32_rows(cols), shape),
         }
     }
 
@@ -50,6 +47,17 @@ impl OutTensor {
 
     fn f16(v: &[f16], shape: &[usize]) -> OutTensor {
         OutTensor { dtype: "F16", shape: shape.to_vec(), bytes: bytemuck::cast_slice(v).to_vec(), quant: None }
+    }
+}
+
+/// The type a tensor of `natural` type and `dims` dimensions is written as, given the requested
+/// `to`: `to` itself, except that block types apply to matrices only (norms stay F32, as llama.cpp
+/// keeps them); without a request, its own type.
+fn stored_as(natural: WeightDType, dims: usize, to: Option<WeightDType>) -> WeightDType {
+    match to {
+        Some(q) if q.is_block() && dims != 2 => WeightDType::F32,
+        Some(t) => t,
+        None => natural,
     }
 }
 
@@ -115,15 +123,8 @@ pub fn write_safetensors(path: &Path, plan: &[Planned], mut produce: impl FnMut(
 /// How tensor `name` of logical `shape` is stored as `to` (see [`OutTensor::convert`]); `from`
 /// is the source's element type.
 pub fn planned(name: &str, from: super::safetensors::Dtype, shape: &[usize], to: Option<WeightDType>) -> Result<Planned> {
-    use super::safetensors::Dtype;
     let numel: usize = shape.iter().product();
-    let target = match (from, to) {
-        (_, Some(q)) if q.is_block() && shape.len() != 2 => WeightDType::F32,
-        (_, Some(t)) => t,
-        (Dtype::Block(d), None) => d,
-        (Dtype::F16, None) => WeightDType::F16,
-        (Dtype::F32 | Dtype::BF16, None) => WeightDType::F32,
-    };
+    let target = stored_as(from.natural(), shape.len(), to);
     let name = name.to_string();
     Ok(match target {
         WeightDType::F32 => Planned { name, dtype: "F32", shape: shape.to_vec(), len: numel * 4, quant: None },

@@ -82,40 +82,6 @@ impl Matrix {
         })
     }
 
-    /// Uploads f16 values as F16 without a round trip through f32.
-    pub fn from_f16(gpu: &Gpu, name: &str, rows: usize, cols: usize, data: &[f16]) -> Result<Matrix> {
-        Self::build(gpu, name, rows, cols, WeightDType::F16, data.len(), gpu.max_binding_bytes(), |r, out| {
-            let row = &data[r * cols..(r + 1) * cols];
-            for pair in row.chunks(2) {
-                let lo = pair[0].to_bits() as u32;
-                let hi = pair.get(1).map_or(0, |h| h.to_bits() as u32);
-                out.push(lo | (hi << 16));
-            }
-        })
-    }
-
-    /// Uploads rows of ggml blocks (`dtype` Q8_0 or Q4_0, `cols` values per row). Row r of the
-    /// matrix is row `source_row(r)` of `bytes` (GGUF loaders undo llama.cpp's Q/K permutation).
-    pub fn from_blocks(
-        gpu: &Gpu,
-        name: &str,
-        rows: usize,
-        cols: usize,
-        dtype: WeightDType,
-        bytes: &[u8],
-        source_row: impl Fn(usize) -> usize,
-    ) -> Result<Matrix> {
-        let rb = quant::row_bytes(dtype, cols)?;
-        let have = bytes.len() / rb.max(1);
-        if !bytes.len().is_multiple_of(rb) || have != rows {
-            return Err(Error::shape("matrix upload", format!("bytes of {name}"), format!("{} ({rows} rows of {rb})", rows * rb), bytes.len()));
-        }
-        Self::build(gpu, name, rows, cols, dtype, rows * cols, gpu.max_binding_bytes(), |r, out| {
-            let s = source_row(r);
-            quant::repack_row(dtype, &bytes[s * rb..(s + 1) * rb], out)
-        })
-    }
-
     /// As [`Matrix::from_f32`] with an explicit per-chunk byte limit (tests use a small one to
     /// exercise multi-chunk dispatch without huge tensors).
     pub fn from_f32_with_limit(
@@ -250,11 +216,7 @@ impl HostTensor {
 fn pack_host_row(dtype: WeightDType, t: &HostTensor, row: usize, cols: usize, out: &mut Vec<u32>) {
     match (t, dtype) {
         (HostTensor::F32(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().copied(), out),
-        (HostTensor::F16(v), WeightDType::F16) => {
-            for pair in v[row * cols..(row + 1) * cols].chunks(2) {
-                out.push(pair[0].to_bits() as u32 | (pair.get(1).map_or(0, |h| h.to_bits() as u32) << 16));
-            }
-        }
+        (HostTensor::F16(v), WeightDType::F16) => pack_halves(v[row * cols..(row + 1) * cols].iter().map(|h| h.to_bits()), out),
         (HostTensor::F16(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().map(|h| h.to_f32()), out),
         (HostTensor::Quant { dtype: d, bytes }, _) => {
             let rb = quant::row_bytes(*d, cols).unwrap_or(0);
@@ -268,12 +230,17 @@ fn pack_host_row(dtype: WeightDType, t: &HostTensor, row: usize, cols: usize, ou
     }
 }
 
+/// f16 bit patterns two to a word, element 2i in the low half.
+fn pack_halves(halves: impl Iterator<Item = u16>, out: &mut Vec<u32>) {
+    let halves: Vec<u32> = halves.map(u32::from).collect();
+    out.extend(halves.chunks(2).map(|p| p[0] | (p.get(1).copied().unwrap_or(0) << 16)));
+}
+
 fn pack_row(dtype: WeightDType, row: impl Iterator<Item = f32>, out: &mut Vec<u32>) {
     match dtype {
         WeightDType::F32 => out.extend(row.map(f32::to_bits)),
         WeightDType::F16 => {
-            let halves: Vec<u32> = row.map(|v| f16::from_f32(v).to_bits() as u32).collect();
-            out.extend(halves.chunks(2).map(|p| p[0] | (p.get(1).copied().unwrap_or(0) << 16)));
+            pack_halves(row.map(|v| f16::from_f32(v).to_bits()), out);
         }
         WeightDType::Q8_0 | WeightDType::Q4_0 => {
             let values: Vec<f32> = row.collect();

@@ -9,7 +9,7 @@
 mod bundled;
 
 use clap::{Args, Parser, Subcommand};
-use cria::generate::{generate, GenerateOptions, Generation};
+use cria::generate::{generate, ChatPrompt, GenerateOptions, Generation};
 use cria::model::{self, GenerationConfig, Llama, LoadProgress, ModelOptions};
 use cria::ops::WeightDType;
 use cria::sampling::SamplingOptions;
@@ -268,13 +268,9 @@ fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
 
 fn chat(args: &ModelArgs, system: Option<String>, sampling: &SamplingArgs) -> cria::Result<()> {
     let (mut llama, tokenizer, defaults) = load(args)?;
-    let mut options = sampling.options(&defaults);
-    let templated = tokenizer.has_chat_template();
-    if templated {
-        options.add_special_tokens = false; // the template writes BOS itself
-    } else {
+    let options = sampling.options(&defaults);
+    if !tokenizer.has_chat_template() {
         eprintln!("(this model has no chat template: using a plain \"User:/Assistant:\" transcript)");
-        options.stop.push("\nUser:".into());
     }
     let mut messages: Vec<ChatMessage> = system.into_iter().map(|s| ChatMessage { role: "system".into(), content: s }).collect();
     let cancel = cancel_on_ctrl_c();
@@ -292,13 +288,9 @@ fn chat(args: &ModelArgs, system: Option<String>, sampling: &SamplingArgs) -> cr
             continue;
         }
         messages.push(ChatMessage { role: "user".into(), content: line.to_string() });
-        let prompt = if templated {
-            tokenizer.apply_chat_template(&messages, true)?
-        } else {
-            messages.iter().map(|m| format!("{}: {}\n", capitalise(&m.role), m.content)).collect::<String>() + "Assistant:"
-        };
+        let prompt = ChatPrompt::new(&tokenizer, &messages)?;
         cancel.store(false, Ordering::SeqCst);
-        match stream(&mut llama, &tokenizer, &prompt, &options, &cancel) {
+        match stream(&mut llama, &tokenizer, &prompt.text, &prompt.options(&options), &cancel) {
             Ok(g) => messages.push(ChatMessage { role: "assistant".into(), content: g.text.trim().to_string() }),
             Err(cria::Error::Cancelled) => eprintln!("(stopped)"),
             Err(e @ cria::Error::ContextOverflow { .. }) => {
@@ -308,11 +300,6 @@ fn chat(args: &ModelArgs, system: Option<String>, sampling: &SamplingArgs) -> cr
             Err(e) => return Err(e),
         }
     }
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
 }
 
 fn info(model_dir: Option<PathBuf>) -> cria::Result<()> {

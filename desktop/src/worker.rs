@@ -4,7 +4,7 @@
 //! checks it before every token, while the command queue is only read between jobs.
 
 use crate::bundled;
-use cria::generate::{generate, FinishReason, GenerateOptions};
+use cria::generate::{generate, ChatPrompt, FinishReason, GenerateOptions};
 use cria::model::safetensors::SafetensorsFile;
 use cria::model::weights::SafetensorsWeights;
 use cria::model::{self, GenerationConfig, Llama, LlamaConfig, LoadProgress, ModelOptions, WeightSource};
@@ -285,16 +285,11 @@ impl ModelThread {
         let Some(Loaded { llama, tokenizer, eos_ids }) = &mut self.loaded else {
             return Err(cria::Error::Unsupported { what: "chatting before a model is loaded".into(), hint: "open a model first".into() });
         };
-        let mut options = GenerateOptions { max_tokens, sampling, eos_ids: eos_ids.clone(), ..GenerateOptions::default() };
-        // As `cria chat`: the model's own template, else a plain transcript that stops where
-        // the model starts writing the user's next line.
-        let prompt = if tokenizer.has_chat_template() {
-            options.add_special_tokens = false; // the template writes BOS itself
-            tokenizer.apply_chat_template(messages, true)?
-        } else {
-            options.stop.push("\nUser:".into());
-            messages.iter().map(|m| format!("{}: {}\n", capitalise(&m.role), m.content)).collect::<String>() + "Assistant:"
-        };
+        let options = GenerateOptions { max_tokens, sampling, eos_ids: eos_ids.clone(), ..GenerateOptions::default() };
+        // As `cria chat`: the model's own template, else a plain transcript.
+        let prompt = ChatPrompt::new(tokenizer, messages)?;
+        let options = prompt.options(&options);
+        let prompt = prompt.text;
         let emit = &self.emit;
         let g = pollster::block_on(generate(llama, tokenizer, &prompt, &options, &self.cancel, &mut |text| emit(Event::Text(text.to_string()))))?;
         Ok(Stats {
@@ -305,9 +300,4 @@ impl ModelThread {
             finish: g.finish,
         })
     }
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
 }

@@ -22,6 +22,9 @@ pub enum Error {
     #[error("{what} needs {bytes} bytes in one storage binding, but this device allows {limit} (max_storage_buffer_binding_size). Hint: split the tensor by rows across several buffers (see gpu::split_rows)")]
     BindingTooLarge { what: String, bytes: u64, limit: u64 },
 
+    #[error("the model does not fit this device: {what} needs {bytes} bytes in one buffer, but the device allows {limit}. Hint: {hint}")]
+    ModelTooLarge { what: String, bytes: u64, limit: u64, hint: String },
+
     #[error("shader '{shader}' failed to compile: {message}")]
     ShaderCompile { shader: String, message: String },
 

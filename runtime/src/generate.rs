@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::model::Llama;
 use crate::sampling::{Sampler, SamplingOptions};
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{ChatMessage, Tokenizer};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone, Debug)]
@@ -53,6 +53,45 @@ impl Generation {
     pub fn decode_tokens_per_second(&self) -> f64 {
         let n = self.tokens.len().saturating_sub(1);
         if self.decode_seconds > 0.0 { n as f64 / self.decode_seconds } else { 0.0 }
+    }
+}
+
+/// A conversation turned into a prompt: the model's chat template when it has one (which writes
+/// BOS itself), else a plain "User:/Assistant:" transcript that stops at the next "\nUser:".
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatPrompt {
+    pub text: String,
+    /// Templated prompts already hold their special tokens.
+    pub add_special_tokens: bool,
+    /// A stop string the reply needs (the transcript's next turn), if any.
+    pub stop: Option<String>,
+}
+
+impl ChatPrompt {
+    pub fn new(tokenizer: &Tokenizer, messages: &[ChatMessage]) -> Result<ChatPrompt> {
+        if tokenizer.has_chat_template() {
+            return Ok(ChatPrompt { text: tokenizer.apply_chat_template(messages, true)?, add_special_tokens: false, stop: None });
+        }
+        let mut text = String::new();
+        for m in messages {
+            let mut role = m.role.chars();
+            let role = role.next().map(|f| f.to_uppercase().collect::<String>() + role.as_str()).unwrap_or_default();
+            text.push_str(&format!("{role}: {}\n", m.content));
+        }
+        text.push_str("Assistant:");
+        Ok(ChatPrompt { text, add_special_tokens: true, stop: Some("\nUser:".into()) })
+    }
+
+    /// `options` adjusted for this prompt (special tokens, the transcript's stop string).
+    pub fn options(&self, options: &GenerateOptions) -> GenerateOptions {
+        let mut o = options.clone();
+        o.add_special_tokens = self.add_special_tokens;
+        if let Some(stop) = &self.stop {
+            if !o.stop.contains(stop) {
+                o.stop.push(stop.clone());
+            }
+        }
+        o
     }
 }
 

@@ -1,10 +1,12 @@
-//! Cria in the browser: the wasm-bindgen API over the `cria` runtime, which reaches WebGPU
-//! through wgpu's webgpu backend. The model never knows it runs in a browser; this crate only
-//! turns JS values into runtime calls and runtime errors into JS `Error`s with the same message.
+//! Cria in the browser: the wasm-bindgen core under the `cria` npm package (web/pkg), over the
+//! `cria` runtime, which reaches WebGPU through wgpu's webgpu backend. The model never knows it
+//! runs in a browser; this crate turns JS values into runtime calls and runtime errors into JS
+//! `Error`s with the same message. Fetching, caching and the worker live in web/pkg/src (JS).
 //!
 //! ```js
 //! const engine = await Engine.create();
-//! engine.loadBundled();
+//! // Each file is read on demand, one tensor at a time: the wasm heap never holds the model.
+//! engine.load({ name, format: "safetensors", config, tokenizer, files: [{ name, size, read }] }, onProgress);
 //! const result = await engine.generate("ROMEO:", JSON.stringify({ max_tokens: 64 }), (text) => out.append(text));
 //! // result: { text, tokens, prompt_tokens, finish, time_to_first_token, decode_tokens_per_second }
 //! ```
@@ -14,17 +16,6 @@
 use cria::generate::{FinishReason, GenerateOptions, Generation};
 use cria::model::GenerationConfig;
 use serde::{Deserialize, Serialize};
-
-/// The default model, compiled into the module: the Shakespeare model cria-train trained
-/// (models/shakespeare/, see its TRAINING.md), the same files the CLI bundles.
-pub mod bundled {
-    pub const NAME: &str = "shakespeare (bundled)";
-    pub const CONFIG: &str = include_str!("../../models/shakespeare/config.json");
-    pub const GENERATION_CONFIG: &str = include_str!("../../models/shakespeare/generation_config.json");
-    pub const TOKENIZER: &[u8] = include_bytes!("../../models/shakespeare/tokenizer.json");
-    pub const TOKENIZER_CONFIG: &[u8] = include_bytes!("../../models/shakespeare/tokenizer_config.json");
-    pub const WEIGHTS: &[u8] = include_bytes!("../../models/shakespeare/model.safetensors");
-}
 
 /// What `generate` accepts as its options JSON. Every field is optional: a given field wins,
 /// then the model's generation_config.json, then greedy decoding (as the CLI's flags do).
@@ -101,15 +92,100 @@ impl From<&Generation> for GenerationJson {
     }
 }
 
+/// What `load` accepts as its options JSON: `{ "context": 512, "dtype": "q8_0" }`, both optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadOptionsJson {
+    /// Tokens of context to allocate (default: the model's maximum).
+    pub context: Option<usize>,
+    /// Convert the weights at load time: "f32", "f16", "q8_0" or "q4_0".
+    pub dtype: Option<String>,
+}
+
+pub fn model_options(json: &str) -> cria::Result<cria::model::ModelOptions> {
+    let o: LoadOptionsJson = if json.trim().is_empty() {
+        LoadOptionsJson::default()
+    } else {
+        serde_json::from_str(json).map_err(|e| cria::Error::Config {
+            path: "load options".into(),
+            field: "(options JSON)".into(),
+            message: e.to_string(),
+            hint: "fields: context (tokens), dtype (f32, f16, q8_0, q4_0)".into(),
+        })?
+    };
+    let weight_dtype = o.dtype.as_deref().map(cria::ops::WeightDType::parse).transpose()?;
+    Ok(cria::model::ModelOptions { context: o.context, weight_dtype })
+}
+
+/// One chat message as OpenAI's API writes it: `content` is a string or a list of
+/// `{ "type": "text", "text": ... }` parts.
+#[derive(Debug, Deserialize)]
+struct MessageJson {
+    role: String,
+    content: ContentJson,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ContentJson {
+    Text(String),
+    Parts(Vec<PartJson>),
+}
+
+#[derive(Debug, Deserialize)]
+struct PartJson {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+/// Parses a chat-completions `messages` array.
+pub fn chat_messages(json: &str) -> cria::Result<Vec<cria::tokenizer::ChatMessage>> {
+    let bad = |message: String| cria::Error::Config {
+        path: "chat messages".into(),
+        field: "messages".into(),
+        message,
+        hint: "pass [{ role: \"system\" | \"user\" | \"assistant\", content: \"...\" }, ...]".into(),
+    };
+    let messages: Vec<MessageJson> = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    if messages.is_empty() {
+        return Err(bad("is empty".into()));
+    }
+    messages
+        .into_iter()
+        .map(|m| {
+            if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+                return Err(bad(format!("has a message with role `{}`", m.role)));
+            }
+            let content = match m.content {
+                ContentJson::Text(t) => t,
+                ContentJson::Parts(parts) => parts
+                    .into_iter()
+                    .map(|p| match (p.kind.as_str(), p.text) {
+                        ("text", Some(t)) => Ok(t),
+                        (kind, _) => Err(bad(format!("has a content part of type `{kind}`; only text parts are supported"))),
+                    })
+                    .collect::<cria::Result<Vec<_>>>()?
+                    .join(""),
+            };
+            Ok(cria::tokenizer::ChatMessage { role: m.role, content })
+        })
+        .collect()
+}
+
 #[cfg(target_arch = "wasm32")]
-pub use wasm::Engine;
+pub use wasm::{Engine, Sha256};
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {
-    use super::{bundled, generate_options, GenerationJson};
-    use cria::model::{GenerationConfig, Llama, ModelOptions};
+    use super::{chat_messages, generate_options, model_options, GenerationJson};
+    use cria::generate::{ChatPrompt, GenerateOptions};
+    use cria::model::safetensors::{ByteSource, SafetensorsFile};
+    use cria::model::weights::SafetensorsWeights;
+    use cria::model::{GenerationConfig, GgufModel, Llama, LlamaConfig, LoadProgress};
     use cria::tokenizer::Tokenizer;
     use cria::{Gpu, GpuOptions};
+    use sha2::Digest;
     use std::cell::RefCell;
     use std::rc::Rc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,11 +196,77 @@ mod wasm {
         JsError::new(&e.to_string()).into()
     }
 
+    fn field(obj: &JsValue, key: &str) -> JsValue {
+        js_sys::Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    }
+
+    fn spec_error(what: &str) -> JsValue {
+        js_error(format!("load(): {what}. Hint: the spec is {{ name, format: \"safetensors\" | \"gguf\", config, tokenizer, files: [{{ name, size, read(offset, length) }}] }}"))
+    }
+
+    /// A file the page holds (a cached download, a dropped `File`): `read(offset, length)`
+    /// returns a `Uint8Array` of exactly `length` bytes. Only the tensor being uploaded is copied
+    /// into the wasm heap.
+    struct JsSource {
+        name: String,
+        size: u64,
+        read: js_sys::Function,
+    }
+
+    impl ByteSource for JsSource {
+        fn size(&self) -> u64 {
+            self.size
+        }
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> cria::Result<()> {
+            let io = |message: String| cria::Error::Io { path: self.name.clone(), message };
+            let got = self
+                .read
+                .call2(&JsValue::NULL, &JsValue::from_f64(offset as f64), &JsValue::from_f64(buf.len() as f64))
+                .map_err(|e| io(format!("reading {} bytes at offset {offset}: {}", buf.len(), describe(&e))))?;
+            let bytes: js_sys::Uint8Array = got.dyn_into().map_err(|_| io("read() did not return a Uint8Array".into()))?;
+            if bytes.length() as usize != buf.len() {
+                return Err(io(format!("asked for {} bytes at offset {offset}, got {}: the file is shorter than its header says", buf.len(), bytes.length())));
+            }
+            bytes.copy_to(buf);
+            Ok(())
+        }
+    }
+
+    fn describe(e: &JsValue) -> String {
+        e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| format!("{e:?}"))
+    }
+
+    fn sources(spec: &JsValue) -> Result<Vec<JsSource>, JsValue> {
+        let files = field(spec, "files");
+        if !js_sys::Array::is_array(&files) {
+            return Err(spec_error("`files` must be an array"));
+        }
+        js_sys::Array::from(&files)
+            .iter()
+            .map(|f| {
+                let name = field(&f, "name").as_string().ok_or_else(|| spec_error("a file has no `name`"))?;
+                let size = field(&f, "size").as_f64().filter(|s| *s >= 0.0).ok_or_else(|| spec_error(&format!("{name} has no `size`")))?;
+                let read = field(&f, "read").dyn_into::<js_sys::Function>().map_err(|_| spec_error(&format!("{name} has no `read` function")))?;
+                Ok(JsSource { name, size: size as u64, read })
+            })
+            .collect()
+    }
+
+    fn text(spec: &JsValue, key: &str) -> Option<String> {
+        field(spec, key).as_string()
+    }
+
+    fn bytes(spec: &JsValue, key: &str) -> Option<Vec<u8>> {
+        field(spec, key).dyn_into::<js_sys::Uint8Array>().ok().map(|a| a.to_vec())
+    }
+
     struct Loaded {
         name: String,
         llama: Llama,
         tokenizer: Tokenizer,
         defaults: GenerationConfig,
+        parameters: usize,
+        weight_bytes: u64,
     }
 
     /// A WebGPU device and at most one loaded model.
@@ -152,16 +294,69 @@ mod wasm {
             self.gpu.describe()
         }
 
-        /// Loads the model compiled into this module, replacing any loaded model.
-        #[wasm_bindgen(js_name = loadBundled)]
-        pub fn load_bundled(&self) -> Result<(), JsValue> {
+        /// Loads a model, replacing any loaded one (which is freed first). `spec`:
+        /// `{ name, format: "safetensors" | "gguf", config (config.json text), generationConfig?,
+        /// tokenizer (tokenizer.json bytes), tokenizerConfig?, files: [{ name, size,
+        /// read(offset, length) => Uint8Array }], options? (JSON: context, dtype) }`; a GGUF file
+        /// carries its own config and tokenizer. `on_progress(tensor, bytes_done, bytes_total)`
+        /// is called after each tensor reaches the GPU.
+        pub fn load(&self, spec: JsValue, on_progress: js_sys::Function) -> Result<(), JsValue> {
             let mut slot = self.model.try_borrow_mut().map_err(|_| js_error("cannot load a model while a generation is running"))?;
             *slot = None; // free the old weights before uploading the new ones
-            let tokenizer = Tokenizer::from_bytes(bundled::TOKENIZER, Some(bundled::TOKENIZER_CONFIG)).map_err(js_error)?;
-            let defaults = GenerationConfig::from_json("generation_config.json", bundled::GENERATION_CONFIG).map_err(js_error)?;
-            let llama = cria::model::load_llama_from_bytes(self.gpu.clone(), bundled::CONFIG, bundled::WEIGHTS.to_vec(), &ModelOptions::default(), &mut |_| {})
-                .map_err(js_error)?;
-            *slot = Some(Loaded { name: bundled::NAME.to_string(), llama, tokenizer, defaults });
+            let name = text(&spec, "name").unwrap_or_else(|| "model".into());
+            let options = model_options(&text(&spec, "options").unwrap_or_default()).map_err(js_error)?;
+            let mut files = sources(&spec)?;
+            let mut done = 0u64;
+            let mut thrown: Option<JsValue> = None;
+            let (llama, tokenizer, defaults, config, total) = match text(&spec, "format").as_deref() {
+                Some("gguf") => {
+                    if files.len() != 1 {
+                        return Err(spec_error("a GGUF model is one file"));
+                    }
+                    let file = files.remove(0);
+                    let path = file.name.clone();
+                    let mut model = GgufModel::read(&path, file).map_err(js_error)?;
+                    let total = cria::model::WeightSource::total_bytes(&model.weights);
+                    let mut progress = |p: LoadProgress| report(&on_progress, &mut thrown, &mut done, total, p);
+                    let llama = model.load(self.gpu.clone(), &options, &mut progress).map_err(js_error)?;
+                    (llama, model.tokenizer, model.generation, model.config, total)
+                }
+                Some("safetensors") => {
+                    let config_text = text(&spec, "config").ok_or_else(|| spec_error("`config` (config.json text) is missing"))?;
+                    let config = LlamaConfig::from_json("config.json", &config_text).map_err(js_error)?;
+                    let tokenizer_json = bytes(&spec, "tokenizer").ok_or_else(|| spec_error("`tokenizer` (tokenizer.json bytes) is missing"))?;
+                    let tokenizer = Tokenizer::from_bytes(&tokenizer_json, bytes(&spec, "tokenizerConfig").as_deref()).map_err(js_error)?;
+                    let defaults = match text(&spec, "generationConfig") {
+                        Some(t) => GenerationConfig::from_json("generation_config.json", &t).map_err(js_error)?,
+                        None => GenerationConfig::default(),
+                    };
+                    let parsed = files
+                        .into_iter()
+                        .map(|f| {
+                            let path = f.name.clone();
+                            SafetensorsFile::parse(&path, f)
+                        })
+                        .collect::<cria::Result<Vec<_>>>()
+                        .map_err(js_error)?;
+                    let mut weights = SafetensorsWeights::new(parsed).map_err(js_error)?;
+                    let total = cria::model::WeightSource::total_bytes(&weights);
+                    let mut progress = |p: LoadProgress| report(&on_progress, &mut thrown, &mut done, total, p);
+                    let llama = Llama::load(self.gpu.clone(), config.clone(), &mut weights, &options, &mut progress).map_err(js_error)?;
+                    (llama, tokenizer, defaults, config, total)
+                }
+                other => return Err(spec_error(&format!("`format` is {other:?}, not \"safetensors\" or \"gguf\""))),
+            };
+            if let Some(e) = thrown {
+                return Err(e);
+            }
+            *slot = Some(Loaded { name, llama, tokenizer, defaults, parameters: config.parameter_count(), weight_bytes: total });
+            Ok(())
+        }
+
+        /// Frees the loaded model's GPU memory.
+        pub fn unload(&self) -> Result<(), JsValue> {
+            let mut slot = self.model.try_borrow_mut().map_err(|_| js_error("cannot unload while a generation is running"))?;
+            *slot = None;
             Ok(())
         }
 
@@ -171,6 +366,26 @@ mod wasm {
             self.model.try_borrow().ok()?.as_ref().map(|m| m.name.clone())
         }
 
+        /// `{ name, parameters, weight_bytes, weight_types, context, vocab_size, chat_template }`
+        /// of the loaded model (JSON), or undefined.
+        #[wasm_bindgen(js_name = modelInfo)]
+        pub fn model_info(&self) -> Option<String> {
+            let slot = self.model.try_borrow().ok()?;
+            let m = slot.as_ref()?;
+            Some(
+                serde_json::json!({
+                    "name": m.name,
+                    "parameters": m.parameters,
+                    "weight_bytes": m.weight_bytes,
+                    "weight_types": m.llama.weight_types(),
+                    "context": m.llama.context,
+                    "vocab_size": m.llama.config.vocab_size,
+                    "chat_template": m.tokenizer.has_chat_template(),
+                })
+                .to_string(),
+            )
+        }
+
         /// Generates from `prompt`; `on_chunk(text)` receives each new piece of text as it
         /// completes (never broken UTF-8). `options_json`: see [`super::OptionsJson`] ("" for
         /// the model's defaults). Resolves to `{ text, tokens, prompt_tokens, finish,
@@ -178,15 +393,54 @@ mod wasm {
         /// the runtime's message. An exception thrown by `on_chunk` stops the generation and
         /// becomes the rejection.
         pub fn generate(&self, prompt: String, options_json: String, on_chunk: js_sys::Function) -> js_sys::Promise {
+            self.run(Prompt::Text(prompt), options_json, on_chunk)
+        }
+
+        /// As `generate`, for a conversation: `messages_json` is an OpenAI-style `messages`
+        /// array, rendered with the model's chat template (or a plain transcript without one).
+        pub fn chat(&self, messages_json: String, options_json: String, on_chunk: js_sys::Function) -> js_sys::Promise {
+            self.run(Prompt::Chat(messages_json), options_json, on_chunk)
+        }
+
+        /// Stops a running generation before its next token; it rejects with "cancelled".
+        pub fn cancel(&self) {
+            self.cancel.store(true, Ordering::Relaxed);
+        }
+
+        /// Destroys the WebGPU device, as a driver reset would: every later call rejects with
+        /// "the GPU device was lost". For tests of that path, and to free GPU memory at once.
+        #[wasm_bindgen(js_name = destroyDevice)]
+        pub fn destroy_device(&self) {
+            self.gpu.destroy();
+        }
+    }
+
+    enum Prompt {
+        Text(String),
+        Chat(String),
+    }
+
+    impl Engine {
+        fn run(&self, prompt: Prompt, options_json: String, on_chunk: js_sys::Function) -> js_sys::Promise {
             let model = self.model.clone();
             let cancel = self.cancel.clone();
             // The model stays borrowed for the whole generation on purpose: a second generate()
-            // or loadBundled() meanwhile fails with a clear error instead of interleaving.
+            // or load() meanwhile fails with a clear error instead of interleaving (the npm
+            // package queues calls, so users never see it).
             #[allow(clippy::await_holding_refcell_ref)]
             wasm_bindgen_futures::future_to_promise(async move {
                 let mut slot = model.try_borrow_mut().map_err(|_| js_error("a generation is already running on this engine"))?;
-                let loaded = slot.as_mut().ok_or_else(|| js_error("no model loaded: call loadBundled() first"))?;
+                let loaded = slot.as_mut().ok_or_else(|| js_error("no model loaded: call load() first"))?;
                 let options = generate_options(&options_json, &loaded.defaults).map_err(js_error)?;
+                let (prompt, options): (String, GenerateOptions) = match prompt {
+                    Prompt::Text(p) => (p, options),
+                    Prompt::Chat(json) => {
+                        let messages = chat_messages(&json).map_err(js_error)?;
+                        let p = ChatPrompt::new(&loaded.tokenizer, &messages).map_err(js_error)?;
+                        let options = p.options(&options);
+                        (p.text, options)
+                    }
+                };
                 cancel.store(false, Ordering::Relaxed);
                 let mut thrown: Option<JsValue> = None;
                 let mut on_text = |text: &str| {
@@ -207,10 +461,36 @@ mod wasm {
                 js_sys::JSON::parse(&json)
             })
         }
+    }
 
-        /// Stops a running generation before its next token; it rejects with "cancelled".
-        pub fn cancel(&self) {
-            self.cancel.store(true, Ordering::Relaxed);
+    fn report(on_progress: &js_sys::Function, thrown: &mut Option<JsValue>, done: &mut u64, total: u64, p: LoadProgress) {
+        *done += p.bytes;
+        if thrown.is_none()
+            && let Err(e) = on_progress.call3(&JsValue::NULL, &JsValue::from_str(&p.tensor), &JsValue::from_f64(*done as f64), &JsValue::from_f64(total as f64))
+        {
+            *thrown = Some(e);
+        }
+    }
+
+    /// Incremental SHA-256 for verifying downloads as they stream in (WebCrypto has no
+    /// streaming digest, and the whole file must never sit in memory at once).
+    #[wasm_bindgen]
+    #[derive(Default)]
+    pub struct Sha256(sha2::Sha256);
+
+    #[wasm_bindgen]
+    impl Sha256 {
+        #[wasm_bindgen(constructor)]
+        pub fn new() -> Sha256 {
+            Sha256::default()
+        }
+        pub fn update(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        /// Lower-case hex digest; the hasher starts over.
+        #[wasm_bindgen(js_name = hexDigest)]
+        pub fn hex_digest(&mut self) -> String {
+            self.0.finalize_reset().iter().map(|b| format!("{b:02x}")).collect()
         }
     }
 }
@@ -220,7 +500,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> GenerationConfig {
-        GenerationConfig::from_json("generation_config.json", bundled::GENERATION_CONFIG).unwrap()
+        GenerationConfig::from_json("generation_config.json", include_str!("../../models/shakespeare/generation_config.json")).unwrap()
     }
 
     #[test]
@@ -243,6 +523,34 @@ mod tests {
         for bad in [r#"{"max_new_tokens": 5}"#, r#"{"temperature": "hot"}"#, "not json"] {
             let err = generate_options(bad, &defaults()).unwrap_err().to_string();
             assert!(err.contains("max_tokens, temperature"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn load_options_parse_and_reject_unknown_types() {
+        let o = model_options(r#"{"context": 256, "dtype": "q4_0"}"#).unwrap();
+        assert_eq!(o.context, Some(256));
+        assert_eq!(o.weight_dtype, Some(cria::ops::WeightDType::Q4_0));
+        assert!(model_options("").unwrap().weight_dtype.is_none());
+        let err = model_options(r#"{"dtype": "q5_k"}"#).unwrap_err().to_string();
+        assert!(err.contains("q5_k") && err.contains("q4_0"), "{err}");
+        let err = model_options(r#"{"ctx": 5}"#).unwrap_err().to_string();
+        assert!(err.contains("context (tokens)"), "{err}");
+    }
+
+    #[test]
+    fn chat_messages_take_openai_shapes_and_reject_others() {
+        let m = chat_messages(r#"[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi "},{"type":"text","text":"there"}]}]"#).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[1].role.as_str(), m[1].content.as_str()), ("user", "Hi there"));
+        for (bad, says) in [
+            ("[]", "is empty"),
+            (r#"[{"role":"tool","content":"x"}]"#, "role `tool`"),
+            (r#"[{"role":"user","content":[{"type":"image_url"}]}]"#, "type `image_url`"),
+            (r#"[{"role":"user"}]"#, "missing field"),
+        ] {
+            let err = chat_messages(bad).unwrap_err().to_string();
+            assert!(err.contains(says) && err.contains("role"), "{bad}: {err}");
         }
     }
 }

@@ -17,6 +17,35 @@ const ROMEO_GREEDY_32: [u32; 32] = [
     568, 269, 868, 15, 200, 200, 60, 524,
 ];
 
+/// The bundled model's files, handed to `Engine::load` as the npm package does: text for the
+/// JSON files, and the weights through a `read(offset, length)` function.
+fn load_bundled(engine: &Engine) -> Result<(), JsValue> {
+    const WEIGHTS: &[u8] = include_bytes!("../../models/shakespeare/model.safetensors");
+    let spec = js_sys::Object::new();
+    let set = |k: &str, v: &JsValue| js_sys::Reflect::set(&spec, &JsValue::from_str(k), v).map(|_| ());
+    set("name", &"shakespeare".into())?;
+    set("format", &"safetensors".into())?;
+    set("config", &include_str!("../../models/shakespeare/config.json").into())?;
+    set("generationConfig", &include_str!("../../models/shakespeare/generation_config.json").into())?;
+    set("tokenizer", &js_sys::Uint8Array::from(&include_bytes!("../../models/shakespeare/tokenizer.json")[..]).into())?;
+    set("tokenizerConfig", &js_sys::Uint8Array::from(&include_bytes!("../../models/shakespeare/tokenizer_config.json")[..]).into())?;
+    let read = Closure::<dyn Fn(f64, f64) -> js_sys::Uint8Array>::new(|offset: f64, length: f64| {
+        js_sys::Uint8Array::from(&WEIGHTS[offset as usize..(offset + length) as usize])
+    });
+    let file = js_sys::Object::new();
+    js_sys::Reflect::set(&file, &"name".into(), &"model.safetensors".into())?;
+    js_sys::Reflect::set(&file, &"size".into(), &(WEIGHTS.len() as f64).into())?;
+    js_sys::Reflect::set(&file, &"read".into(), read.as_ref())?;
+    set("files", &js_sys::Array::of1(&file).into())?;
+    let uploaded = std::rc::Rc::new(std::cell::Cell::new((0.0, 0.0)));
+    let seen = uploaded.clone();
+    let on_progress = Closure::<dyn Fn(String, f64, f64)>::new(move |_tensor: String, done: f64, total: f64| seen.set((done, total)));
+    let result = engine.load(spec.into(), on_progress.as_ref().unchecked_ref::<js_sys::Function>().clone());
+    let (done, total) = uploaded.get();
+    assert!(result.is_err() || (done == total && total > 0.0), "progress must end at the total: {done} of {total}");
+    result
+}
+
 fn get(obj: &JsValue, key: &str) -> JsValue {
     js_sys::Reflect::get(obj, &JsValue::from_str(key)).expect("result is an object")
 }
@@ -27,7 +56,7 @@ async fn bundled_model_greedy_matches_the_native_cli() {
         Ok(engine) => engine,
         Err(e) => panic!("no usable WebGPU device in this browser: {e:?}"),
     };
-    engine.load_bundled().expect("bundled model loads");
+    load_bundled(&engine).expect("bundled model loads");
     let chunks = std::rc::Rc::new(std::cell::RefCell::new(String::new()));
     let sink = chunks.clone();
     let on_chunk = Closure::<dyn FnMut(String)>::new(move |text: String| sink.borrow_mut().push_str(&text));
@@ -46,7 +75,7 @@ async fn bundled_model_greedy_matches_the_native_cli() {
 #[wasm_bindgen_test]
 async fn bad_options_reject_with_the_runtime_message() {
     let engine = Engine::create().await.expect("WebGPU device");
-    engine.load_bundled().expect("bundled model loads");
+    load_bundled(&engine).expect("bundled model loads");
     let noop = js_sys::Function::new_no_args("");
     let err = JsFuture::from(engine.generate("ROMEO:".into(), r#"{"max_new_tokens": 5}"#.into(), noop)).await.unwrap_err();
     let message = err.unchecked_into::<js_sys::Error>().message().as_string().unwrap_or_default();

@@ -91,6 +91,18 @@ impl Llama {
         let context = options.context.unwrap_or(c.max_position_embeddings).min(c.max_position_embeddings).max(1);
         let (h, q_dim, kv_dim, inter, vocab) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size, c.vocab_size);
         let g = &*gpu;
+        // Before any upload: the per-layer KV cache is one buffer, and a long context can
+        // outgrow the device's buffers however the weights are split.
+        let kv_bytes = (context as u64) * (kv_dim as u64) * 4;
+        if kv_bytes > g.max_binding_bytes() {
+            let fits = g.max_binding_bytes() / (kv_dim as u64 * 4);
+            return Err(Error::ModelTooLarge {
+                what: format!("the KV cache of one layer for a context of {context} tokens"),
+                bytes: kv_bytes,
+                limit: g.max_binding_bytes(),
+                hint: format!("load it with a shorter context (at most {fits} tokens on this device)"),
+            });
+        }
         let mut loader = Loader { gpu: g, weights, progress, to: options.weight_dtype };
         let embed = loader.matrix("model.embed_tokens.weight", vocab, h)?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);

@@ -1,0 +1,149 @@
+// Types of the `cria` package (hand-written; the wasm core's own types are in dist/cria_web.d.ts).
+
+/** Where a model comes from: "bundled" (the default model shipped in this package), the URL of a
+ * model folder (a Hugging Face `https://huggingface.co/ORG/NAME/resolve/main/` folder: config.json,
+ * tokenizer.json, model.safetensors or its shards) or of a `.gguf` file, the user's own files
+ * (a folder's files, or one .gguf), or a URL with a manifest giving each file's size and sha256. */
+export type ModelSource =
+  | "bundled"
+  | string
+  | URL
+  | File
+  | File[]
+  | FileList
+  | { url: string | URL; name?: string; manifest?: Manifest | true };
+
+/** Expected files of a model folder; downloads are checked against it. */
+export interface Manifest {
+  files: Record<string, { size: number; sha256?: string }>;
+}
+
+export interface LoadProgress {
+  /** download: bytes fetched; cache: bytes read from the browser's cache; upload: tensor bytes on the GPU. */
+  phase: "download" | "cache" | "upload";
+  loaded: number;
+  /** Unknown for downloads whose size the server does not announce. */
+  total?: number;
+  /** The tensor just uploaded (upload phase). */
+  file?: string;
+}
+
+export interface LoadOptions {
+  onProgress?: (progress: LoadProgress) => void;
+  /** Run the engine in a dedicated Web Worker (default true) or on this thread. */
+  worker?: boolean;
+  /** Tokens of context to allocate (default: the model's maximum). */
+  context?: number;
+  /** Convert weights while loading. */
+  dtype?: "f32" | "f16" | "q8_0" | "q4_0";
+}
+
+export interface ModelInfo {
+  name: string;
+  parameters: number;
+  weight_bytes: number;
+  weight_types: string;
+  context: number;
+  vocab_size: number;
+  chat_template: boolean;
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  /** 0 is greedy decoding. Unset options take the model's generation_config.json. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  seed?: number;
+  /** Generation ends before the first occurrence of any of these. */
+  stop?: string | string[];
+  signal?: AbortSignal;
+}
+
+export interface GenerationResult {
+  text: string;
+  tokens: number[];
+  prompt_tokens: number;
+  finish: "length" | "eos" | "stop";
+  /** Seconds from the call to the first generated token. */
+  time_to_first_token: number;
+  decode_tokens_per_second: number;
+}
+
+/** Streamed text; `result` resolves when the generation ends (rejects with an AbortError when aborted). */
+export interface Generation extends AsyncIterable<string> {
+  result: Promise<GenerationResult>;
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string | { type: "text"; text: string }[];
+}
+
+export interface ChatCompletionRequest {
+  messages: ChatMessage[];
+  stream?: boolean;
+  model?: string;
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  min_p?: number;
+  repetition_penalty?: number;
+  seed?: number;
+  stop?: string | string[];
+  signal?: AbortSignal;
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: "assistant"; content: string }; finish_reason: "stop" | "length"; logprobs: null }[];
+  usage: Usage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: { index: 0; delta: { role?: "assistant"; content?: string }; finish_reason: "stop" | "length" | null; logprobs: null }[];
+  /** On the last chunk. */
+  usage?: Usage;
+}
+
+export declare class CriaError extends Error {
+  /** no-webgpu, http, network, truncated, checksum, cache, bad-model, bad-source, too-large,
+   * device-lost, cancelled, no-model, unsupported, bad-request, worker, runtime. */
+  code: string;
+}
+
+export declare class Cria {
+  static load(source?: ModelSource, options?: LoadOptions): Promise<Cria>;
+  /** The loaded model. */
+  info: ModelInfo | null;
+  /** The WebGPU adapter, features and limits. */
+  readonly adapter: string;
+  load(source?: ModelSource, options?: LoadOptions): Promise<ModelInfo>;
+  generate(prompt: string, options?: GenerateOptions): Generation;
+  chat: {
+    completions: {
+      create(request: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(request: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+    };
+  };
+  /** Destroys the GPU device as a driver reset would; later calls reject until load(). */
+  destroyDevice(): Promise<void>;
+  dispose(): void;
+}

@@ -1,40 +1,26 @@
 #!/usr/bin/env bash
-# Browser tests of crate cria-web: every kernel check of the runtime (and later the bundled
-# model) compiled to wasm32 and run by wasm-bindgen-test in headless Chromium through WebGPU.
-# Chromium's WebGPU adapter here is SwiftShader (no shader-f16, no subgroups): the
-# portability floor. A browser without a WebGPU adapter fails the tests, never skips them.
+# The browser side, all of it, in real Chromium (headless, WebGPU on SwiftShader: no
+# shader-f16, no subgroups -- the portability floor). A browser without a WebGPU adapter fails
+# the tests, never skips them.
+#   1. cria-web's wasm-bindgen tests: every kernel check of the runtime against its CPU
+#      reference, and the bundled model's greedy ids == the native CLI's;
+#   2. the npm package built for real (scripts/build-web.sh: release, wasm-bindgen, wasm-opt);
+#   3. the end-to-end test (web/tests/e2e.mjs, playwright-core): the demo page served, the
+#      bundled model's 32 greedy tokens == native `cria generate`, streaming, abort, queueing,
+#      the chat-completions shape, the download cache, bad input; screenshot in target/artifacts;
+#   4. the package as a user installs it (scripts/test-npm-package.sh).
 #
-#   bash scripts/test-web.sh [extra cargo test args, e.g. --test kernels]
+#   bash scripts/test-web.sh [extra cargo test args for step 1, e.g. --test kernels]
 #
-# Run as root on Debian/Ubuntu: installs what is missing (Chromium and its driver, the wasm32
-# target, wasm-bindgen-cli at the exact wasm-bindgen version of Cargo.lock, ~11 min cold).
+# Run as root on Debian/Ubuntu: scripts/setup-web.sh installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cria-target}
-
+export PATH="$HOME/.cargo/bin:$PATH"
+CACHE=${CRIA_CACHE:-$HOME/.cache/cria}
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Chromium and chromedriver"
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
-fi
-chromium --version
-
-step "wasm32 target"
-rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
-
-step "wasm-bindgen-cli (test runner) at the Cargo.lock version"
-# The runner must be the same version as the wasm-bindgen crate the tests link, exactly.
-want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
-[ -n "$want" ] || { echo "no wasm-bindgen in Cargo.lock" >&2; exit 1; }
-export PATH="$HOME/.cargo/bin:$PATH"
-have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
-if [ "$have" != "$want" ] || ! command -v wasm-bindgen-test-runner >/dev/null; then
-  # No --locked: the registry here lacks one crate version wasm-bindgen-cli's lockfile pins.
-  cargo install wasm-bindgen-cli --version "=$want"
-fi
-wasm-bindgen --version
+bash scripts/setup-web.sh
 
 step "browser tests (cria-web, wasm32, headless Chromium + WebGPU)"
 # webdriver.json (Chromium's flags, --enable-unsafe-webgpu above all) is read from the working
@@ -49,5 +35,19 @@ start=$(date +%s)
 cargo test -p cria-web --target wasm32-unknown-unknown "$@"
 echo "test-web: browser tests passed in $(( $(date +%s) - start )) s"
 
-step "release module: wasm-bindgen --target web, wasm-opt -Oz (npm binaryen), sizes"
+step "the npm package: release module (wasm-bindgen --target web, wasm-opt -Oz), bundled model, sizes"
 bash scripts/build-web.sh
+
+step "end to end: the demo page in Chromium (playwright-core) against the native CLI"
+if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]; then
+  bash scripts/setup-lavapipe.sh "$CACHE/lavapipe"
+  # shellcheck disable=SC1091
+  source "$CACHE/lavapipe/env.sh"
+fi
+native=$(mktemp)
+trap 'rm -f "$native"' EXIT
+cargo run -q -p cria-cli -- generate --prompt "ROMEO:" --max-tokens 32 --temperature 0 > "$native"
+CRIA_NATIVE_TEXT_FILE="$native" node web/tests/e2e.mjs
+
+step "the npm package installed from its tarball"
+bash scripts/test-npm-package.sh

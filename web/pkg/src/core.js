@@ -7,6 +7,9 @@ import init, { Engine, Sha256 } from "../dist/cria_web.js";
 export const BUNDLED_URL = new URL("../models/shakespeare/", import.meta.url).href;
 export const BUNDLED_NAME = "shakespeare (bundled)";
 const CACHE_NAME = "cria-models-v1";
+// Downloads land here first and move to CACHE_NAME once verified (the Cache API ignores URL
+// fragments, so a staging key cannot live in the same cache).
+const STAGING_NAME = "cria-models-v1-partial";
 
 /** An error with a message that says what went wrong and a hint; `code` names the kind. */
 export class CriaError extends Error {
@@ -48,9 +51,9 @@ function classify(e) {
 
 // ---- fetching, caching, verifying ----------------------------------------------------------
 
-async function openCache() {
+async function openCache(name = CACHE_NAME) {
   try {
-    return typeof caches === "undefined" ? null : await caches.open(CACHE_NAME);
+    return typeof caches === "undefined" ? null : await caches.open(name);
   } catch {
     return null; // opaque origins and some private modes have no Cache API
   }
@@ -67,7 +70,8 @@ async function cachedFile(url, expect, { optional = false, onBytes = () => {} } 
   const hit = cache && (await cache.match(url));
   if (hit) {
     const blob = await hit.blob();
-    if (!expect || blob.size === expect.size) {
+    const sameHash = !expect?.sha256 || hit.headers.get("x-cria-sha256") === expect.sha256;
+    if (!expect || (blob.size === expect.size && sameHash)) {
       onBytes("cache", blob.size, blob.size);
       return blob;
     }
@@ -90,15 +94,15 @@ async function cachedFile(url, expect, { optional = false, onBytes = () => {} } 
   const declared = !encoded && response.headers.get("content-length") !== null ? Number(response.headers.get("content-length")) : undefined;
   const total = expect?.size ?? declared;
   const hasher = expect?.sha256 ? new Sha256() : null;
-  const staging = `${url}#cria-partial`;
+  const staging = cache && (await openCache(STAGING_NAME));
   let body = response.body;
   let storing = null;
-  if (cache) {
+  if (staging) {
     const [forCache, forCheck] = body.tee();
-    storing = cache.put(staging, new Response(forCache)).catch((e) => e);
+    storing = staging.put(url, new Response(forCache)).catch((e) => e);
     body = forCheck;
   }
-  const chunks = cache ? null : [];
+  const chunks = staging ? null : [];
   const reader = body.getReader();
   let received = 0;
   try {
@@ -112,7 +116,7 @@ async function cachedFile(url, expect, { optional = false, onBytes = () => {} } 
     }
   } catch (e) {
     await storing;
-    await cache?.delete(staging);
+    await staging?.delete(url);
     throw new CriaError(
       "truncated",
       `the download of ${url} broke off after ${received}${total !== undefined ? ` of ${total}` : ""} bytes (${e.message}). Hint: load again; nothing partial was kept`,
@@ -120,22 +124,49 @@ async function cachedFile(url, expect, { optional = false, onBytes = () => {} } 
   }
   const stored = await storing;
   const fail = async (code, message) => {
-    await cache?.delete(staging);
+    await staging?.delete(url);
     throw new CriaError(code, message);
   };
   if (stored instanceof Error) await fail("cache", `cannot store ${url} in the browser's cache: ${stored.message}. Hint: free disk space or allow site storage`);
   if (total !== undefined && received !== total) {
     await fail("truncated", `the download of ${url} is ${received} bytes, but ${expect ? "the manifest says" : "the server announced"} ${total}. Hint: the file is truncated or changed; load again`);
   }
+  let sha256 = null;
   if (hasher) {
-    const got = hasher.hexDigest();
-    if (got !== expect.sha256) await fail("checksum", `sha256 of ${url} is ${got}, but the manifest says ${expect.sha256}. Hint: the file is corrupt or not the one the manifest describes`);
+    sha256 = hasher.hexDigest();
+    if (sha256 !== expect.sha256) await fail("checksum", `sha256 of ${url} is ${sha256}, but the manifest says ${expect.sha256}. Hint: the file is corrupt or not the one the manifest describes`);
   }
-  if (!cache) return new Blob(chunks);
-  const staged = await cache.match(staging);
-  await cache.put(url, staged.clone());
-  await cache.delete(staging);
-  return staged.blob();
+  if (!staging) return new Blob(chunks);
+  const staged = await staging.match(url);
+  // The verified hash travels with the cached copy: a later manifest with another hash refetches.
+  const headers = new Headers(staged.headers);
+  if (sha256) headers.set("x-cria-sha256", sha256);
+  const blob = await staged.blob();
+  await cache.put(url, new Response(blob, { headers }));
+  await staging.delete(url);
+  return (await cache.match(url)).blob();
+}
+
+/** A model's manifest: fresh from the network (it is small, and says whether cached files are
+ * still current), else the cached copy (offline). */
+async function fetchManifest(url) {
+  let text;
+  try {
+    const response = await fetch(url, { cache: "no-cache" });
+    if (!response.ok) throw new CriaError("http", `HTTP ${response.status} ${response.statusText} fetching ${url}. Hint: the model folder has no manifest.json`);
+    text = await response.text();
+    const cache = await openCache();
+    await cache?.put(url, new Response(text, { headers: { "content-type": "application/json" } }));
+  } catch (e) {
+    const hit = await (await openCache())?.match(url);
+    if (!hit) throw e instanceof CriaError ? e : new CriaError("network", `cannot fetch ${url}: ${e.message}. Hint: check the connection`);
+    text = await hit.text();
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new CriaError("bad-model", `${url} is not valid JSON (${e.message})`);
+  }
 }
 
 /** Synchronous random access to a Blob: FileReaderSync in a worker, memory on the page. */
@@ -250,12 +281,16 @@ function optionsJson(o = {}) {
 export class Core {
   #engine = null;
   #lost = false;
+  #adapter = "";
 
   static async create() {
     if (!globalThis.navigator?.gpu) throw noWebGpuError();
     await initWasm();
     const core = new Core();
     await core.#device();
+    // wgpu does not see the browser's adapter details; WebGPU's own GPUAdapterInfo has them.
+    const info = (await navigator.gpu.requestAdapter().catch(() => null))?.info;
+    core.#adapter = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ") : "";
     return core;
   }
 
@@ -283,8 +318,9 @@ export class Core {
     return err;
   }
 
+  /** The adapter as the browser names it, then the device's features and limits. */
   describe() {
-    return this.#engine?.describe() ?? "";
+    return `WebGPU adapter: ${this.#adapter || "(the browser gives no name)"}\n${this.#engine?.describe() ?? ""}`;
   }
 
   /**
@@ -306,10 +342,7 @@ export class Core {
     } else {
       let manifest = source.manifest;
       const base = source.url.endsWith("/") || /\.gguf/i.test(source.url) ? source.url : `${source.url}/`;
-      if (manifest === true) {
-        const blob = await cachedFile(`${base}manifest.json`, undefined, {});
-        manifest = JSON.parse(await blob.text());
-      }
+      if (manifest === true) manifest = await fetchManifest(`${base}manifest.json`);
       model = await fromUrl(source.url, manifest, progress);
     }
     const name = source.name ?? (source.kind === "files" ? source.files.map((f) => f.name).find((n) => /\.gguf$/i.test(n)) ?? "local files" : source.url);

@@ -111,6 +111,14 @@ export interface ChatCompletion {
   model: string;
   choices: { index: 0; message: { role: "assistant"; content: string }; finish_reason: "stop" | "length"; logprobs: null }[];
   usage: Usage;
+  /** Not part of OpenAI's shape. */
+  x_cria: CriaTimings;
+}
+
+export interface CriaTimings {
+  time_to_first_token: number;
+  decode_tokens_per_second: number;
+  finish: "length" | "eos" | "stop";
 }
 
 export interface ChatCompletionChunk {
@@ -121,6 +129,8 @@ export interface ChatCompletionChunk {
   choices: { index: 0; delta: { role?: "assistant"; content?: string }; finish_reason: "stop" | "length" | null; logprobs: null }[];
   /** On the last chunk. */
   usage?: Usage;
+  /** On the last chunk; not part of OpenAI's shape. */
+  x_cria?: CriaTimings;
 }
 
 export declare class CriaError extends Error {

@@ -288,6 +288,8 @@ export class Cria {
     const model = this.info?.name ?? "cria";
     const finishReason = (finish) => (finish === "length" ? "length" : "stop");
     const usage = (r) => ({ prompt_tokens: r.prompt_tokens, completion_tokens: r.tokens.length, total_tokens: r.prompt_tokens + r.tokens.length });
+    // Not in OpenAI's shape: timings, as other local engines add them (x_ prefix).
+    const timings = (r) => ({ x_cria: { time_to_first_token: r.time_to_first_token, decode_tokens_per_second: r.decode_tokens_per_second, finish: r.finish } });
     const s = this.#stream("chat", messages, { ...sampling, signal });
     if (!stream) {
       const r = await s.result;
@@ -298,6 +300,7 @@ export class Cria {
         model,
         choices: [{ index: 0, message: { role: "assistant", content: r.text }, finish_reason: finishReason(r.finish), logprobs: null }],
         usage: usage(r),
+        ...timings(r),
       };
     }
     const chunk = (delta, finish_reason = null, extra = {}) => ({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason, logprobs: null }], ...extra });
@@ -305,7 +308,7 @@ export class Cria {
       yield chunk({ role: "assistant", content: "" });
       for await (const text of s) yield chunk({ content: text });
       const r = await s.result;
-      yield chunk({}, finishReason(r.finish), { usage: usage(r) });
+      yield chunk({}, finishReason(r.finish), { usage: usage(r), ...timings(r) });
     }
     return chunks();
   }

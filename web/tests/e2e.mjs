@@ -1,0 +1,327 @@
+// End-to-end test of the demo page and the `cria` package in a real browser: playwright-core
+// drives Debian's Chromium (headless, WebGPU on SwiftShader). Run by scripts/test-web.sh:
+//
+//   CRIA_NATIVE_TEXT_FILE=out.txt node web/tests/e2e.mjs
+//
+// CRIA_NATIVE_TEXT_FILE holds what the native CLI printed for the same model and prompt
+// (`cria generate --prompt "ROMEO:" --max-tokens 32 --temperature 0`). Writes
+// target/artifacts/web-demo.png and target/artifacts/web-e2e.json (timings for BENCHMARKS).
+
+import assert from "node:assert/strict";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { serve } from "../serve.mjs";
+
+const web = fileURLToPath(new URL("..", import.meta.url));
+const artifacts = fileURLToPath(new URL("../../target/artifacts/", import.meta.url));
+mkdirSync(artifacts, { recursive: true });
+// The CLI streams the generated text to stdout and ends it with one newline of its own.
+const native = readFileSync(process.env.CRIA_NATIVE_TEXT_FILE ?? assert.fail("set CRIA_NATIVE_TEXT_FILE"), "utf8").replace(/\n$/, "");
+assert.ok(native.length > 0, "the native CLI's text is empty");
+const PROMPT = "ROMEO:";
+const GREEDY = { maxTokens: 32, temperature: 0 };
+const bundled = `${web}pkg/models/shakespeare/`;
+
+// ---- a server with the demo, the package and some broken model folders ----
+const requests = new Map();
+const count = (path) => requests.get(path) ?? 0;
+const WEIGHTS = "/pkg/models/shakespeare/model.safetensors";
+const bundledFile = (name) => readFileSync(bundled + name);
+const routes = (req, res, path) => {
+  const m = path.match(/^\/faults\/([a-z-]+)\/(.*)$/);
+  if (!m) return false;
+  const [, kind, name] = m;
+  if (kind === "missing" || !["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "model.safetensors"].includes(name)) {
+    res.writeHead(404);
+    res.end("not found");
+    return true;
+  }
+  let body = bundledFile(name);
+  if (kind === "huge-context" && name === "config.json") {
+    const config = JSON.parse(body);
+    config.max_position_embeddings = 1 << 28;
+    body = Buffer.from(JSON.stringify(config));
+  }
+  if (name === "model.safetensors" && kind === "truncated") {
+    // Announces the whole file, sends half, then drops the connection.
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
+    res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.socket.destroy(), 50));
+    return true;
+  }
+  if (name === "model.safetensors" && kind === "short") body = body.subarray(0, body.length >> 1); // a complete but cut file
+  res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
+  res.end(body);
+  return true;
+};
+const server = await serve({ root: web, routes, onRequest: (p) => requests.set(p, count(p) + 1) });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: ["--enable-unsafe-webgpu", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update"],
+});
+const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+const page = await context.newPage();
+const consoleLines = [];
+page.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
+
+const results = [];
+const timings = {};
+async function check(name, body) {
+  const start = Date.now();
+  try {
+    await body();
+    results.push({ name, ok: true });
+    console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push({ name, ok: false });
+    console.log(`FAIL ${name}\n     ${String(e?.stack ?? e).split("\n").join("\n     ")}`);
+  }
+}
+const ready = () => page.waitForSelector("body[data-state=ready]", { timeout: 180_000 });
+/** Runs `fn` in the page with the engine the demo created; errors come back as { error: { name, code, message } }. */
+const inPage = (fn, arg) =>
+  page.evaluate(
+    async ([src, arg]) => {
+      const f = new Function(`return (${src})`)();
+      try {
+        return await f(window.demo.cria, arg);
+      } catch (e) {
+        return { error: { name: e.name, code: e.code, message: e.message } };
+      }
+    },
+    [fn.toString(), arg],
+  );
+
+try {
+  await check("the demo page loads the bundled model (download, verify, upload)", async () => {
+    const t0 = Date.now();
+    await page.goto(`${server.url}/demo/`);
+    await ready();
+    timings.first_load_seconds = (Date.now() - t0) / 1000;
+    assert.equal(count(WEIGHTS), 1, "the weights are downloaded once");
+    assert.match(await page.textContent("#status"), /ready/);
+    timings.adapter = await page.textContent("#adapter");
+  });
+
+  await check("32 greedy tokens in the demo equal the native `cria generate` text", async () => {
+    await page.check("input[value=complete]");
+    await page.fill("#max-tokens", "32");
+    await page.fill("#temperature", "0");
+    await page.fill("#repetition-penalty", "1");
+    await page.fill("#prompt", PROMPT);
+    await page.click("#send");
+    await page.waitForFunction(() => window.demo.lastResult !== null, null, { timeout: 120_000 });
+    await ready();
+    const { lastResult, chunks } = await page.evaluate(() => ({ lastResult: window.demo.lastResult, chunks: window.demo.chunks }));
+    assert.equal(lastResult.text, native, "browser text differs from the native CLI's");
+    assert.equal(lastResult.tokens.length, 32);
+    assert.ok(chunks >= 4, `text must stream in several chunks, got ${chunks}`);
+    assert.equal(await page.textContent(".turn.completion"), PROMPT + native);
+    assert.match(await page.textContent("#stats"), /32 tokens · [\d.]+ tokens\/s · first token \d+ ms/);
+    timings.time_to_first_token_ms = lastResult.time_to_first_token * 1000;
+    timings.decode_tokens_per_second = lastResult.decode_tokens_per_second;
+    await page.screenshot({ path: `${artifacts}web-demo.png`, fullPage: true });
+  });
+
+  await check("generate() streams through `for await`, chunks add up to the result", async () => {
+    const r = await inPage(async (cria, { prompt, opts }) => {
+      const s = cria.generate(prompt, opts);
+      const chunks = [];
+      for await (const text of s) chunks.push(text);
+      return { chunks, result: await s.result };
+    }, { prompt: PROMPT, opts: GREEDY });
+    assert.ok(!r.error, JSON.stringify(r.error));
+    assert.ok(r.chunks.length >= 4, `${r.chunks.length} chunks`);
+    assert.equal(r.chunks.join(""), r.result.text);
+    assert.equal(r.result.text, native);
+    timings.warm_time_to_first_token_ms = r.result.time_to_first_token * 1000;
+    timings.warm_decode_tokens_per_second = r.result.decode_tokens_per_second;
+  });
+
+  await check("an AbortSignal stops a generation mid-way; the next one runs to the end", async () => {
+    const r = await inPage(async (cria, { prompt, opts }) => {
+      const controller = new AbortController();
+      const s = cria.generate(prompt, { maxTokens: 200, temperature: 0, signal: controller.signal });
+      let received = 0;
+      let caught = null;
+      try {
+        for await (const _ of s) if (++received === 3) controller.abort();
+      } catch (e) {
+        caught = { name: e.name, code: e.code };
+      }
+      const again = cria.generate(prompt, opts);
+      let text = "";
+      for await (const t of again) text += t;
+      return { received, caught, text, finish: (await again.result).finish };
+    }, { prompt: PROMPT, opts: GREEDY });
+    assert.ok(!r.error, JSON.stringify(r.error));
+    assert.deepEqual(r.caught, { name: "AbortError", code: "cancelled" });
+    assert.ok(r.received >= 3 && r.received < 60, `aborted after ${r.received} chunks`);
+    assert.equal(r.text, native);
+  });
+
+  await check("two concurrent generate() calls are queued, neither corrupted", async () => {
+    const r = await inPage(async (cria, { prompt, opts }) => {
+      const drain = async (s) => {
+        let t = "";
+        for await (const x of s) t += x;
+        return t;
+      };
+      return Promise.all([drain(cria.generate(prompt, opts)), drain(cria.generate(prompt, { ...opts, maxTokens: 16 })), drain(cria.generate(prompt, opts))]);
+    }, { prompt: PROMPT, opts: GREEDY });
+    assert.ok(!r.error, JSON.stringify(r.error));
+    assert.equal(r[0], native);
+    assert.ok(native.startsWith(r[1]) && r[1].length < native.length, `16-token run: ${JSON.stringify(r[1])}`);
+    assert.equal(r[2], native);
+  });
+
+  await check("chat.completions.create: OpenAI shapes, streamed and whole agree", async () => {
+    const r = await inPage(async (cria) => {
+      const messages = [{ role: "user", content: "Who art thou?" }];
+      const whole = await cria.chat.completions.create({ messages, max_tokens: 24, temperature: 0 });
+      const chunks = [];
+      for await (const c of await cria.chat.completions.create({ messages, max_tokens: 24, temperature: 0, stream: true })) chunks.push(c);
+      return { whole, chunks };
+    });
+    assert.ok(!r.error, JSON.stringify(r.error));
+    const { whole, chunks } = r;
+    assert.equal(whole.object, "chat.completion");
+    assert.match(whole.id, /^chatcmpl-/);
+    assert.equal(whole.model, "shakespeare (bundled)");
+    assert.equal(whole.choices.length, 1);
+    assert.equal(whole.choices[0].message.role, "assistant");
+    assert.ok(whole.choices[0].message.content.length > 0);
+    assert.ok(["stop", "length"].includes(whole.choices[0].finish_reason));
+    const u = whole.usage;
+    assert.ok(u.prompt_tokens > 3 && u.completion_tokens > 0 && u.completion_tokens <= 24 && u.total_tokens === u.prompt_tokens + u.completion_tokens, JSON.stringify(u));
+    assert.ok(chunks.length >= 4);
+    assert.ok(chunks.every((c) => c.object === "chat.completion.chunk" && c.id === chunks[0].id && c.choices[0].index === 0));
+    assert.deepEqual(chunks[0].choices[0].delta, { role: "assistant", content: "" });
+    const last = chunks.at(-1);
+    assert.equal(last.choices[0].finish_reason, whole.choices[0].finish_reason);
+    assert.deepEqual(last.usage, whole.usage);
+    assert.equal(chunks.map((c) => c.choices[0].delta.content ?? "").join(""), whole.choices[0].message.content);
+  });
+
+  await check("main-thread mode ({ worker: false }) gives the same greedy text", async () => {
+    const r = await page.evaluate(async ({ prompt, opts }) => {
+      const { Cria } = await import("/pkg/src/index.js");
+      const cria = await Cria.load("bundled", { worker: false });
+      let text = "";
+      for await (const t of cria.generate(prompt, opts)) text += t;
+      cria.dispose();
+      return text;
+    }, { prompt: PROMPT, opts: GREEDY });
+    assert.equal(r, native);
+  });
+
+  // ---- bad input: each a rejected promise with a clear message; the engine stays usable ----
+  const loadFails = (path) =>
+    page.evaluate(async (url) => {
+      const { Cria } = await import("/pkg/src/index.js");
+      try {
+        await Cria.load(url);
+        return { resolved: true };
+      } catch (e) {
+        return { name: e.name, code: e.code, message: e.message };
+      }
+    }, `${server.url}${path}`);
+
+  await check("a URL that 404s rejects naming the file and the status", async () => {
+    const e = await loadFails("/faults/missing/");
+    assert.equal(e.code, "http", JSON.stringify(e));
+    assert.match(e.message, /HTTP 404 .*\/faults\/missing\/config\.json\. Hint:/);
+  });
+
+  await check("a download cut off mid-way rejects, and nothing partial is cached", async () => {
+    const e = await loadFails("/faults/truncated/");
+    assert.equal(e.code, "truncated", JSON.stringify(e));
+    assert.match(e.message, /broke off after \d+ of 7875280 bytes/);
+    const cached = await page.evaluate(async () => {
+      const urls = [];
+      for (const name of await caches.keys()) for (const r of await (await caches.open(name)).keys()) urls.push(`${name}: ${r.url}`);
+      return urls.filter((u) => u.includes("/faults/truncated/model"));
+    });
+    assert.deepEqual(cached, []);
+  });
+
+  await check("a truncated weights file (complete download) rejects as not valid safetensors", async () => {
+    const e = await loadFails("/faults/short/");
+    assert.ok(e.code && e.message, JSON.stringify(e));
+    assert.match(e.message, /model\.safetensors.*(not a valid safetensors file|shorter than its header)/);
+  });
+
+  await check("a model too large for the device's buffers rejects; the engine loads another after", async () => {
+    const r = await inPage(async (cria, url) => {
+      let error = null;
+      try {
+        await cria.load(url);
+      } catch (e) {
+        error = { code: e.code, message: e.message };
+      }
+      await cria.load("bundled");
+      let text = "";
+      for await (const t of cria.generate("ROMEO:", { maxTokens: 32, temperature: 0 })) text += t;
+      return { error, text };
+    }, `${server.url}/faults/huge-context/`);
+    assert.ok(!r.error?.name, JSON.stringify(r));
+    assert.equal(r.error.code, "too-large", JSON.stringify(r.error));
+    assert.match(r.error.message, /does not fit this device: the KV cache .* Hint: load it with a shorter context/);
+    assert.equal(r.text, native);
+  });
+
+  await check("a lost GPU device rejects the next call; loading again gives a working engine", async () => {
+    const r = await inPage(async (cria) => {
+      await cria.destroyDevice();
+      let error = null;
+      try {
+        for await (const _ of cria.generate("ROMEO:", { maxTokens: 8 }));
+      } catch (e) {
+        error = { code: e.code, message: e.message };
+      }
+      await cria.load("bundled");
+      let text = "";
+      for await (const t of cria.generate("ROMEO:", { maxTokens: 32, temperature: 0 })) text += t;
+      return { error, text };
+    });
+    assert.equal(r.error?.code, "device-lost", JSON.stringify(r));
+    assert.match(r.error.message, /device was lost/);
+    assert.equal(r.text, native);
+  });
+
+  await check("without WebGPU, Cria.load rejects saying so and how to enable it", async () => {
+    const p = await context.newPage();
+    await p.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
+    await p.goto(`${server.url}/demo/`);
+    await p.waitForSelector("body[data-state=error]", { timeout: 60_000 });
+    const text = await p.textContent("#error");
+    await p.close();
+    assert.match(text, /WebGPU is not available here .*enable-unsafe-webgpu/s);
+  });
+
+  await check("a reload reads the weights from the browser's cache, not the network", async () => {
+    const before = count(WEIGHTS);
+    await page.reload();
+    await ready();
+    assert.equal(count(WEIGHTS), before, "the weights were downloaded again");
+    assert.match(await page.textContent("#status"), /ready/);
+    const t0 = Date.now();
+    await page.reload();
+    await ready();
+    timings.cached_load_seconds = (Date.now() - t0) / 1000;
+  });
+} finally {
+  writeFileSync(`${artifacts}web-e2e.json`, JSON.stringify({ ...timings, weights_requests: count(WEIGHTS) }, null, 2));
+  await browser.close();
+  await server.close();
+}
+
+const failed = results.filter((r) => !r.ok);
+console.log(`\ne2e: ${results.length - failed.length} passed, ${failed.length} failed; screenshot ${artifacts}web-demo.png; timings ${JSON.stringify(timings)}`);
+if (failed.length) {
+  console.log(`browser console:\n${consoleLines.slice(-40).join("\n")}`);
+  process.exit(1);
+}

@@ -22,13 +22,72 @@ assert.ok(native.length > 0, "the native CLI's text is empty");
 const PROMPT = "ROMEO:";
 const GREEDY = { maxTokens: 32, temperature: 0 };
 const bundled = `${web}pkg/models/shakespeare/`;
+const fixtures = fileURLToPath(new URL("../../tests/fixtures/", import.meta.url));
+/** transformers' greedy continuation of each fixture model (tests/fixtures/make_fixtures.py). */
+const golden = (model) => {
+  const g = JSON.parse(readFileSync(`${fixtures}models/${model}/golden.json`, "utf8"));
+  return { prompt: g.prompt, ids: g.generated_ids };
+};
+
+/** A safetensors file split in two shards plus the index, as Hugging Face writes big checkpoints. */
+function shards(file) {
+  const n = Number(file.readBigUInt64LE(0));
+  const header = JSON.parse(file.subarray(8, 8 + n));
+  const data = file.subarray(8 + n);
+  const names = Object.keys(header).filter((k) => k !== "__metadata__").sort();
+  const groups = [names.slice(0, names.length >> 1), names.slice(names.length >> 1)];
+  const files = {};
+  const weightMap = {};
+  groups.forEach((group, i) => {
+    const name = `model-0000${i + 1}-of-00002.safetensors`;
+    const h = {};
+    const parts = [];
+    let offset = 0;
+    for (const k of group) {
+      const [s, e] = header[k].data_offsets;
+      h[k] = { ...header[k], data_offsets: [offset, offset + e - s] };
+      offset += e - s;
+      parts.push(data.subarray(s, e));
+      weightMap[k] = name;
+    }
+    let json = Buffer.from(JSON.stringify(h));
+    json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    files[name] = Buffer.concat([len, json, ...parts]);
+  });
+  files["model.safetensors.index.json"] = Buffer.from(JSON.stringify({ metadata: { total_size: data.length }, weight_map: weightMap }));
+  return files;
+}
+const sharded = shards(readFileSync(`${fixtures}models/litellama-mini/model.safetensors`));
 
 // ---- a server with the demo, the package and some broken model folders ----
 const requests = new Map();
 const count = (path) => requests.get(path) ?? 0;
 const WEIGHTS = "/pkg/models/shakespeare/model.safetensors";
 const bundledFile = (name) => readFileSync(bundled + name);
+const send = (res, body) => {
+  res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
+  res.end(body);
+  return true;
+};
 const routes = (req, res, path) => {
+  // The transformers fixtures: plain folders (no manifest) and GGUF files.
+  const f = path.match(/^\/fixtures\/(models\/[a-z-]+|gguf)\/([\w.-]+)$/);
+  if (f) {
+    try {
+      return send(res, readFileSync(`${fixtures}${f[1]}/${f[2]}`));
+    } catch {
+      res.writeHead(404);
+      res.end("not found");
+      return true;
+    }
+  }
+  const sh = path.match(/^\/fixtures\/sharded\/litellama-mini\/([\w.-]+)$/);
+  if (sh) {
+    if (sharded[sh[1]]) return send(res, sharded[sh[1]]);
+    if (sh[1] !== "model.safetensors") return routes(req, res, `/fixtures/models/litellama-mini/${sh[1]}`);
+  }
   const m = path.match(/^\/faults\/([a-z-]+)\/(.*)$/);
   if (!m) return false;
   const [, kind, name] = m;
@@ -290,6 +349,47 @@ try {
     assert.equal(r.error?.code, "device-lost", JSON.stringify(r));
     assert.match(r.error.message, /device was lost/);
     assert.equal(r.text, native);
+  });
+
+  // ---- other sources, each checked against transformers' greedy ids for that model ----
+  const greedyIds = (source, model) =>
+    page.evaluate(async ({ source, prompt }) => {
+      const { Cria } = await import("/pkg/src/index.js");
+      const cria = await Cria.load(source);
+      const s = cria.generate(prompt, { maxTokens: 32, temperature: 0, repetitionPenalty: 1 });
+      for await (const _ of s);
+      const r = await s.result;
+      cria.dispose();
+      return r.tokens;
+    }, { source, prompt: golden(model).prompt });
+
+  await check("a Hugging Face-style folder URL (no manifest) gives transformers' greedy ids", async () => {
+    assert.deepEqual(await greedyIds(`${server.url}/fixtures/models/tinyllama-mini/`, "tinyllama-mini"), golden("tinyllama-mini").ids);
+  });
+
+  await check("a sharded checkpoint (model.safetensors.index.json + 2 shards) gives transformers' greedy ids", async () => {
+    assert.deepEqual(await greedyIds(`${server.url}/fixtures/sharded/litellama-mini/`, "litellama-mini"), golden("litellama-mini").ids);
+    assert.equal(count("/fixtures/sharded/litellama-mini/model-00002-of-00002.safetensors"), 1);
+  });
+
+  await check("a .gguf URL gives transformers' greedy ids", async () => {
+    assert.deepEqual(await greedyIds(`${server.url}/fixtures/gguf/tinyllama-mini-f32.gguf`, "tinyllama-mini"), golden("tinyllama-mini").ids);
+  });
+
+  await check("the user's own files through the demo's file picker give transformers' greedy ids", async () => {
+    const dir = `${fixtures}models/smollm-mini/`;
+    await page.selectOption("#source", "files");
+    await page.setInputFiles("#files", ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"].map((f) => dir + f));
+    await page.click("#load");
+    await page.waitForFunction(() => window.demo.cria?.info?.name === "local files", null, { timeout: 120_000 });
+    await ready();
+    const r = await inPage(async (cria, prompt) => {
+      const s = cria.generate(prompt, { maxTokens: 32, temperature: 0, repetitionPenalty: 1 });
+      for await (const _ of s);
+      return (await s.result).tokens;
+    }, golden("smollm-mini").prompt);
+    assert.deepEqual(r, golden("smollm-mini").ids);
+    await page.selectOption("#source", "bundled");
   });
 
   await check("without WebGPU, Cria.load rejects saying so and how to enable it", async () => {

@@ -51,17 +51,13 @@ pub fn read_corpus(path: &Path) -> Result<Vec<(PathBuf, String)>> {
         vec![path.to_path_buf()]
     };
     if files.is_empty() {
-        return Err(TrainError::NoCorpusFiles {
-            path: path.to_path_buf(),
-        });
+        return Err(TrainError::NoCorpusFiles { path: path.to_path_buf() });
     }
     let mut docs = Vec::with_capacity(files.len());
     for f in files {
         let bytes = std::fs::read(&f).map_err(TrainError::io("read corpus file", &f))?;
-        let text = String::from_utf8(bytes).map_err(|e| TrainError::CorpusNotUtf8 {
-            path: f.clone(),
-            offset: e.utf8_error().valid_up_to(),
-        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| TrainError::CorpusNotUtf8 { path: f.clone(), offset: e.utf8_error().valid_up_to() })?;
         if text.trim().is_empty() {
             return Err(TrainError::EmptyCorpus { path: f });
         }
@@ -73,11 +69,7 @@ pub fn read_corpus(path: &Path) -> Result<Vec<(PathBuf, String)>> {
 /// `cria-train prepare`: tokenizer (trained or reused) + train/val shards in `opts.out`.
 pub fn prepare(opts: &PrepareOptions) -> Result<DataMeta> {
     if !(0.0..0.5).contains(&opts.val_fraction) || opts.val_fraction == 0.0 {
-        return Err(TrainError::config(
-            "val_fraction",
-            opts.val_fraction,
-            "must be in (0, 0.5)",
-        ));
+        return Err(TrainError::config("val_fraction", opts.val_fraction, "must be in (0, 0.5)"));
     }
     let docs = read_corpus(&opts.corpus)?;
     let texts: Vec<String> = docs.into_iter().map(|(_, t)| t).collect();
@@ -85,11 +77,7 @@ pub fn prepare(opts: &PrepareOptions) -> Result<DataMeta> {
         (Some(p), _) => std::fs::read_to_string(p).map_err(TrainError::io("read tokenizer", p))?,
         (None, Some(v)) => tokenizer::train_bpe(&texts, v)?,
         (None, None) => {
-            return Err(TrainError::config(
-                "tokenizer",
-                "none",
-                "pass --tokenizer-vocab N or --tokenizer FILE",
-            ));
+            return Err(TrainError::config("tokenizer", "none", "pass --tokenizer-vocab N or --tokenizer FILE"));
         }
     };
     let tok = Tok::from_json(&tokenizer_json)?;
@@ -144,10 +132,7 @@ pub fn write_tokens(path: &Path, tokens: &[u32], vocab_size: usize) -> Result<()
 
 pub fn read_tokens(path: &Path) -> Result<Vec<u32>> {
     let bytes = std::fs::read(path).map_err(TrainError::io("read token shard", path))?;
-    let bad = |reason: String| TrainError::BadTokenData {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let bad = |reason: String| TrainError::BadTokenData { path: path.to_path_buf(), reason };
     if bytes.len() < 32 || &bytes[..8] != SHARD_MAGIC {
         return Err(bad("missing CRIATOK1 header".into()));
     }
@@ -155,28 +140,19 @@ pub fn read_tokens(path: &Path) -> Result<Vec<u32>> {
     let (version, width) = (u32_at(8), u32_at(12) as usize);
     let count = u64::from_le_bytes(bytes[16..24].try_into().unwrap()) as usize;
     if version != SHARD_VERSION {
-        return Err(bad(format!(
-            "shard version {version}, expected {SHARD_VERSION}"
-        )));
+        return Err(bad(format!("shard version {version}, expected {SHARD_VERSION}")));
     }
     if width != 2 && width != 4 {
         return Err(bad(format!("token width {width} bytes, expected 2 or 4")));
     }
     let body = &bytes[32..];
     if body.len() != count * width {
-        return Err(bad(format!(
-            "{} payload bytes for {count} tokens of {width} bytes (truncated?)",
-            body.len()
-        )));
+        return Err(bad(format!("{} payload bytes for {count} tokens of {width} bytes (truncated?)", body.len())));
     }
     Ok(if width == 2 {
-        body.chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
-            .collect()
+        body.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect()
     } else {
-        body.chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-            .collect()
+        body.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
     })
 }
 
@@ -195,8 +171,7 @@ impl Dataset {
     /// Load a folder written by [`prepare`].
     pub fn load(dir: &Path) -> Result<Self> {
         let tj = dir.join("tokenizer.json");
-        let tokenizer_json =
-            std::fs::read_to_string(&tj).map_err(TrainError::io("read tokenizer", &tj))?;
+        let tokenizer_json = std::fs::read_to_string(&tj).map_err(TrainError::io("read tokenizer", &tj))?;
         let tok = Tok::from_json(&tokenizer_json)?;
         let ds = Dataset {
             train: read_tokens(&dir.join("train.bin"))?,
@@ -207,17 +182,9 @@ impl Dataset {
             tokenizer_json,
         };
         for (name, toks) in [("train.bin", &ds.train), ("val.bin", &ds.val)] {
-            if let Some((pos, &id)) = toks
-                .iter()
-                .enumerate()
-                .find(|(_, t)| **t as usize >= ds.vocab_size)
-            {
+            if let Some((pos, &id)) = toks.iter().enumerate().find(|(_, t)| **t as usize >= ds.vocab_size) {
                 let _ = name;
-                return Err(TrainError::TokenOutOfRange {
-                    id,
-                    pos,
-                    vocab_size: ds.vocab_size,
-                });
+                return Err(TrainError::TokenOutOfRange { id, pos, vocab_size: ds.vocab_size });
             }
         }
         Ok(ds)
@@ -225,25 +192,12 @@ impl Dataset {
 
     /// Uniformly random tokens over `vocab_size` ids (seeded): real shapes for throughput runs
     /// without a corpus. There is no tokenizer; the checkpoint records that in its place.
-    pub fn synthetic(
-        vocab_size: usize,
-        train_tokens: usize,
-        val_tokens: usize,
-        seed: u64,
-    ) -> Result<Self> {
+    pub fn synthetic(vocab_size: usize, train_tokens: usize, val_tokens: usize, seed: u64) -> Result<Self> {
         if vocab_size < 3 {
-            return Err(TrainError::config(
-                "synthetic_vocab",
-                vocab_size,
-                "must be at least 3 (bos, eos and one more id)",
-            ));
+            return Err(TrainError::config("synthetic_vocab", vocab_size, "must be at least 3 (bos, eos and one more id)"));
         }
         let mut rng = crate::rng::Rng::new(seed ^ 0x5157_7E71_C0DA_7A00);
-        let mut draw = |n: usize| {
-            (0..n)
-                .map(|_| rng.below(vocab_size as u64) as u32)
-                .collect::<Vec<u32>>()
-        };
+        let mut draw = |n: usize| (0..n).map(|_| rng.below(vocab_size as u64) as u32).collect::<Vec<u32>>();
         Ok(Dataset {
             train: draw(train_tokens),
             val: draw(val_tokens),
@@ -259,24 +213,10 @@ impl Dataset {
         let needed = batch_size * seq_len + 1;
         for (split, toks) in [("train", &self.train), ("validation", &self.val)] {
             if toks.len() < needed {
-                return Err(TrainError::CorpusTooSmall {
-                    split,
-                    got: toks.len(),
-                    needed,
-                    batch_size,
-                    seq_len,
-                });
+                return Err(TrainError::CorpusTooSmall { split, got: toks.len(), needed, batch_size, seq_len });
             }
-            if let Some((pos, &id)) = toks
-                .iter()
-                .enumerate()
-                .find(|(_, t)| **t as usize >= vocab_size)
-            {
-                return Err(TrainError::TokenOutOfRange {
-                    id,
-                    pos,
-                    vocab_size,
-                });
+            if let Some((pos, &id)) = toks.iter().enumerate().find(|(_, t)| **t as usize >= vocab_size) {
+                return Err(TrainError::TokenOutOfRange { id, pos, vocab_size });
             }
         }
         Ok(())

@@ -3,8 +3,8 @@
 mod launch;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cria_train::checkpoint::Checkpoint;
 use cria_train::cuda::run as cuda_run;
+use cria_train::checkpoint::Checkpoint;
 use cria_train::data::{self, Dataset, PrepareOptions};
 use cria_train::export::{self, ExportDtype};
 use cria_train::tokenizer::Tok;
@@ -15,11 +15,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(
-    name = "cria-train",
-    version,
-    about = "Train small Llama models on the CPU and export Hugging Face model folders"
-)]
+#[command(name = "cria-train", version, about = "Train small Llama models on the CPU and export Hugging Face model folders")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -227,15 +223,8 @@ struct ConfigFile {
 fn build_configs(a: &TrainArgs, data: &Dataset) -> Result<(LlamaConfig, TrainConfig)> {
     let file = match &a.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| TrainError::Io {
-                op: "read config",
-                path: p.clone(),
-                source,
-            })?;
-            serde_json::from_str(&text).map_err(|source| TrainError::Json {
-                path: p.clone(),
-                source,
-            })?
+            let text = std::fs::read_to_string(p).map_err(|source| TrainError::Io { op: "read config", path: p.clone(), source })?;
+            serde_json::from_str(&text).map_err(|source| TrainError::Json { path: p.clone(), source })?
         }
         None => ConfigFile::default(),
     };
@@ -249,9 +238,7 @@ fn build_configs(a: &TrainArgs, data: &Dataset) -> Result<(LlamaConfig, TrainCon
         num_key_value_heads: a.kv_heads.unwrap_or(m.num_key_value_heads),
         rms_norm_eps: m.rms_norm_eps,
         rope_theta: a.rope_theta.unwrap_or(m.rope_theta),
-        max_position_embeddings: a
-            .max_position_embeddings
-            .unwrap_or(m.max_position_embeddings),
+        max_position_embeddings: a.max_position_embeddings.unwrap_or(m.max_position_embeddings),
         tie_word_embeddings: a.tie_embeddings.unwrap_or(m.tie_word_embeddings),
         bos_token_id: data.bos_token_id,
         eos_token_id: data.eos_token_id,
@@ -259,31 +246,14 @@ fn build_configs(a: &TrainArgs, data: &Dataset) -> Result<(LlamaConfig, TrainCon
     macro_rules! over {
         ($($f:ident),*) => { $( if let Some(v) = a.$f { t.$f = v; } )* };
     }
-    over!(
-        steps,
-        batch_size,
-        seq_len,
-        grad_accum,
-        lr,
-        min_lr_ratio,
-        warmup_steps,
-        weight_decay,
-        grad_clip,
-        val_every,
-        val_batches,
-        checkpoint_every,
-        seed
-    );
+    over!(steps, batch_size, seq_len, grad_accum, lr, min_lr_ratio, warmup_steps, weight_decay, grad_clip, val_every, val_batches, checkpoint_every, seed);
     Ok((model, t))
 }
 
 fn load_model(src: &ModelSource) -> Result<(Model<f32>, String)> {
     if let Some(p) = &src.checkpoint {
         let ck = Checkpoint::load(p)?;
-        Ok((
-            Model::from_params(ck.header.model, ck.params),
-            ck.header.tokenizer_json,
-        ))
+        Ok((Model::from_params(ck.header.model, ck.params), ck.header.tokenizer_json))
     } else {
         export::load_hf(src.model.as_deref().expect("clap requires one source"))
     }
@@ -308,57 +278,31 @@ fn load_data(a: &TrainArgs) -> Result<Dataset> {
 fn cmd_train(a: TrainArgs) -> Result<()> {
     let data = load_data(&a)?;
     let (model_cfg, train_cfg) = build_configs(&a, &data)?;
-    let opts = RunOptions {
-        run_dir: a.out.clone(),
-        resume: a.resume,
-        max_steps_this_run: a.max_steps_this_run,
-    };
+    let opts = RunOptions { run_dir: a.out.clone(), resume: a.resume, max_steps_this_run: a.max_steps_this_run };
     if a.device == Device::Cuda {
         return cmd_train_cuda(a, data, model_cfg, train_cfg, opts);
     }
     if a.peak_tflops.is_some() {
-        return Err(TrainError::config(
-            "peak_tflops",
-            "set",
-            "applies to --device cuda only (MFU of a GPU run)",
-        ));
+        return Err(TrainError::config("peak_tflops", "set", "applies to --device cuda only (MFU of a GPU run)"));
     }
     let pb = ProgressBar::new(0);
     pb.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-        )
-        .expect("valid template"),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+            .expect("valid template"),
     );
     // indicatif draws nothing when stderr is not a terminal (CI logs, nohup): print plain lines there.
     let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let say = |pb: &ProgressBar, line: String| {
-        if plain {
-            eprintln!("{line}")
-        } else {
-            pb.println(line)
-        }
-    };
+    let say = |pb: &ProgressBar, line: String| if plain { eprintln!("{line}") } else { pb.println(line) };
     let mut last_val = f32::NAN;
     let summary = train::run(data, model_cfg, train_cfg, &opts, &mut |ev| match ev {
-        Event::Start {
-            step,
-            total,
-            params,
-        } => {
+        Event::Start { step, total, params } => {
             pb.set_length(total);
             pb.set_position(step);
-            say(
-                &pb,
-                format!("cria-train: {params} parameters, step {step}/{total}"),
-            );
+            say(&pb, format!("cria-train: {params} parameters, step {step}/{total}"));
         }
         Event::Step(s) => {
             pb.set_position(s.step);
-            let msg = format!(
-                "loss {:.4} val {last_val:.4} lr {:.2e} |g| {:.2} {:.0} tok/s",
-                s.loss, s.lr, s.grad_norm, s.tokens_per_s
-            );
+            let msg = format!("loss {:.4} val {last_val:.4} lr {:.2e} |g| {:.2} {:.0} tok/s", s.loss, s.lr, s.grad_norm, s.tokens_per_s);
             if plain && (s.step % 10 == 0 || s.step == pb.length().unwrap_or(0)) {
                 eprintln!("step {:>6}/{}: {msg}", s.step, pb.length().unwrap_or(0));
             }
@@ -374,10 +318,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     println!(
         "done: step {} val_loss {} mean {:.0} tokens/s; checkpoint {}",
         summary.step,
-        summary
-            .final_val_loss
-            .map(|v| format!("{v:.4}"))
-            .unwrap_or("-".into()),
+        summary.final_val_loss.map(|v| format!("{v:.4}")).unwrap_or("-".into()),
         summary.mean_tokens_per_s,
         train::checkpoint_path(&a.out).display()
     );
@@ -480,43 +421,18 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Prepare {
-            corpus,
-            tokenizer_vocab,
-            tokenizer,
-            val_fraction,
-            out,
-        } => {
-            let meta = data::prepare(&PrepareOptions {
-                corpus,
-                vocab_size: tokenizer_vocab,
-                tokenizer,
-                out: out.clone(),
-                val_fraction,
-            })?;
+        Cmd::Prepare { corpus, tokenizer_vocab, tokenizer, val_fraction, out } => {
+            let meta = data::prepare(&PrepareOptions { corpus, vocab_size: tokenizer_vocab, tokenizer, out: out.clone(), val_fraction })?;
             println!(
                 "prepared {}: {} documents, {} bytes, vocab {}, {} train / {} validation tokens ({:.2} bytes/token)",
-                out.display(),
-                meta.documents,
-                meta.bytes,
-                meta.vocab_size,
-                meta.train_tokens,
-                meta.val_tokens,
+                out.display(), meta.documents, meta.bytes, meta.vocab_size, meta.train_tokens, meta.val_tokens,
                 meta.bytes as f64 / (meta.train_tokens + meta.val_tokens) as f64
             );
         }
         Cmd::Train(a) => cmd_train(*a)?,
-        Cmd::Launch {
-            nproc,
-            master_port,
-            args,
-        } => launch::launch(nproc, master_port, &args)?,
+        Cmd::Launch { nproc, master_port, args } => launch::launch(nproc, master_port, &args)?,
         Cmd::RendezvousCheck => cmd_rendezvous_check()?,
-        Cmd::Export {
-            checkpoint,
-            out,
-            dtype,
-        } => {
+        Cmd::Export { checkpoint, out, dtype } => {
             let ck = Checkpoint::load(&checkpoint)?;
             let step = ck.header.step;
             let model = Model::from_params(ck.header.model, ck.params);
@@ -525,11 +441,7 @@ fn run(cli: Cli) -> Result<()> {
                 Dtype::F16 => ExportDtype::F16,
             };
             export::export_hf(&model, &ck.header.tokenizer_json, &out, dt)?;
-            println!(
-                "exported step {step} ({} parameters) to {}",
-                model.layout.total,
-                out.display()
-            );
+            println!("exported step {step} ({} parameters) to {}", model.layout.total, out.display());
         }
         Cmd::Logits { src, text, out } => {
             let (model, tj) = load_model(&src)?;
@@ -538,17 +450,10 @@ fn run(cli: Cli) -> Result<()> {
             ids.extend(tok.encode(&text)?);
             let logits = model.logits(&ids);
             let rows: Vec<&[f32]> = logits.chunks(model.cfg.vocab_size).collect();
-            write_json(
-                &out,
-                &serde_json::json!({"text": text, "tokens": ids, "logits": rows}),
-            )?;
+            write_json(&out, &serde_json::json!({"text": text, "tokens": ids, "logits": rows}))?;
             println!("{} tokens -> {}", ids.len(), out.display());
         }
-        Cmd::Generate {
-            src,
-            prompt,
-            tokens,
-        } => {
+        Cmd::Generate { src, prompt, tokens } => {
             let (model, tj) = load_model(&src)?;
             let tok = Tok::from_json(&tj)?;
             let mut ids = vec![tok.bos];
@@ -558,14 +463,7 @@ fn run(cli: Cli) -> Result<()> {
                 let window = &ids[ids.len().saturating_sub(model.cfg.max_position_embeddings)..];
                 let logits = model.logits(window);
                 let last = &logits[(window.len() - 1) * model.cfg.vocab_size..];
-                let next = last
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |b, (i, &x)| if x > b.1 { (i, x) } else { b },
-                    )
-                    .0 as u32;
+                let next = last.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
                 if next == tok.eos {
                     break;
                 }

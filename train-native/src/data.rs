@@ -190,6 +190,24 @@ impl Dataset {
         Ok(ds)
     }
 
+    /// Uniformly random tokens over `vocab_size` ids (seeded): real shapes for throughput runs
+    /// without a corpus. There is no tokenizer; the checkpoint records that in its place.
+    pub fn synthetic(vocab_size: usize, train_tokens: usize, val_tokens: usize, seed: u64) -> Result<Self> {
+        if vocab_size < 3 {
+            return Err(TrainError::config("synthetic_vocab", vocab_size, "must be at least 3 (bos, eos and one more id)"));
+        }
+        let mut rng = crate::rng::Rng::new(seed ^ 0x5157_7E71_C0DA_7A00);
+        let mut draw = |n: usize| (0..n).map(|_| rng.below(vocab_size as u64) as u32).collect::<Vec<u32>>();
+        Ok(Dataset {
+            train: draw(train_tokens),
+            val: draw(val_tokens),
+            tokenizer_json: format!("{{\"synthetic\": {{\"vocab_size\": {vocab_size}}}}}"),
+            vocab_size,
+            bos_token_id: 1,
+            eos_token_id: 2,
+        })
+    }
+
     /// Check the splits are large enough for (batch_size, seq_len) and fit the model's vocab.
     pub fn check_fits(&self, batch_size: usize, seq_len: usize, vocab_size: usize) -> Result<()> {
         let needed = batch_size * seq_len + 1;

@@ -73,6 +73,27 @@ pub enum TrainError {
 
     #[error("unsupported: {what}")]
     Unsupported { what: String },
+
+    #[error("CUDA library {library} could not be loaded; hint: {hint}")]
+    CudaLibraryMissing { library: &'static str, hint: &'static str },
+
+    #[error("CUDA {op}: {message}")]
+    Cuda { op: String, message: String },
+
+    #[error("CUDA kernel file {kernel}.cu did not compile for {arch}; NVRTC log:\n{log}")]
+    KernelCompile { kernel: String, arch: String, log: String },
+
+    #[error("environment variable {var} = {got:?}: {reason}; hint: start ranks with `cria-train launch --nproc N -- train ...` (or torchrun-style RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)")]
+    DistEnv { var: &'static str, got: String, reason: String },
+
+    #[error("rendezvous with {addr}: {reason}")]
+    Rendezvous { addr: String, reason: String },
+
+    #[error("rendezvous on {addr} timed out after {waited_s:.1} s: rank(s) {missing:?} of world size {world} never connected; hint: start every rank (the launcher does) and check MASTER_ADDR/MASTER_PORT and firewalls")]
+    RendezvousTimeout { addr: String, missing: Vec<usize>, world: usize, waited_s: f64 },
+
+    #[error("launch: {reason}")]
+    Launch { reason: String },
 }
 
 impl TrainError {
@@ -81,7 +102,13 @@ impl TrainError {
         move |source| TrainError::Io { op, path, source }
     }
 
-    pub(crate) fn config(field: &'static str, got: impl ToString, reason: impl Into<String>) -> Self {
+    /// `map_err` adapter for cudarc's error types (driver, cuBLASLt, NCCL, NVRTC creation).
+    pub(crate) fn cuda<E: std::fmt::Debug>(op: impl Into<String>) -> impl FnOnce(E) -> Self {
+        let op = op.into();
+        move |e| TrainError::Cuda { op, message: format!("{e:?}") }
+    }
+
+    pub fn config(field: &'static str, got: impl ToString, reason: impl Into<String>) -> Self {
         TrainError::InvalidConfig {
             field,
             got: got.to_string(),

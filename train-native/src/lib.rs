@@ -38,7 +38,9 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod cuda;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod export;
 pub mod fsutil;

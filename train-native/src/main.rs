@@ -1,6 +1,9 @@
 //! `cria-train`: prepare data, train, export to a Hugging Face model directory.
 
+mod launch;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use cria_train::cuda::run as cuda_run;
 use cria_train::checkpoint::Checkpoint;
 use cria_train::data::{self, Dataset, PrepareOptions};
 use cria_train::export::{self, ExportDtype};
@@ -58,6 +61,23 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Start N local training processes (one per GPU) with torchrun-style RANK, WORLD_SIZE,
+    /// LOCAL_RANK, MASTER_ADDR, MASTER_PORT; output is prefixed with the rank; fails if any rank fails.
+    Launch {
+        /// Number of processes (GPUs on this machine).
+        #[arg(long)]
+        nproc: usize,
+        /// Rendezvous port on 127.0.0.1 (default: a free port).
+        #[arg(long)]
+        master_port: Option<u16>,
+        /// The cria-train command each rank runs, e.g. `train --device cuda --data D --out R`.
+        #[arg(last = true, required = true)]
+        args: Vec<String>,
+    },
+    /// Only the rendezvous of a data-parallel start (no GPU, no NCCL): rank 0 serves 128 random
+    /// bytes, every rank prints the id it holds. For tests and for checking a cluster's network.
+    #[command(hide = true)]
+    RendezvousCheck,
     /// Greedy continuation of a prompt (quick quality check).
     Generate {
         #[command(flatten)]
@@ -84,11 +104,28 @@ enum Dtype {
     F16,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Device {
+    Cpu,
+    Cuda,
+}
+
 #[derive(Args)]
 struct TrainArgs {
     /// Folder written by `cria-train prepare`.
+    #[arg(long, required_unless_present = "synthetic_vocab")]
+    data: Option<PathBuf>,
+    /// Instead of --data: uniformly random tokens over this vocabulary (throughput runs at real
+    /// shapes, e.g. 32000 for TinyLlama; the loss cannot go below ln(vocab)).
+    #[arg(long, conflicts_with = "data")]
+    synthetic_vocab: Option<usize>,
+    /// cpu: the f32 reference path; cuda: NVRTC kernels + cuBLASLt bf16 (data parallel over
+    /// NCCL when started by `cria-train launch` or torchrun-style env).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
+    /// Device peak bf16 TFLOP/s for MFU (default from the GPU name: A100 312, H100 989, H200 989).
     #[arg(long)]
-    data: PathBuf,
+    peak_tflops: Option<f64>,
     /// JSON file {"model": {...}, "train": {...}}; flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -222,10 +259,32 @@ fn load_model(src: &ModelSource) -> Result<(Model<f32>, String)> {
     }
 }
 
+fn load_data(a: &TrainArgs) -> Result<Dataset> {
+    match (&a.data, a.synthetic_vocab) {
+        (Some(dir), _) => Dataset::load(dir),
+        (None, Some(v)) => {
+            // Enough tokens for distinct windows at real shapes without a large allocation.
+            let seed = a.seed.unwrap_or(TrainConfig::default().seed);
+            Dataset::synthetic(v, 4 << 20, 1 << 18, seed)
+        }
+        (None, None) => Err(TrainError::config(
+            "data",
+            "none",
+            "pass --data DIR or --synthetic-vocab N",
+        )),
+    }
+}
+
 fn cmd_train(a: TrainArgs) -> Result<()> {
-    let data = Dataset::load(&a.data)?;
+    let data = load_data(&a)?;
     let (model_cfg, train_cfg) = build_configs(&a, &data)?;
     let opts = RunOptions { run_dir: a.out.clone(), resume: a.resume, max_steps_this_run: a.max_steps_this_run };
+    if a.device == Device::Cuda {
+        return cmd_train_cuda(a, data, model_cfg, train_cfg, opts);
+    }
+    if a.peak_tflops.is_some() {
+        return Err(TrainError::config("peak_tflops", "set", "applies to --device cuda only (MFU of a GPU run)"));
+    }
     let pb = ProgressBar::new(0);
     pb.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
@@ -266,6 +325,96 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_train_cuda(
+    a: TrainArgs,
+    data: Dataset,
+    model_cfg: LlamaConfig,
+    train_cfg: TrainConfig,
+    run: RunOptions,
+) -> Result<()> {
+    let dist = cria_train::dist::DistEnv::from_env()?;
+    let rank = dist.as_ref().map_or(0, |d| d.rank);
+    let opts = cuda_run::CudaRunOptions {
+        run,
+        peak_tflops: a.peak_tflops,
+        dist,
+    };
+    let mut last_val = f32::NAN;
+    let mut total = 0;
+    let (summary, thr) = cuda_run::run(
+        data,
+        model_cfg,
+        train_cfg,
+        &opts,
+        &mut |ev, mfu| match ev {
+            Event::Start {
+                step,
+                total: t,
+                params,
+            } => {
+                total = t;
+                eprintln!("cria-train (cuda, rank {rank}): {params} parameters, step {step}/{t}");
+            }
+            Event::Step(s) => {
+                if rank == 0 && (s.step % 10 == 0 || s.step == total || s.step <= 2) {
+                    let mfu = mfu
+                        .map(|m| format!(" MFU {:.1}%", 100.0 * m))
+                        .unwrap_or_default();
+                    eprintln!(
+                        "step {:>6}/{total}: loss {:.4} val {last_val:.4} lr {:.2e} |g| {:.2} {:.0} tok/s{mfu}",
+                        s.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s
+                    );
+                }
+            }
+            Event::Val { step, loss } => {
+                last_val = loss;
+                if rank == 0 {
+                    eprintln!("step {step:>6}: val_loss {loss:.4}");
+                }
+            }
+            Event::Checkpoint { .. } => {}
+        },
+    )?;
+    if rank == 0 {
+        let mfu = match (thr.mfu, thr.peak_tflops) {
+            (Some(m), Some(p)) => format!("MFU {:.1}% of {p} TFLOP/s per GPU", 100.0 * m),
+            _ => "MFU unknown (pass --peak-tflops)".into(),
+        };
+        println!(
+            "done: step {} val_loss {} on {} x{}: {:.0} tokens/s (steps after the first), {:.2} GFLOP/token, {mfu}; checkpoint {}",
+            summary.step,
+            summary
+                .final_val_loss
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or("-".into()),
+            thr.device,
+            thr.world_size,
+            thr.tokens_per_s,
+            thr.flops_per_token / 1e9,
+            train::checkpoint_path(&a.out).display()
+        );
+        println!(
+            "{}",
+            serde_json::json!({"device": thr.device, "world_size": thr.world_size, "tokens_per_s": thr.tokens_per_s,
+            "flops_per_token": thr.flops_per_token, "peak_tflops": thr.peak_tflops, "mfu": thr.mfu, "final_loss": summary.losses.last()})
+        );
+    }
+    Ok(())
+}
+
+fn cmd_rendezvous_check() -> Result<()> {
+    use cria_train::dist::{self, DistEnv, Timeouts};
+    let env = DistEnv::from_env()?.ok_or(TrainError::DistEnv {
+        var: "WORLD_SIZE",
+        got: String::new(),
+        reason: "not set: rendezvous-check needs the distributed environment".into(),
+    })?;
+    let id = dist::rendezvous(&env, Timeouts::from_env()?, || Ok(dist::random_id()))?;
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    println!("rank {} of {}: id {hex}", env.rank, env.world_size);
+    Ok(())
+}
+
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
     cria_train::fsutil::write_atomic(path, v.to_string().as_bytes())
 }
@@ -281,6 +430,8 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Cmd::Train(a) => cmd_train(*a)?,
+        Cmd::Launch { nproc, master_port, args } => launch::launch(nproc, master_port, &args)?,
+        Cmd::RendezvousCheck => cmd_rendezvous_check()?,
         Cmd::Export { checkpoint, out, dtype } => {
             let ck = Checkpoint::load(&checkpoint)?;
             let step = ck.header.step;

@@ -47,7 +47,7 @@ impl Trainer {
         train_cfg.validate(&model_cfg)?;
         let model = Model::init(model_cfg, train_cfg.seed);
         // The batch sampler's stream differs from the init stream but derives from the same seed.
-        let rng = Rng::new(train_cfg.seed ^ 0x5EED_DA7A_0000_0001);
+        let rng = sampler_rng(train_cfg.seed);
         Self::assemble(model, train_cfg, data, 0, 0, rng, None)
     }
 
@@ -112,12 +112,8 @@ impl Trainer {
     /// Draw B random windows of T+1 tokens from the training split.
     fn sample_batch(&mut self) {
         let (b, t) = (self.cfg.batch_size, self.cfg.seq_len);
-        let max_start = (self.data.train.len() - t - 1) as u64 + 1;
-        for r in 0..b {
-            let s = self.rng.below(max_start) as usize;
-            self.inputs[r * t..(r + 1) * t].copy_from_slice(&self.data.train[s..s + t]);
-            self.targets[r * t..(r + 1) * t].copy_from_slice(&self.data.train[s + 1..s + t + 1]);
-        }
+        let starts = crate::dist::global_batch_starts(&mut self.rng, self.data.train.len(), t, b);
+        fill_windows(&self.data.train, &starts, t, &mut self.inputs, &mut self.targets);
     }
 
     /// One optimizer step over `grad_accum` micro-batches. On a non-finite loss or gradient
@@ -176,6 +172,19 @@ impl Trainer {
         }
         (total / self.cfg.val_batches as f64) as f32
     }
+}
+
+/// inputs/targets (len(starts), T): the windows of T+1 tokens at `starts`, shifted by one.
+pub fn fill_windows(tokens: &[u32], starts: &[usize], t: usize, inputs: &mut [u32], targets: &mut [u32]) {
+    for (r, &s) in starts.iter().enumerate() {
+        inputs[r * t..(r + 1) * t].copy_from_slice(&tokens[s..s + t]);
+        targets[r * t..(r + 1) * t].copy_from_slice(&tokens[s + 1..s + t + 1]);
+    }
+}
+
+/// The batch sampler's RNG for a run seeded `seed` (distinct from the init stream).
+pub fn sampler_rng(seed: u64) -> Rng {
+    Rng::new(seed ^ 0x5EED_DA7A_0000_0001)
 }
 
 /// Events reported to the caller's progress display.

@@ -11,7 +11,7 @@ const ui = {
 };
 
 /** State the end-to-end test reads: the engine, the last generation's result and its chunk count. */
-const demo = { cria: null, lastResult: null, chunks: 0, messages: [] };
+const demo = { cria: null, lastResult: null, chunks: 0, messages: [], phases: [], last: {} };
 window.demo = demo;
 
 let controller = null;
@@ -34,6 +34,8 @@ function mib(bytes) {
 }
 
 function onProgress(p) {
+  if (!demo.phases.includes(p.phase)) demo.phases.push(p.phase);
+  demo.last[p.phase] = p;
   const verb = { download: "downloading", cache: "reading from the browser's cache", upload: "uploading to the GPU" }[p.phase];
   if (p.total) {
     ui.progress.value = p.loaded / p.total;
@@ -58,6 +60,8 @@ function chosenSource() {
 
 async function load() {
   ui.error.hidden = true;
+  demo.phases = [];
+  demo.last = {};
   setState("loading");
   const started = performance.now();
   try {

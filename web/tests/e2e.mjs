@@ -161,6 +161,13 @@ try {
     await ready();
     timings.first_load_seconds = (Date.now() - t0) / 1000;
     assert.equal(count(WEIGHTS), 1, "the weights are downloaded once");
+    assert.deepEqual(await page.evaluate(() => window.demo.phases), ["download", "upload"], "progress phases of a first load");
+    const last = await page.evaluate(() => window.demo.last);
+    const manifest = JSON.parse(readFileSync(`${bundled}manifest.json`, "utf8"));
+    const files = Object.values(manifest.files).reduce((a, f) => a + f.size, 0);
+    assert.equal(last.download.loaded, files, "download progress ends at the sum of the files");
+    assert.equal(last.download.total, files);
+    assert.ok(last.upload.loaded === last.upload.total && last.upload.total > 7_800_000, JSON.stringify(last.upload));
     assert.match(await page.textContent("#status"), /ready/);
     timings.adapter = await page.textContent("#adapter");
   });
@@ -407,6 +414,7 @@ try {
     await page.reload();
     await ready();
     assert.equal(count(WEIGHTS), before, "the weights were downloaded again");
+    assert.deepEqual(await page.evaluate(() => window.demo.phases), ["cache", "upload"], "progress phases of a cached load");
     assert.match(await page.textContent("#status"), /ready/);
     const t0 = Date.now();
     await page.reload();

@@ -72,7 +72,7 @@ async function cachedFile(url, expect, { optional = false, onBytes = () => {} } 
     const blob = await hit.blob();
     const sameHash = !expect?.sha256 || hit.headers.get("x-cria-sha256") === expect.sha256;
     if (!expect || (blob.size === expect.size && sameHash)) {
-      onBytes("cache", blob.size, blob.size);
+      onBytes("cache", url, blob.size, blob.size);
       return blob;
     }
     await cache.delete(url); // a stale or damaged copy: fetch again
@@ -112,7 +112,7 @@ async function cachedFile(url, expect, { optional = false, onBytes = () => {} } 
       received += value.byteLength;
       hasher?.update(value);
       chunks?.push(value);
-      onBytes("download", value.byteLength, total);
+      onBytes("download", url, value.byteLength, total);
     }
   } catch (e) {
     await storing;
@@ -329,11 +329,16 @@ export class Core {
    */
   async load(source, options = {}, onProgress = () => {}) {
     const engine = await this.#device(); // a lost device is replaced here: the engine stays usable
-    const counts = { download: 0, cache: 0 };
+    // Bytes over all files of the model, per phase; a file's size counts once it is known (the
+    // manifest or the server says it), so `total` can grow while files start downloading.
+    const loaded = { download: 0, cache: 0 };
+    const sizes = { download: new Map(), cache: new Map() };
     const progress = {
-      bytes: (phase, n, total) => {
-        counts[phase] += n;
-        onProgress({ phase, loaded: counts[phase], total: phase === "cache" ? undefined : total });
+      bytes: (phase, url, n, size) => {
+        loaded[phase] += n;
+        if (size !== undefined) sizes[phase].set(url, size);
+        const known = [...sizes[phase].values()].reduce((a, b) => a + b, 0);
+        onProgress({ phase, file: url, loaded: loaded[phase], total: known >= loaded[phase] ? known : undefined });
       },
     };
     let model;

@@ -60,6 +60,17 @@ print(":".join(sorted(dirs)))
 PY
 )
   export LD_LIBRARY_PATH="/usr/local/cuda/lib64${extra:+:$extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # cudarc dlopens "libnccl.so" (and .so.1/.10/.11/.12), never "libnccl.so.2", the only name
+  # PyTorch's nvidia-nccl-cu12 wheel ships: without this link, world size > 1 reports NCCL missing.
+  nccl_shim=/tmp/cria-nccl-shim
+  for d in ${LD_LIBRARY_PATH//:/ }; do
+    if [ -e "$d/libnccl.so" ]; then break; fi
+    if [ -e "$d/libnccl.so.2" ]; then
+      mkdir -p "$nccl_shim" && ln -sf "$d/libnccl.so.2" "$nccl_shim/libnccl.so"
+      export LD_LIBRARY_PATH="$nccl_shim:$LD_LIBRARY_PATH"
+      break
+    fi
+  done
   echo "== kernel parity (--include-ignored)"
   # On the GPU machine a missing GPU is a failure; the no-GPU smoke test lets the tests skip.
   require=1

@@ -283,16 +283,15 @@ fn fetch(env: &DistEnv, t: Timeouts) -> Result<[u8; ID_BYTES]> {
                 ),
             ));
         }
-        let attempt = addr
+        // Try every address MASTER_ADDR resolves to, in order: rank 0 listens on the first of
+        // them that it could bind, which need not be the first (e.g. "localhost" resolving to
+        // ::1 then 127.0.0.1 on a host without IPv6, where rank 0 ends up on 127.0.0.1).
+        let per_try = remaining.min(Duration::from_secs(1));
+        let connected = addr
             .to_socket_addrs()
-            .map_err(|e| rdzv_err(&addr, format!("cannot resolve: {e}")))
-            .and_then(|mut it| {
-                it.next()
-                    .ok_or_else(|| rdzv_err(&addr, "resolves to no address"))
-            });
-        if let Ok(sa) = attempt
-            && let Ok(s) = TcpStream::connect_timeout(&sa, remaining.min(Duration::from_secs(1)))
-        {
+            .ok()
+            .and_then(|mut it| it.find_map(|sa| TcpStream::connect_timeout(&sa, per_try).ok()));
+        if let Some(s) = connected {
             break s;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -36,7 +36,7 @@ impl Library {
                 "install cuBLAS (CUDA toolkit lib64, or PyPI nvidia-cublas-cu12) and put its lib folder on LD_LIBRARY_PATH"
             }
             Library::Nccl => {
-                "install NCCL (PyPI nvidia-nccl-cu12 or the CUDA toolkit's) and put its lib folder on LD_LIBRARY_PATH; needed only for world size > 1"
+                "install NCCL (PyPI nvidia-nccl-cu12, or NVIDIA's libnccl2 + libnccl-dev) and put its lib folder on LD_LIBRARY_PATH; cudarc opens the name libnccl.so (not libnccl.so.2, the only name the PyPI wheel and libnccl2 ship), so if there is no libnccl.so: mkdir -p ~/.cache/cria-nccl && ln -sf NCCL_LIB_DIR/libnccl.so.2 ~/.cache/cria-nccl/libnccl.so and add ~/.cache/cria-nccl to LD_LIBRARY_PATH; needed only for world size > 1"
             }
         }
     }

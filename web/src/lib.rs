@@ -294,7 +294,9 @@ mod wasm {
             self.gpu.describe()
         }
 
-        /// Loads a model, replacing any loaded one (which is freed first). `spec`:
+        /// Loads a model, replacing any loaded one. A file that fails to parse (config, tokenizer,
+        /// weight headers) leaves the loaded model in place; once the upload starts the old
+        /// weights are freed first, so a failure there leaves no model. `spec`:
         /// `{ name, format: "safetensors" | "gguf", config (config.json text), generationConfig?,
         /// tokenizer (tokenizer.json bytes), tokenizerConfig?, files: [{ name, size,
         /// read(offset, length) => Uint8Array }], options? (JSON: context, dtype) }`; a GGUF file
@@ -302,7 +304,6 @@ mod wasm {
         /// is called after each tensor reaches the GPU.
         pub fn load(&self, spec: JsValue, on_progress: js_sys::Function) -> Result<(), JsValue> {
             let mut slot = self.model.try_borrow_mut().map_err(|_| js_error("cannot load a model while a generation is running"))?;
-            *slot = None; // free the old weights before uploading the new ones
             let name = text(&spec, "name").unwrap_or_else(|| "model".into());
             let options = model_options(&text(&spec, "options").unwrap_or_default()).map_err(js_error)?;
             let mut files = sources(&spec)?;
@@ -318,6 +319,7 @@ mod wasm {
                     let mut model = GgufModel::read(&path, file).map_err(js_error)?;
                     let total = cria::model::WeightSource::total_bytes(&model.weights);
                     let mut progress = |p: LoadProgress| report(&on_progress, &mut thrown, &mut done, total, p);
+                    *slot = None; // files parsed: free the old weights before uploading the new ones
                     let llama = model.load(self.gpu.clone(), &options, &mut progress).map_err(js_error)?;
                     (llama, model.tokenizer, model.generation, model.config, total)
                 }
@@ -341,6 +343,7 @@ mod wasm {
                     let mut weights = SafetensorsWeights::new(parsed).map_err(js_error)?;
                     let total = cria::model::WeightSource::total_bytes(&weights);
                     let mut progress = |p: LoadProgress| report(&on_progress, &mut thrown, &mut done, total, p);
+                    *slot = None; // files parsed: free the old weights before uploading the new ones
                     let llama = Llama::load(self.gpu.clone(), config.clone(), &mut weights, &options, &mut progress).map_err(js_error)?;
                     (llama, tokenizer, defaults, config, total)
                 }

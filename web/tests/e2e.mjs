@@ -192,19 +192,44 @@ try {
     await page.screenshot({ path: `${artifacts}web-demo.png`, fullPage: true });
   });
 
-  await check("generate() streams through `for await`, chunks add up to the result", async () => {
+  await check("generate() streams through `for await`, chunks add up to the result; the page stays responsive", async () => {
     const r = await inPage(async (cria, { prompt, opts }) => {
+      // The engine runs in a worker: the page's own timers must keep firing meanwhile.
+      let last = performance.now();
+      let worstGap = 0;
+      const timer = setInterval(() => {
+        const now = performance.now();
+        worstGap = Math.max(worstGap, now - last);
+        last = now;
+      }, 10);
       const s = cria.generate(prompt, opts);
       const chunks = [];
       for await (const text of s) chunks.push(text);
-      return { chunks, result: await s.result };
+      clearInterval(timer);
+      return { chunks, result: await s.result, worstGap };
     }, { prompt: PROMPT, opts: GREEDY });
     assert.ok(!r.error, JSON.stringify(r.error));
+    assert.ok(r.worstGap < 250, `the page's thread was blocked for ${r.worstGap.toFixed(0)} ms during a generation`);
+    timings.worst_page_timer_gap_ms = r.worstGap;
     assert.ok(r.chunks.length >= 4, `${r.chunks.length} chunks`);
     assert.equal(r.chunks.join(""), r.result.text);
     assert.equal(r.result.text, native);
     timings.warm_time_to_first_token_ms = r.result.time_to_first_token * 1000;
     timings.warm_decode_tokens_per_second = r.result.decode_tokens_per_second;
+  });
+
+  await check("the demo's Stop button stops a reply mid-way; the page stays usable", async () => {
+    await page.fill("#max-tokens", "200");
+    await page.fill("#prompt", PROMPT);
+    await page.click("#send");
+    await page.waitForFunction(() => window.demo.chunks >= 3, null, { timeout: 60_000 });
+    await page.click("#stop");
+    await ready();
+    assert.equal(await page.locator(".turn.completion.stopped").count(), 1);
+    assert.match(await page.textContent("#stats"), /stopped after/);
+    const chunks = await page.evaluate(() => window.demo.chunks);
+    assert.ok(chunks < 150, `stopped after ${chunks} chunks`);
+    await page.fill("#max-tokens", "32");
   });
 
   await check("an AbortSignal stops a generation mid-way; the next one runs to the end", async () => {
@@ -314,10 +339,47 @@ try {
     assert.deepEqual(cached, []);
   });
 
+  await check("a file whose sha256 differs from the manifest's rejects, and is not cached", async () => {
+    const manifest = JSON.parse(readFileSync(`${bundled}manifest.json`, "utf8"));
+    manifest.files["model.safetensors"].sha256 = "0".repeat(64);
+    const e = await page.evaluate(async (source) => {
+      const { Cria } = await import("/pkg/src/index.js");
+      try {
+        await Cria.load(source);
+        return { resolved: true };
+      } catch (e) {
+        const cached = await (await caches.open("cria-models-v1")).match(`${source.url}model.safetensors`);
+        return { code: e.code, message: e.message, cached: Boolean(cached) };
+      }
+    }, { url: `${server.url}/faults/plain/`, manifest });
+    assert.equal(e.code, "checksum", JSON.stringify(e));
+    assert.match(e.message, /sha256 of .*model\.safetensors is [0-9a-f]{64}, but the manifest says 0{64}/);
+    assert.equal(e.cached, false);
+  });
+
   await check("a truncated weights file (complete download) rejects as not valid safetensors", async () => {
     const e = await loadFails("/faults/short/");
-    assert.ok(e.code && e.message, JSON.stringify(e));
+    assert.equal(e.code, "bad-model", JSON.stringify(e));
     assert.match(e.message, /model\.safetensors.*(not a valid safetensors file|shorter than its header)/);
+  });
+
+  await check("a failed load keeps the loaded model when the new files never reached the GPU", async () => {
+    const r = await inPage(async (cria, urls) => {
+      const errors = [];
+      for (const url of urls) {
+        try {
+          await cria.load(url);
+        } catch (e) {
+          errors.push(e.code);
+        }
+      }
+      let text = "";
+      for await (const t of cria.generate("ROMEO:", { maxTokens: 32, temperature: 0 })) text += t;
+      return { errors, name: cria.info?.name, text };
+    }, [`${server.url}/faults/missing/`, `${server.url}/faults/truncated/`, `${server.url}/faults/short/`]);
+    assert.deepEqual(r.errors, ["http", "truncated", "bad-model"], JSON.stringify(r));
+    assert.equal(r.name, "shakespeare (bundled)");
+    assert.equal(r.text, native);
   });
 
   await check("a model too large for the device's buffers rejects; the engine loads another after", async () => {

@@ -45,7 +45,9 @@ function classify(e) {
       ? "device-lost"
       : /does not fit this device|needs \d+ bytes in one storage binding/.test(message)
         ? "too-large"
-        : "runtime";
+        : /is not a valid (safetensors|GGUF) file|: field `|^tensor `|^tokenizer |shorter than its header|unknown architecture/.test(message)
+          ? "bad-model"
+          : "runtime";
   return new CriaError(code, message);
 }
 
@@ -358,6 +360,12 @@ export class Core {
       throw this.#failed(e);
     }
     return JSON.parse(engine.modelInfo());
+  }
+
+  /** The loaded model's info, or null. */
+  info() {
+    const json = this.#engine?.modelInfo();
+    return json ? JSON.parse(json) : null;
   }
 
   async run(kind, input, options, onChunk) {

@@ -145,6 +145,8 @@ export declare class Cria {
   info: ModelInfo | null;
   /** The WebGPU adapter, features and limits. */
   readonly adapter: string;
+  /** Replaces the loaded model. On failure `info` says what is loaded: the previous model
+   * when the new files never reached the GPU (bad URL, cut-off download, corrupt header), else null. */
   load(source?: ModelSource, options?: LoadOptions): Promise<ModelInfo>;
   generate(prompt: string, options?: GenerateOptions): Generation;
   chat: {

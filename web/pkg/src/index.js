@@ -59,6 +59,9 @@ class LocalBackend {
   async destroyDevice() {
     this.#core.destroyDevice();
   }
+  async info() {
+    return this.#core.info();
+  }
   async unload() {
     this.#core.unload();
   }
@@ -126,6 +129,9 @@ class WorkerBackend {
   }
   destroyDevice() {
     return this.#call({ op: "destroyDevice" });
+  }
+  info() {
+    return this.#call({ op: "info" });
   }
   unload() {
     return this.#call({ op: "unload" });
@@ -216,7 +222,8 @@ export class Cria {
     return this.#backend.describe();
   }
 
-  /** Replaces the loaded model (queued after running generations). */
+  /** Replaces the loaded model (queued after running generations). If it fails, `info` says
+   * what is loaded: the previous model when the new files never reached the GPU, else none. */
   load(source = "bundled", options = {}) {
     const normalized = normalizeSource(source);
     return this.#loadNormalized(normalized, options);
@@ -225,9 +232,15 @@ export class Cria {
   #loadNormalized(source, options) {
     const { onProgress, context, dtype } = options;
     return this.#enqueue(async () => {
-      this.info = null;
-      this.info = await this.#backend.load(source, { context, dtype }, onProgress ?? (() => {}));
-      return this.info;
+      try {
+        this.info = await this.#backend.load(source, { context, dtype }, onProgress ?? (() => {}));
+        return this.info;
+      } catch (e) {
+        // A failed download or a file that does not parse keeps the loaded model; a failure
+        // during the upload leaves none.
+        this.info = await this.#backend.info().catch(() => null);
+        throw e;
+      }
     });
   }
 

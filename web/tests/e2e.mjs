@@ -61,6 +61,41 @@ function shards(file) {
 }
 const sharded = shards(readFileSync(`${fixtures}models/litellama-mini/model.safetensors`));
 
+/** A 47M-parameter f16 Llama (94 MB; zeros, norms one) with the bundled tokenizer: big enough that
+ * holding it whole would show in the wasm heap. */
+function bigModel() {
+  const h = 1024, inter = 2816, layers = 4, heads = 16, kvHeads = 4, headDim = 64, vocab = 2048;
+  const config = { ...JSON.parse(bundledFile("config.json")), hidden_size: h, intermediate_size: inter, num_hidden_layers: layers,
+    num_attention_heads: heads, num_key_value_heads: kvHeads, head_dim: headDim, vocab_size: vocab, torch_dtype: "float16", dtype: "float16" };
+  const tensors = [["model.embed_tokens.weight", [vocab, h]], ["model.norm.weight", [h]]];
+  for (let i = 0; i < layers; i++) {
+    const p = `model.layers.${i}`;
+    tensors.push([`${p}.input_layernorm.weight`, [h]], [`${p}.post_attention_layernorm.weight`, [h]],
+      [`${p}.self_attn.q_proj.weight`, [heads * headDim, h]], [`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, h]],
+      [`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, h]], [`${p}.self_attn.o_proj.weight`, [h, heads * headDim]],
+      [`${p}.mlp.gate_proj.weight`, [inter, h]], [`${p}.mlp.up_proj.weight`, [inter, h]], [`${p}.mlp.down_proj.weight`, [h, inter]]);
+  }
+  const header = {};
+  let offset = 0;
+  for (const [name, shape] of tensors) {
+    const bytes = shape.reduce((a, b) => a * b, 2);
+    header[name] = { dtype: "F16", shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = Buffer.from(JSON.stringify(header));
+  json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
+  const file = Buffer.alloc(8 + json.length + offset);
+  file.writeBigUInt64LE(BigInt(json.length), 0);
+  json.copy(file, 8);
+  for (const [name, shape] of tensors) {
+    if (shape.length !== 1) continue;
+    const [s] = header[name].data_offsets;
+    for (let i = 0; i < shape[0]; i++) file.writeUInt16LE(0x3c00, 8 + json.length + s + 2 * i); // 1.0
+  }
+  return { "config.json": Buffer.from(JSON.stringify(config)), "model.safetensors": file };
+}
+let big;
+
 // ---- a server with the demo, the package and some broken model folders ----
 const requests = new Map();
 const count = (path) => requests.get(path) ?? 0;
@@ -83,6 +118,8 @@ const routes = (req, res, path) => {
       return true;
     }
   }
+  const b = path.match(/^\/fixtures\/big\/([\w.-]+)$/);
+  if (b) return send(res, big[b[1]] ?? bundledFile(b[1]));
   const sh = path.match(/^\/fixtures\/sharded\/litellama-mini\/([\w.-]+)$/);
   if (sh) {
     if (sharded[sh[1]]) return send(res, sharded[sh[1]]);
@@ -113,6 +150,7 @@ const routes = (req, res, path) => {
   res.end(body);
   return true;
 };
+big = bigModel();
 const server = await serve({ root: web, routes, onRequest: (p) => requests.set(p, count(p) + 1) });
 
 const browser = await chromium.launch({
@@ -459,6 +497,29 @@ try {
     }, golden("smollm-mini").prompt);
     assert.deepEqual(r, golden("smollm-mini").ids);
     await page.selectOption("#source", "bundled");
+  });
+
+  await check("a 94 MB model streams to the GPU tensor by tensor: the wasm heap stays far below its size", async () => {
+    const r = await page.evaluate(async (url) => {
+      const { Cria } = await import("/pkg/src/index.js");
+      const before = performance.now();
+      const cria = await Cria.load(url);
+      const seconds = (performance.now() - before) / 1000;
+      const s = cria.generate("ROMEO:", { maxTokens: 4, temperature: 0 });
+      for await (const _ of s);
+      const result = await s.result;
+      const out = { info: cria.info, memory: await cria.memory(), tokens: result.tokens.length, seconds };
+      cria.dispose();
+      return out;
+    }, `${server.url}/fixtures/big/`);
+    const fileBytes = big["model.safetensors"].length;
+    assert.equal(r.info.weight_bytes, fileBytes - 8 - Number(big["model.safetensors"].readBigUInt64LE(0)));
+    assert.ok(r.info.parameters > 47e6, JSON.stringify(r.info));
+    assert.equal(r.tokens, 4);
+    assert.ok(r.memory.wasm_heap_bytes < fileBytes / 2, `wasm heap ${r.memory.wasm_heap_bytes} bytes for a ${fileBytes}-byte model`);
+    timings.big_model_bytes = fileBytes;
+    timings.big_model_wasm_heap_bytes = r.memory.wasm_heap_bytes;
+    timings.big_model_load_seconds = r.seconds;
   });
 
   await check("without WebGPU, Cria.load rejects saying so and how to enable it", async () => {

@@ -30,8 +30,9 @@ export function noWebGpuError() {
 }
 
 let wasmReady;
+let wasmMemory = null;
 function initWasm() {
-  wasmReady ??= init();
+  wasmReady ??= init().then((exports) => (wasmMemory = exports.memory));
   return wasmReady;
 }
 
@@ -360,6 +361,11 @@ export class Core {
       throw this.#failed(e);
     }
     return JSON.parse(engine.modelInfo());
+  }
+
+  /** Bytes of the wasm heap (it only grows: this is its high-water mark). */
+  memory() {
+    return { wasm_heap_bytes: wasmMemory?.buffer.byteLength ?? 0 };
   }
 
   /** The loaded model's info, or null. */

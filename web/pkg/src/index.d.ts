@@ -155,6 +155,8 @@ export declare class Cria {
       create(request: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
     };
   };
+  /** Memory outside the GPU: the wasm heap's high-water mark (weights pass through it one tensor at a time). */
+  memory(): Promise<{ wasm_heap_bytes: number }>;
   /** Destroys the GPU device as a driver reset would; later calls reject until load(). */
   destroyDevice(): Promise<void>;
   dispose(): void;

@@ -62,6 +62,9 @@ class LocalBackend {
   async info() {
     return this.#core.info();
   }
+  async memory() {
+    return this.#core.memory();
+  }
   async unload() {
     this.#core.unload();
   }
@@ -132,6 +135,9 @@ class WorkerBackend {
   }
   info() {
     return this.#call({ op: "info" });
+  }
+  memory() {
+    return this.#call({ op: "memory" });
   }
   unload() {
     return this.#call({ op: "unload" });
@@ -324,6 +330,12 @@ export class Cria {
       yield chunk({}, finishReason(r.finish), { usage: usage(r), ...timings(r) });
     }
     return chunks();
+  }
+
+  /** Memory the engine holds outside the GPU: `{ wasm_heap_bytes }` (the heap's high-water
+   * mark; weights stream through it one tensor at a time). */
+  memory() {
+    return this.#backend.memory();
   }
 
   /** Destroys the GPU device as a driver reset would (for tests); later calls reject until load(). */

@@ -1,6 +1,6 @@
 // The package's dedicated Web Worker: owns the WebGPU device and the model, so loading and
 // generation never block the page. Speaks a small message protocol with index.js:
-//   page -> worker: { id, op: "create" | "load" | "run" | "cancel" | "destroyDevice" | "info" | "unload", ...args }
+//   page -> worker: { id, op: "create" | "load" | "run" | "cancel" | "destroyDevice" | "info" | "memory" | "unload", ...args }
 //   worker -> page: { id, type: "progress" | "chunk" | "result" | "error", ... }
 // `cancel` is handled as soon as it arrives: a running generation awaits the GPU between tokens.
 
@@ -36,6 +36,9 @@ self.onmessage = async ({ data }) => {
       case "destroyDevice":
         core?.destroyDevice();
         post(id, "result", {});
+        break;
+      case "memory":
+        post(id, "result", { value: core?.memory() ?? null });
         break;
       case "info":
         post(id, "result", { value: core?.info() ?? null });

@@ -90,6 +90,17 @@ async fn matvec() {
     run(cria::ops::matvec::check).await;
 }
 
+/// The browser reports SwiftShader as a CPU adapter, so `matvec` above runs the 16 x 16 shape:
+/// this runs the 64 x 4 shape discrete GPUs get, on a device of its own.
+#[wasm_bindgen_test]
+async fn matvec_gpu_shape() {
+    let mut gpu = Gpu::new(GpuOptions::default()).await.expect("a WebGPU device");
+    gpu.tuning = cria::gpu::Tuning::GPU;
+    if let Err(e) = cria::ops::matvec::check(&gpu, SEED).await {
+        panic!("{e} [adapter {}, seed {SEED}, 64 x 4 matvec]", gpu.info.name);
+    }
+}
+
 #[wasm_bindgen_test]
 async fn rms_norm() {
     run(cria::ops::rms_norm::check).await;

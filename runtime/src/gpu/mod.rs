@@ -46,12 +46,33 @@ struct Health {
     errors: Mutex<Vec<String>>,
 }
 
+/// Kernel shapes chosen per adapter kind. Public so a test can run the shapes a discrete GPU
+/// gets on the CPU adapter CI has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Matvec (invocations, rows) per workgroup: 64 x 4 on GPUs (enough workgroups to fill
+    /// every core even for the smaller matrices); 16 x 16 on CPU adapters (lavapipe), where
+    /// every workgroup and every barrier of the reduction has a fixed cost (stories15M decode:
+    /// ~1.5x from the rows, ~1.8x more from the narrower workgroups).
+    pub matvec: (u32, u32),
+}
+
+impl Tuning {
+    pub const GPU: Tuning = Tuning { matvec: (64, 4) };
+    pub const CPU: Tuning = Tuning { matvec: (16, 16) };
+
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
+        if info.device_type == wgpu::DeviceType::Cpu { Tuning::CPU } else { Tuning::GPU }
+    }
+}
+
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub features: GpuFeatures,
     pub limits: wgpu::Limits,
+    pub tuning: Tuning,
     health: Arc<Health>,
     pipelines: Mutex<HashMap<kernel::PipelineKey, Arc<kernel::Kernel>>>,
     /// Bind groups by layout and buffers: a decode step binds the same buffers every token.
@@ -143,6 +164,7 @@ impl Gpu {
         Ok(Gpu {
             device,
             queue,
+            tuning: Tuning::for_adapter(&info),
             info,
             features: GpuFeatures { shader_f16, subgroups, timestamps },
             limits,

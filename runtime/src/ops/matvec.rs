@@ -7,13 +7,6 @@ use super::{grid, need, Matrix, WeightDType};
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder, Variant};
 
-/// (invocations, rows) per workgroup: 64 x 4 on GPUs (enough workgroups to fill every core
-/// even for the smaller matrices); 16 x 16 on CPU adapters (lavapipe), where every workgroup and
-/// every barrier of the reduction has a fixed cost (stories15M decode: ~1.5x from the rows,
-/// ~1.8x more from the narrower workgroups).
-fn shape(gpu: &Gpu) -> (u32, u32) {
-    if gpu.info.device_type == wgpu::DeviceType::Cpu { (16, 16) } else { (64, 4) }
-}
 const BINDINGS: &[Binding] = &[Binding::ReadOnly, Binding::ReadOnly, Binding::ReadWrite];
 
 #[repr(C)]
@@ -61,7 +54,7 @@ fn record(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBu
     let out_rows = if glu { w.rows / 2 } else { w.rows };
     need("matvec", "x", x, m * w.cols)?;
     need("matvec", "y", y, m * out_rows)?;
-    let (wg, rows) = shape(rec.gpu());
+    let (wg, rows) = rec.gpu().tuning.matvec;
     let constants = [("WG", wg as f64), ("ROWS", rows as f64), ("GLU", if glu { 1.0 } else { 0.0 })];
     let kernel = rec.gpu().kernel(&spec(w.dtype), &Variant::constants(&constants))?;
     for chunk in &w.chunks {
@@ -139,6 +132,19 @@ mod tests {
     #[test]
     fn matches_cpu_reference() {
         run(gpu(), |g, s| check(g, s));
+    }
+
+    /// The 64 x 4 shape discrete GPUs get, run on whatever adapter this is (CI's lavapipe would
+    /// otherwise only ever see 16 x 16).
+    #[test]
+    fn gpu_shape_matches_cpu_reference() {
+        run(super::super::testing::tuned_gpu(crate::gpu::Tuning::GPU), |g, s| check(g, s));
+    }
+
+    /// And the CPU adapters' 16 x 16 shape on a discrete GPU.
+    #[test]
+    fn cpu_shape_matches_cpu_reference() {
+        run(super::super::testing::tuned_gpu(crate::gpu::Tuning::CPU), |g, s| check(g, s));
     }
 
     /// f16 weights on a device with SHADER_F16 turned off: the packed-u32 path.

@@ -52,7 +52,7 @@ pub(crate) fn need(op: &'static str, what: &str, buf: &crate::GpuBuffer, elems: 
 pub(crate) mod testing {
     use super::check::{seed, CheckFailure};
     use crate::gpu::{Gpu, GpuOptions};
-    use std::sync::OnceLock;
+    use std::sync::{Mutex, OnceLock};
 
     /// A valid kernel for tests that only need some pipeline.
     pub const ANY_KERNEL: crate::gpu::KernelSpec = crate::gpu::KernelSpec {
@@ -86,6 +86,20 @@ pub(crate) mod testing {
         static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
         GPU.get_or_init(|| make(GpuOptions { disable_f16: true, disable_subgroups: true, ..Default::default() }))
             .as_ref()
+    }
+
+    /// A device of its own with the given kernel shapes (one per shape, kept for the process).
+    pub fn tuned_gpu(tuning: crate::gpu::Tuning) -> Option<&'static Gpu> {
+        static GPUS: OnceLock<Mutex<Vec<(crate::gpu::Tuning, &'static Gpu)>>> = OnceLock::new();
+        let mut gpus = GPUS.get_or_init(|| Mutex::new(Vec::new())).lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, g)) = gpus.iter().find(|(t, _)| *t == tuning) {
+            return Some(g);
+        }
+        let mut gpu = make(GpuOptions::default())?;
+        gpu.tuning = tuning;
+        let gpu: &'static Gpu = Box::leak(Box::new(gpu));
+        gpus.push((tuning, gpu));
+        Some(gpu)
     }
 
     /// Runs an async check on the given device with a fresh seed; panics with the full report.

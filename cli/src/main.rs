@@ -6,11 +6,10 @@
 //!   cria bench [--model DIR | --synthetic NAME] [--quant q4_0] [--json]
 //!   cria quantize --model DIR --to q4_0|q8_0|f16 --out DIR2
 
-mod bundled;
 
 use clap::{Args, Parser, Subcommand};
 use cria::generate::{generate, ChatPrompt, GenerateOptions, Generation};
-use cria::model::{self, GenerationConfig, Llama, LoadProgress, ModelOptions};
+use cria::model::{self, bundled, GenerationConfig, Llama, LoadProgress, ModelOptions};
 use cria::ops::WeightDType;
 use cria::sampling::SamplingOptions;
 use cria::tokenizer::{ChatMessage, Tokenizer};
@@ -194,45 +193,26 @@ fn gpu() -> cria::Result<Arc<Gpu>> {
 fn load(args: &ModelArgs) -> cria::Result<(Llama, Tokenizer, GenerationConfig)> {
     let gpu = gpu()?;
     let options = args.options()?;
-    let Some(dir) = &args.model else {
-        let tokenizer = Tokenizer::from_bytes(bundled::TOKENIZER, Some(bundled::TOKENIZER_CONFIG))?;
-        let defaults = GenerationConfig::from_json("generation_config.json", bundled::GENERATION_CONFIG)?;
-        let llama = model::load_llama_from_bytes(gpu, bundled::CONFIG, bundled::WEIGHTS.to_vec(), &options, &mut |_| {})?;
-        return Ok((llama, tokenizer, defaults));
+    let Some(path) = &args.model else {
+        let mut files = bundled::files()?;
+        let tokenizer = files.take_tokenizer()?;
+        return Ok((files.load(gpu, &options, &mut |_| {})?, tokenizer, files.generation));
     };
-    if !dir.exists() {
-        let hint = "--model takes a Hugging Face model directory (config.json, model.safetensors, tokenizer.json) or a GGUF file";
-        return Err(cria::Error::Io { path: dir.display().to_string(), message: format!("not found. Hint: {hint}") });
-    }
-    let bar = indicatif::ProgressBar::new(0);
+    let mut files = model::open(path)?;
+    let tokenizer = files.take_tokenizer()?;
+    let bar = indicatif::ProgressBar::new(files.weight_bytes());
     bar.set_style(
         indicatif::ProgressStyle::with_template("loading {msg:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
             .expect("static template")
             .progress_chars("=> "),
     );
-    bar.set_message(dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    let mut progress = |p: LoadProgress| bar.inc(p.bytes);
-    let (llama, tokenizer, defaults) = if is_gguf(dir) {
-        let mut gguf = model::open_gguf(dir)?;
-        bar.set_length(cria::model::WeightSource::total_bytes(&gguf.weights));
-        let llama = gguf.load(gpu, &options, &mut progress)?;
-        (llama, gguf.tokenizer, gguf.generation)
-    } else {
-        let tokenizer = Tokenizer::from_dir(dir)?;
-        let defaults = model::generation_config(dir)?;
-        bar.set_length(cria::model::WeightSource::total_bytes(&model::open_weights(dir)?));
-        (model::load_llama(gpu, dir, &options, &mut progress)?, tokenizer, defaults)
-    };
+    bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let llama = files.load(gpu, &options, &mut |p: LoadProgress| bar.inc(p.bytes))?;
     bar.finish_and_clear();
     if llama.config.vocab_size < tokenizer.vocab_size() {
         eprintln!("warning: the tokenizer has {} tokens but the model only {}", tokenizer.vocab_size(), llama.config.vocab_size);
     }
-    Ok((llama, tokenizer, defaults))
-}
-
-/// `--model` names a GGUF file (llama.cpp's format) rather than a Hugging Face directory.
-fn is_gguf(path: &std::path::Path) -> bool {
-    path.is_file() || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    Ok((llama, tokenizer, files.generation))
 }
 
 fn stream(llama: &mut Llama, tokenizer: &Tokenizer, prompt: &str, options: &GenerateOptions, cancel: &AtomicBool) -> cria::Result<Generation> {
@@ -306,12 +286,8 @@ fn info(model_dir: Option<PathBuf>) -> cria::Result<()> {
     let gpu = gpu()?;
     println!("{}", gpu.describe());
     if let Some(dir) = model_dir {
-        let (c, bytes) = if is_gguf(&dir) {
-            let gguf = model::open_gguf(&dir)?;
-            (gguf.config.clone(), cria::model::WeightSource::total_bytes(&gguf.weights))
-        } else {
-            (model::load_config(&dir)?, cria::model::WeightSource::total_bytes(&model::open_weights(&dir)?))
-        };
+        let files = model::open(&dir)?;
+        let (c, bytes) = (&files.config, files.weight_bytes());
         println!(
             "model: {}\n  layers {}, hidden {}, intermediate {}, heads {} (kv {}), head_dim {}, vocab {}, context {}\n  rope_theta {}, rope_scaling {:?}, tied embeddings {}\n  parameters {:.1} M, weights {:.1} MiB",
             dir.display(),
@@ -347,8 +323,7 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, prompt_len: usize, gen_len: 
         }
         // No tokenizer needed: the prompt is random ids.
         None => match &args.model {
-            Some(file) if is_gguf(file) => model::open_gguf(file)?.load(gpu()?, &args.options()?, &mut |_| {})?,
-            Some(dir) => model::load_llama(gpu()?, dir, &args.options()?, &mut |_| {})?,
+            Some(path) => model::open(path)?.load(gpu()?, &args.options()?, &mut |_| {})?,
             None => load(args)?.0,
         },
     };
@@ -426,7 +401,7 @@ fn quantize(dir: Option<&std::path::Path>, synthetic: Option<&str>, to: &str, ou
             let mut weights = model::synthetic::SyntheticWeights::new(&config);
             model::write::write_weights(&mut weights, &out.join("model.safetensors"), to, &mut log)?
         }
-        (Some(file), None) if is_gguf(file) => {
+        (Some(file), None) if model::is_gguf(file) => {
             return Err(cria::Error::Unsupported {
                 what: "quantize from a GGUF file".into(),
                 hint: "GGUF files load directly: cria generate --model FILE.gguf (add --quant q4_0 to convert at load)".into(),

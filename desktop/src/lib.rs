@@ -5,10 +5,5 @@
 pub mod app;
 pub mod worker;
 
-// The CLI's bundled-model constants, compiled in from the same file so both binaries embed
-// the same models/shakespeare files.
-#[path = "../../cli/src/bundled.rs"]
-mod bundled;
-
 pub use app::{App, Startup};
 pub use worker::ModelSource;

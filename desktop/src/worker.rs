@@ -3,11 +3,8 @@
 //! waits on the disk or the GPU. Stopping is a shared flag, not a command: the decode loop
 //! checks it before every token, while the command queue is only read between jobs.
 
-use crate::bundled;
 use cria::generate::{generate, ChatPrompt, FinishReason, GenerateOptions};
-use cria::model::safetensors::SafetensorsFile;
-use cria::model::weights::SafetensorsWeights;
-use cria::model::{self, GenerationConfig, Llama, LlamaConfig, LoadProgress, ModelOptions, WeightSource};
+use cria::model::{self, bundled, Llama, LoadProgress, ModelOptions};
 use cria::sampling::SamplingOptions;
 use cria::tokenizer::{ChatMessage, Tokenizer};
 use cria::{Gpu, GpuOptions};
@@ -237,32 +234,19 @@ impl ModelThread {
     fn load(&mut self, source: &ModelSource) -> cria::Result<Option<(Loaded, ModelInfo)>> {
         // Files first, the GPU after: a wrong directory is reported even without a GPU, and
         // the tokenizer and configs are cheap to check before gigabytes of weights move.
-        let (config, tokenizer, generation, mut weights): (_, _, _, Box<dyn WeightSource>) = match source {
-            ModelSource::Bundled => (
-                LlamaConfig::from_json("config.json", bundled::CONFIG)?,
-                Tokenizer::from_bytes(bundled::TOKENIZER, Some(bundled::TOKENIZER_CONFIG))?,
-                GenerationConfig::from_json("generation_config.json", bundled::GENERATION_CONFIG)?,
-                Box::new(SafetensorsWeights::new(vec![SafetensorsFile::parse("model.safetensors", bundled::WEIGHTS.to_vec())?])?),
-            ),
-            ModelSource::Path(file) if file.is_file() => {
-                let gguf = model::open_gguf(file)?;
-                (gguf.config, gguf.tokenizer, gguf.generation, Box::new(gguf.weights))
-            }
-            ModelSource::Path(dir) => (
-                model::load_config(dir)?,
-                Tokenizer::from_dir(dir)?,
-                model::generation_config(dir)?,
-                Box::new(model::open_weights(dir)?),
-            ),
+        let mut files = match source {
+            ModelSource::Bundled => bundled::files()?,
+            ModelSource::Path(path) => model::open(path)?,
         };
+        let tokenizer = files.take_tokenizer()?;
         let Some(gpu) = self.gpu() else { return Ok(None) };
         let name = source.name();
-        let total = weights.total_bytes();
-        let parameters = config.parameter_count();
-        let options = ModelOptions { context: Some(config.max_position_embeddings.min(MAX_CONTEXT)), weight_dtype: None };
+        let total = files.weight_bytes();
+        let parameters = files.config.parameter_count();
+        let options = ModelOptions { context: Some(files.config.max_position_embeddings.min(MAX_CONTEXT)), weight_dtype: None };
         let mut done = 0;
         let mut last_report = Instant::now();
-        let llama = Llama::load(gpu, config, weights.as_mut(), &options, &mut |p: LoadProgress| {
+        let llama = files.load(gpu, &options, &mut |p: LoadProgress| {
             done += p.bytes;
             // A report per tensor would flood the UI on models with hundreds of tensors.
             if last_report.elapsed() > Duration::from_millis(50) {
@@ -276,9 +260,9 @@ impl ModelThread {
             weight_bytes: total,
             weight_types: llama.weight_types(),
             context: llama.context,
-            defaults: generation.sampling,
+            defaults: files.generation.sampling,
         };
-        Ok(Some((Loaded { llama, tokenizer, eos_ids: generation.eos_token_ids }, info)))
+        Ok(Some((Loaded { llama, tokenizer, eos_ids: files.generation.eos_token_ids }, info)))
     }
 
     fn chat(&mut self, messages: &[ChatMessage], max_tokens: usize, sampling: SamplingOptions) -> cria::Result<Stats> {

@@ -86,11 +86,10 @@ impl ChatPrompt {
     pub fn options(&self, options: &GenerateOptions) -> GenerateOptions {
         let mut o = options.clone();
         o.add_special_tokens = self.add_special_tokens;
-        if let Some(stop) = &self.stop {
-            if !o.stop.contains(stop) {
+        if let Some(stop) = &self.stop
+            && !o.stop.contains(stop) {
                 o.stop.push(stop.clone());
             }
-        }
         o
     }
 }

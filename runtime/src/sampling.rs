@@ -157,11 +157,10 @@ pub fn argmax(logits: &[f32]) -> u32 {
 pub fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], penalty: f32) {
     let mut seen = std::collections::HashSet::new();
     for &t in history {
-        if let Some(l) = logits.get_mut(t as usize) {
-            if seen.insert(t) {
+        if let Some(l) = logits.get_mut(t as usize)
+            && seen.insert(t) {
                 *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
             }
-        }
     }
 }
 

@@ -143,11 +143,10 @@ impl LlamaConfig {
             if !names.iter().any(|n| SUPPORTED_ARCHITECTURES.contains(n)) {
                 return Err(Error::UnknownArchitecture { got: format!("{names:?}"), supported });
             }
-        } else if let Some(t) = map.get("model_type").and_then(Value::as_str) {
-            if t != "llama" {
+        } else if let Some(t) = map.get("model_type").and_then(Value::as_str)
+            && t != "llama" {
                 return Err(Error::UnknownArchitecture { got: format!("model_type {t:?}"), supported });
             }
-        }
         Ok(())
     }
 

@@ -1,6 +1,9 @@
 //! Models: config.json, weights (safetensors, sharded), GGUF files, the Llama forward pass.
 
+#[cfg(feature = "bundled")]
+pub mod bundled;
 pub mod config;
+pub mod files;
 pub mod gguf;
 pub mod llama;
 pub mod safetensors;
@@ -10,27 +13,15 @@ pub mod write;
 pub mod synthetic;
 
 pub use config::{GenerationConfig, LlamaConfig};
+#[cfg(not(target_arch = "wasm32"))]
+pub use files::{is_gguf, open};
+pub use files::ModelFiles;
 pub use gguf::GgufModel;
 pub use llama::{Llama, ModelOptions};
 pub use weights::{LoadProgress, WeightSource};
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::*;
-
-/// Loads a model whose files are already in memory (a bundled model, or a browser download):
-/// `config.json` text and one `model.safetensors` file.
-pub fn load_llama_from_bytes(
-    gpu: std::sync::Arc<crate::Gpu>,
-    config_json: &str,
-    safetensors: Vec<u8>,
-    options: &ModelOptions,
-    progress: &mut dyn FnMut(LoadProgress),
-) -> crate::Result<Llama> {
-    let config = LlamaConfig::from_json("config.json", config_json)?;
-    let file = safetensors::SafetensorsFile::parse("model.safetensors", safetensors)?;
-    let mut weights = weights::SafetensorsWeights::new(vec![file])?;
-    Llama::load(gpu, config, &mut weights, options, progress)
-}
 
 /// Loads a GGUF model file that is already in memory. For its tokenizer and generation
 /// defaults too, use [`GgufModel::read`] and [`GgufModel::load`].

@@ -52,6 +52,6 @@ mod tests {
 
     #[test]
     fn matches_cpu_reference() {
-        run(gpu(), |g, s| check(g, s));
+        run(gpu(), check);
     }
 }

@@ -45,7 +45,7 @@ pub struct Heads {
 
 impl Heads {
     pub fn validate(&self) -> Result<()> {
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(Error::shape("attention", "num_attention_heads / num_key_value_heads", "a whole number", format!("{} / {}", self.n_heads, self.n_kv_heads)));
         }
         if self.head_dim == 0 || self.head_dim > MAX_HEAD_DIM {
@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn matches_cpu_reference() {
-        run(gpu(), |g, s| check(g, s));
+        run(gpu(), check);
     }
 
     #[test]

@@ -93,12 +93,12 @@ mod tests {
 
     #[test]
     fn matches_cpu_reference() {
-        run(gpu(), |g, s| check(g, s));
+        run(gpu(), check);
     }
 
     #[test]
     fn matches_cpu_reference_without_shader_f16() {
-        run(floor_gpu(), |g, s| check(g, s));
+        run(floor_gpu(), check);
     }
 
     #[test]

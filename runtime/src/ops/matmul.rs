@@ -64,11 +64,11 @@ mod tests {
 
     #[test]
     fn matches_cpu_reference() {
-        run(gpu(), |g, s| check(g, s));
+        run(gpu(), check);
     }
 
     #[test]
     fn f16_weights_without_shader_f16() {
-        run(floor_gpu(), |g, s| check(g, s));
+        run(floor_gpu(), check);
     }
 }

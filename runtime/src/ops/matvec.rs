@@ -131,20 +131,20 @@ mod tests {
 
     #[test]
     fn matches_cpu_reference() {
-        run(gpu(), |g, s| check(g, s));
+        run(gpu(), check);
     }
 
     /// The 64 x 4 shape discrete GPUs get, run on whatever adapter this is (CI's lavapipe would
     /// otherwise only ever see 16 x 16).
     #[test]
     fn gpu_shape_matches_cpu_reference() {
-        run(super::super::testing::tuned_gpu(crate::gpu::Tuning::GPU), |g, s| check(g, s));
+        run(super::super::testing::tuned_gpu(crate::gpu::Tuning::GPU), check);
     }
 
     /// And the CPU adapters' 16 x 16 shape on a discrete GPU.
     #[test]
     fn cpu_shape_matches_cpu_reference() {
-        run(super::super::testing::tuned_gpu(crate::gpu::Tuning::CPU), |g, s| check(g, s));
+        run(super::super::testing::tuned_gpu(crate::gpu::Tuning::CPU), check);
     }
 
     /// f16 weights on a device with SHADER_F16 turned off: the packed-u32 path.
@@ -154,7 +154,7 @@ mod tests {
         if let Some(g) = gpu {
             assert!(!g.features.shader_f16);
         }
-        run(gpu, |g, s| check(g, s));
+        run(gpu, check);
     }
 
     #[test]

@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn matches_cpu_reference() {
-        run(gpu(), |g, s| check(g, s));
+        run(gpu(), check);
     }
 
     #[test]

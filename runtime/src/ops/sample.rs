@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn matches_cpu_reference() {
-        run(gpu(), |g, s| check(g, s));
+        run(gpu(), check);
     }
 
     /// Over many draws the GPU's choices follow the reference distribution (top-k 3 of

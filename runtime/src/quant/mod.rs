@@ -225,7 +225,7 @@ mod tests {
             repack_row(dtype, &bytes, &mut words);
             let nb = blocks(cols);
             assert_eq!(words.len(), nb * block_words(dtype) + nb.div_ceil(2));
-            for k in 0..cols {
+            for (k, &want) in want.iter().enumerate() {
                 let (b, i) = (k / QK, k % QK);
                 let scale_word = words[nb * block_words(dtype) + b / 2];
                 let d = f16::from_bits((scale_word >> (16 * (b % 2))) as u16).to_f32();
@@ -233,7 +233,7 @@ mod tests {
                     WeightDType::Q8_0 => ((words[b * 8 + i / 4] >> (8 * (i % 4))) & 0xFF) as u8 as i8 as f32,
                     _ => ((words[b * 4 + i / 8] >> (4 * (i % 8))) & 0xF) as f32 - 8.0,
                 };
-                assert_eq!(q * d, want[k], "{dtype:?} value {k}");
+                assert_eq!(q * d, want, "{dtype:?} value {k}");
             }
         }
     }

@@ -182,7 +182,7 @@ mod wasm {
     use cria::generate::{ChatPrompt, GenerateOptions};
     use cria::model::safetensors::{ByteSource, SafetensorsFile};
     use cria::model::weights::SafetensorsWeights;
-    use cria::model::{GenerationConfig, GgufModel, Llama, LlamaConfig, LoadProgress};
+    use cria::model::{GenerationConfig, GgufModel, Llama, LlamaConfig, LoadProgress, ModelFiles};
     use cria::tokenizer::Tokenizer;
     use cria::{Gpu, GpuOptions};
     use sha2::Digest;
@@ -306,33 +306,27 @@ mod wasm {
             let mut slot = self.model.try_borrow_mut().map_err(|_| js_error("cannot load a model while a generation is running"))?;
             let name = text(&spec, "name").unwrap_or_else(|| "model".into());
             let options = model_options(&text(&spec, "options").unwrap_or_default()).map_err(js_error)?;
-            let mut files = sources(&spec)?;
-            let mut done = 0u64;
-            let mut thrown: Option<JsValue> = None;
-            let (llama, tokenizer, defaults, config, total) = match text(&spec, "format").as_deref() {
+            let mut sources = sources(&spec)?;
+            let mut files = match text(&spec, "format").as_deref() {
                 Some("gguf") => {
-                    if files.len() != 1 {
+                    if sources.len() != 1 {
                         return Err(spec_error("a GGUF model is one file"));
                     }
-                    let file = files.remove(0);
+                    let file = sources.remove(0);
                     let path = file.name.clone();
-                    let mut model = GgufModel::read(&path, file).map_err(js_error)?;
-                    let total = cria::model::WeightSource::total_bytes(&model.weights);
-                    let mut progress = |p: LoadProgress| report(&on_progress, &mut thrown, &mut done, total, p);
-                    *slot = None; // files parsed: free the old weights before uploading the new ones
-                    let llama = model.load(self.gpu.clone(), &options, &mut progress).map_err(js_error)?;
-                    (llama, model.tokenizer, model.generation, model.config, total)
+                    let gguf = GgufModel::read(&path, file).map_err(js_error)?;
+                    ModelFiles::new(gguf.config, gguf.tokenizer, gguf.generation, Box::new(gguf.weights))
                 }
                 Some("safetensors") => {
                     let config_text = text(&spec, "config").ok_or_else(|| spec_error("`config` (config.json text) is missing"))?;
                     let config = LlamaConfig::from_json("config.json", &config_text).map_err(js_error)?;
                     let tokenizer_json = bytes(&spec, "tokenizer").ok_or_else(|| spec_error("`tokenizer` (tokenizer.json bytes) is missing"))?;
                     let tokenizer = Tokenizer::from_bytes(&tokenizer_json, bytes(&spec, "tokenizerConfig").as_deref()).map_err(js_error)?;
-                    let defaults = match text(&spec, "generationConfig") {
+                    let generation = match text(&spec, "generationConfig") {
                         Some(t) => GenerationConfig::from_json("generation_config.json", &t).map_err(js_error)?,
                         None => GenerationConfig::default(),
                     };
-                    let parsed = files
+                    let parsed = sources
                         .into_iter()
                         .map(|f| {
                             let path = f.name.clone();
@@ -340,18 +334,22 @@ mod wasm {
                         })
                         .collect::<cria::Result<Vec<_>>>()
                         .map_err(js_error)?;
-                    let mut weights = SafetensorsWeights::new(parsed).map_err(js_error)?;
-                    let total = cria::model::WeightSource::total_bytes(&weights);
-                    let mut progress = |p: LoadProgress| report(&on_progress, &mut thrown, &mut done, total, p);
-                    *slot = None; // files parsed: free the old weights before uploading the new ones
-                    let llama = Llama::load(self.gpu.clone(), config.clone(), &mut weights, &options, &mut progress).map_err(js_error)?;
-                    (llama, tokenizer, defaults, config, total)
+                    ModelFiles::new(config, tokenizer, generation, Box::new(SafetensorsWeights::new(parsed).map_err(js_error)?))
                 }
                 other => return Err(spec_error(&format!("`format` is {other:?}, not \"safetensors\" or \"gguf\""))),
             };
+            let tokenizer = files.take_tokenizer().map_err(js_error)?;
+            let total = files.weight_bytes();
+            let mut done = 0u64;
+            let mut thrown: Option<JsValue> = None;
+            let mut progress = |p: LoadProgress| report(&on_progress, &mut thrown, &mut done, total, p);
+            *slot = None; // files parsed: free the old weights before uploading the new ones
+            let llama = files.load(self.gpu.clone(), &options, &mut progress).map_err(js_error)?;
             if let Some(e) = thrown {
                 return Err(e);
             }
+            let defaults = files.generation;
+            let config = files.config;
             *slot = Some(Loaded { name, llama, tokenizer, defaults, parameters: config.parameter_count(), weight_bytes: total });
             Ok(())
         }

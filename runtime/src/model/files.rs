@@ -26,6 +26,11 @@ enum TokenizerSource {
 }
 
 impl ModelFiles {
+    /// A model from parts already read (a GGUF file's metadata, a browser's files).
+    pub fn new(config: LlamaConfig, tokenizer: Tokenizer, generation: GenerationConfig, weights: Box<dyn WeightSource>) -> ModelFiles {
+        ModelFiles { config, generation, weights, tokenizer: Some(TokenizerSource::Ready(Box::new(tokenizer))) }
+    }
+
     /// A model whose files are in memory: `config.json` text, tokenizer files, optional
     /// `generation_config.json` text, and one `model.safetensors`.
     pub fn from_memory(
@@ -42,7 +47,7 @@ impl ModelFiles {
             None => GenerationConfig::default(),
         };
         let weights = SafetensorsWeights::new(vec![SafetensorsFile::parse("model.safetensors", safetensors)?])?;
-        Ok(ModelFiles { config, generation, weights: Box::new(weights), tokenizer: Some(TokenizerSource::Ready(Box::new(tokenizer))) })
+        Ok(ModelFiles::new(config, tokenizer, generation, Box::new(weights)))
     }
 
     /// The tokenizer (read now, for a directory): errors name the file and say what is missing.
@@ -92,7 +97,7 @@ pub fn open(path: &std::path::Path) -> Result<ModelFiles> {
     }
     if is_gguf(path) {
         let gguf = super::open_gguf(path)?;
-        return Ok(ModelFiles { config: gguf.config, generation: gguf.generation, weights: Box::new(gguf.weights), tokenizer: Some(TokenizerSource::Ready(Box::new(gguf.tokenizer))) });
+        return Ok(ModelFiles::new(gguf.config, gguf.tokenizer, gguf.generation, Box::new(gguf.weights)));
     }
     Ok(ModelFiles {
         config: super::load_config(path)?,

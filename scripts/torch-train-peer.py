@@ -22,19 +22,22 @@ p.add_argument("--seq", type=int, required=True)
 p.add_argument("--steps", type=int, default=50)
 p.add_argument("--warmup", type=int, default=5)
 p.add_argument("--no-compile", action="store_true")
+p.add_argument("--device", default="cuda", help="cuda (the check), or cpu to smoke-test this script")
 a = p.parse_args()
 
 torch.manual_seed(0)
 cfg = LlamaConfig(vocab_size=a.vocab, hidden_size=a.hidden, intermediate_size=a.intermediate,
                   num_hidden_layers=a.layers, num_attention_heads=a.heads, num_key_value_heads=a.kv_heads,
                   max_position_embeddings=a.seq, tie_word_embeddings=a.tie, attn_implementation="sdpa")
-model = LlamaForCausalLM(cfg).cuda()  # f32 master weights, bf16 autocast: the same split as cria-train
-opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, betas=(0.9, 0.95), fused=True)
+dev = torch.device(a.device)
+model = LlamaForCausalLM(cfg).to(dev)  # f32 master weights, bf16 autocast: the same split as cria-train
+opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, betas=(0.9, 0.95), fused=dev.type == "cuda")
 step_model = model if a.no_compile else torch.compile(model)
-tokens = torch.randint(0, a.vocab, (a.batch, a.seq + 1), device="cuda")
+tokens = torch.randint(0, a.vocab, (a.batch, a.seq + 1), device=dev)
+sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
 def step():
-    with torch.autocast("cuda", dtype=torch.bfloat16):
+    with torch.autocast(dev.type, dtype=torch.bfloat16):
         loss = step_model(input_ids=tokens[:, :-1], labels=tokens[:, 1:].contiguous()).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -44,12 +47,12 @@ def step():
 
 for _ in range(a.warmup):
     step()
-torch.cuda.synchronize()
+sync()
 t = time.time()
 for _ in range(a.steps):
     loss = step()
-torch.cuda.synchronize()
+sync()
 dt = time.time() - t
 print(json.dumps({"peer": "pytorch " + torch.__version__ + (" eager" if a.no_compile else " compile"), "model": a.name,
-                  "tokens_per_s": a.steps * a.batch * a.seq / dt, "final_loss": float(loss),
-                  "device": torch.cuda.get_device_name(0)}), flush=True)
+                  "tokens_per_s": a.steps * a.batch * a.seq / dt, "final_loss": loss.item(),
+                  "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"}), flush=True)

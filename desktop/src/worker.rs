@@ -246,7 +246,7 @@ impl ModelThread {
         let options = ModelOptions { context: Some(files.config.max_position_embeddings.min(MAX_CONTEXT)), weight_dtype: None };
         let mut done = 0;
         let mut last_report = Instant::now();
-        let llama = files.load(gpu, &options, &mut |p: LoadProgress| {
+        let mut llama = files.load(gpu, &options, &mut |p: LoadProgress| {
             done += p.bytes;
             // A report per tensor would flood the UI on models with hundreds of tensors.
             if last_report.elapsed() > Duration::from_millis(50) {
@@ -254,6 +254,8 @@ impl ModelThread {
                 (self.emit)(Event::Loading { name: name.clone(), done, total });
             }
         })?;
+        // Shader compilation belongs to loading, not to the first reply's time to first token.
+        pollster::block_on(llama.warm_up())?;
         let info = ModelInfo {
             name,
             parameters,

@@ -98,3 +98,25 @@ fn gpu_sampling_matches_the_cpu_sampler() {
         assert_eq!(gpu_tokens, cpu_tokens, "{sampling:?}");
     }
 }
+
+/// Warming up (running every kernel once at load) leaves no trace: the same greedy and sampled
+/// replies as a model that was not warmed up, also when the context is shorter than the
+/// warm-up prefill.
+#[test]
+fn warm_up_changes_no_reply() {
+    let Some((mut cold, tok)) = setup() else { return };
+    let never = AtomicBool::new(false);
+    let greedy = GenerateOptions { max_tokens: 20, ..Default::default() };
+    let sampled = GenerateOptions { max_tokens: 20, sampling: SamplingOptions { temperature: 0.9, top_p: 0.95, repetition_penalty: 1.2, seed: 5, ..Default::default() }, ..Default::default() };
+    let want = [run(&mut cold, &tok, &greedy, &never).0.unwrap().tokens, run(&mut cold, &tok, &sampled, &never).0.unwrap().tokens];
+    let Some((mut warm, _)) = setup() else { return };
+    pollster::block_on(warm.warm_up()).unwrap();
+    assert_eq!(run(&mut warm, &tok, &greedy, &never).0.unwrap().tokens, want[0]);
+    assert_eq!(run(&mut warm, &tok, &sampled, &never).0.unwrap().tokens, want[1]);
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tinyllama-mini");
+    for context in [1, 2, 5] {
+        let mut tiny = model::load_llama(common::gpu().unwrap(), &dir, &ModelOptions { context: Some(context), ..ModelOptions::default() }, &mut |_| {}).unwrap();
+        pollster::block_on(tiny.warm_up()).unwrap_or_else(|e| panic!("warm-up with a context of {context}: {e}"));
+    }
+}

@@ -36,7 +36,7 @@ function mib(bytes) {
 function onProgress(p) {
   if (!demo.phases.includes(p.phase)) demo.phases.push(p.phase);
   demo.last[p.phase] = p;
-  const verb = { download: "downloading", cache: "reading from the browser's cache", upload: "uploading to the GPU" }[p.phase];
+  const verb = { download: "downloading", cache: "reading from the browser's cache", upload: "uploading to the GPU", compile: "compiling the GPU kernels" }[p.phase];
   if (p.total) {
     ui.progress.value = p.loaded / p.total;
     ui.status.textContent = `${verb}: ${mib(p.loaded)} of ${mib(p.total)}`;

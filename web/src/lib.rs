@@ -354,6 +354,21 @@ mod wasm {
             Ok(())
         }
 
+        /// Compiles the loaded model's kernels by running each once ([`Llama::warm_up`]): call
+        /// after `load` so the first reply's time to first token is not shader compilation.
+        #[wasm_bindgen(js_name = warmUp)]
+        pub fn warm_up(&self) -> js_sys::Promise {
+            let model = self.model.clone();
+            // Held across the GPU round trips like a generation, for the same reason.
+            #[allow(clippy::await_holding_refcell_ref)]
+            wasm_bindgen_futures::future_to_promise(async move {
+                let mut slot = model.try_borrow_mut().map_err(|_| js_error("a generation is running on this engine"))?;
+                let loaded = slot.as_mut().ok_or_else(|| js_error("no model loaded: call load() first"))?;
+                loaded.llama.warm_up().await.map_err(js_error)?;
+                Ok(JsValue::UNDEFINED)
+            })
+        }
+
         /// Frees the loaded model's GPU memory.
         pub fn unload(&self) -> Result<(), JsValue> {
             let mut slot = self.model.try_borrow_mut().map_err(|_| js_error("cannot unload while a generation is running"))?;

@@ -328,7 +328,7 @@ export class Core {
 
   /**
    * source: { kind: "url", url, name?, manifest? } | { kind: "files", files: File[] }.
-   * onProgress({ phase: "download" | "cache" | "upload", loaded, total, file? }).
+   * onProgress({ phase: "download" | "cache" | "upload" | "compile", loaded, total, file? }).
    */
   async load(source, options = {}, onProgress = () => {}) {
     const engine = await this.#device(); // a lost device is replaced here: the engine stays usable
@@ -357,6 +357,10 @@ export class Core {
     const loadOptions = JSON.stringify({ context: options.context, dtype: options.dtype });
     try {
       engine.load({ ...model, name, options: loadOptions }, (tensor, loaded, total) => onProgress({ phase: "upload", loaded, total, file: tensor }));
+      // Shader compilation now rather than in the first reply's time to first token.
+      onProgress({ phase: "compile", loaded: 0, total: 1 });
+      await engine.warmUp();
+      onProgress({ phase: "compile", loaded: 1, total: 1 });
     } catch (e) {
       throw this.#failed(e);
     }

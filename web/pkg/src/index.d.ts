@@ -19,8 +19,9 @@ export interface Manifest {
 }
 
 export interface LoadProgress {
-  /** download: bytes fetched; cache: bytes read from the browser's cache; upload: tensor bytes on the GPU. */
-  phase: "download" | "cache" | "upload";
+  /** download: bytes fetched; cache: bytes read from the browser's cache; upload: tensor bytes on
+   * the GPU; compile: the kernels compiled by a first run (0 of 1, then 1 of 1). */
+  phase: "download" | "cache" | "upload" | "compile";
   loaded: number;
   /** Unknown for downloads whose size the server does not announce. */
   total?: number;

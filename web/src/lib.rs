@@ -369,19 +369,6 @@ mod wasm {
             })
         }
 
-        /// Frees the loaded model's GPU memory.
-        pub fn unload(&self) -> Result<(), JsValue> {
-            let mut slot = self.model.try_borrow_mut().map_err(|_| js_error("cannot unload while a generation is running"))?;
-            *slot = None;
-            Ok(())
-        }
-
-        /// Name of the loaded model, or undefined.
-        #[wasm_bindgen(getter, js_name = modelName)]
-        pub fn model_name(&self) -> Option<String> {
-            self.model.try_borrow().ok()?.as_ref().map(|m| m.name.clone())
-        }
-
         /// `{ name, parameters, weight_bytes, weight_types, context, vocab_size, chat_template }`
         /// of the loaded model (JSON), or undefined.
         #[wasm_bindgen(js_name = modelInfo)]

@@ -244,6 +244,22 @@ impl Gpu {
         self.launch(name, (blocks, 1, 1), 256, 0, args)
     }
 
+    /// A linear layer forward, `y (rows, out) = x (rows, inp) · W^T` with `W (out, inp)`, bf16 out.
+    pub fn linear(&mut self, y: u64, x: u64, w: u64, rows: usize, out: usize, inp: usize) -> Result<()> {
+        self.gemm(y, Out::Bf16, 0.0, x, false, w, true, rows, out, inp)
+    }
+
+    /// Its input gradient, `dx (rows, inp) = dy (rows, out) · W + beta * dx`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_dx(&mut self, dx: u64, kind: Out, beta: f32, dy: u64, w: u64, rows: usize, inp: usize, out: usize) -> Result<()> {
+        self.gemm(dx, kind, beta, dy, false, w, false, rows, inp, out)
+    }
+
+    /// Its weight gradient, accumulated in f32: `dW (out, inp) += dy^T · x`, over `rows` rows.
+    pub fn linear_dw(&mut self, dw: u64, dy: u64, x: u64, out: usize, inp: usize, rows: usize) -> Result<()> {
+        self.gemm(dw, Out::F32, 1.0, dy, true, x, false, out, inp, rows)
+    }
+
     /// Row-major GEMM with bf16 inputs and f32 accumulation:
     /// C (m, n) = alpha * op(A) (m, k) · op(B) (k, n) + beta * C, op = transpose when `ta`/`tb`
     /// (A stored (k, m) when `ta`, else (m, k); B stored (n, k) when `tb`, else (k, n)).

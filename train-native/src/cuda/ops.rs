@@ -4,6 +4,7 @@
 
 use super::device::{Arg, Gpu};
 use crate::error::{Result, TrainError};
+use crate::ops::AdamWParams;
 
 /// Largest head dim the attention kernels handle (four f32 accumulators per lane).
 pub const ATT_MAX_D: usize = 128;
@@ -272,22 +273,9 @@ pub fn softmax_xent(
     )
 }
 
-/// Hyper-parameters of one [`adamw`] launch (ops::AdamWParams plus the clip factor).
-#[derive(Clone, Copy, Debug)]
-pub struct AdamW {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub weight_decay: f32,
-    /// 1-based step, for bias correction.
-    pub t: u64,
-    /// Gradients are multiplied by this first (global-norm clipping; 1 = none).
-    pub grad_scale: f32,
-}
-
 /// ops::adamw_step over all n parameters at once: p, m, v f32, g f32, p_bf16 receives the
 /// bf16 copy. `nodecay` (device, i64 pairs) lists the [start, end) ranges without weight decay.
+/// Gradients are multiplied by `grad_scale` first (global-norm clipping; 1 = none).
 #[allow(clippy::too_many_arguments)]
 pub fn adamw(
     g: &Gpu,
@@ -299,7 +287,8 @@ pub fn adamw(
     n: usize,
     nodecay: u64,
     n_nodecay: usize,
-    h: AdamW,
+    h: AdamWParams,
+    grad_scale: f32,
 ) -> Result<()> {
     // Bias corrections in f64 then rounded, exactly as ops::adamw_step computes them.
     let bc1 = (1.0 - (h.beta1 as f64).powi(h.t as i32)) as f32;
@@ -323,7 +312,7 @@ pub fn adamw(
             Arg::F32(h.weight_decay),
             Arg::F32(bc1),
             Arg::F32(bc2),
-            Arg::F32(h.grad_scale),
+            Arg::F32(grad_scale),
         ],
     )
 }

@@ -8,7 +8,8 @@
 
 use super::device::{Buf, Gpu, Out};
 use super::libs::{self, Library};
-use super::ops::{self as k, AdamW, AttShape};
+use super::ops::{self as k, AttShape};
+use crate::ops::AdamWParams;
 use crate::checkpoint::{Checkpoint, CheckpointHeader};
 use crate::config::{LlamaConfig, TrainConfig};
 use crate::data::Dataset;
@@ -384,42 +385,9 @@ impl CudaTrainer {
                 c,
                 eps,
             )?;
-            gpu.gemm(
-                la.q.ptr(),
-                Out::Bf16,
-                0.0,
-                la.h1.ptr(),
-                false,
-                w(&lp.wq),
-                true,
-                n,
-                qd,
-                c,
-            )?;
-            gpu.gemm(
-                la.k.ptr(),
-                Out::Bf16,
-                0.0,
-                la.h1.ptr(),
-                false,
-                w(&lp.wk),
-                true,
-                n,
-                kvd,
-                c,
-            )?;
-            gpu.gemm(
-                la.v.ptr(),
-                Out::Bf16,
-                0.0,
-                la.h1.ptr(),
-                false,
-                w(&lp.wv),
-                true,
-                n,
-                kvd,
-                c,
-            )?;
+            gpu.linear(la.q.ptr(), la.h1.ptr(), w(&lp.wq), n, qd, c)?;
+            gpu.linear(la.k.ptr(), la.h1.ptr(), w(&lp.wk), n, kvd, c)?;
+            gpu.linear(la.v.ptr(), la.h1.ptr(), w(&lp.wv), n, kvd, c)?;
             k::rope(
                 gpu,
                 la.q.ptr(),
@@ -451,18 +419,7 @@ impl CudaTrainer {
                 la.v.ptr(),
                 shape,
             )?;
-            gpu.gemm(
-                self.tmp.ptr(),
-                Out::Bf16,
-                0.0,
-                la.attn_out.ptr(),
-                false,
-                w(&lp.wo),
-                true,
-                n,
-                c,
-                qd,
-            )?;
+            gpu.linear(self.tmp.ptr(), la.attn_out.ptr(), w(&lp.wo), n, c, qd)?;
             k::residual_add(gpu, la.x_mid.ptr(), x, self.tmp.ptr(), n * c)?;
             // out = h + down_proj(silu(gate_proj(norm(h))) * up_proj(norm(h)))
             k::rms_norm_fwd(
@@ -475,43 +432,10 @@ impl CudaTrainer {
                 c,
                 eps,
             )?;
-            gpu.gemm(
-                la.gate.ptr(),
-                Out::Bf16,
-                0.0,
-                la.h2.ptr(),
-                false,
-                w(&lp.w_gate),
-                true,
-                n,
-                i,
-                c,
-            )?;
-            gpu.gemm(
-                la.up.ptr(),
-                Out::Bf16,
-                0.0,
-                la.h2.ptr(),
-                false,
-                w(&lp.w_up),
-                true,
-                n,
-                i,
-                c,
-            )?;
+            gpu.linear(la.gate.ptr(), la.h2.ptr(), w(&lp.w_gate), n, i, c)?;
+            gpu.linear(la.up.ptr(), la.h2.ptr(), w(&lp.w_up), n, i, c)?;
             k::swiglu_fwd(gpu, la.act.ptr(), la.gate.ptr(), la.up.ptr(), n * i)?;
-            gpu.gemm(
-                self.tmp.ptr(),
-                Out::Bf16,
-                0.0,
-                la.act.ptr(),
-                false,
-                w(&lp.w_down),
-                true,
-                n,
-                c,
-                i,
-            )?;
+            gpu.linear(self.tmp.ptr(), la.act.ptr(), w(&lp.w_down), n, c, i)?;
             k::residual_add(gpu, x_out, la.x_mid.ptr(), self.tmp.ptr(), n * c)?;
         }
         let x_last = self.residual[cfg.num_hidden_layers].ptr();
@@ -525,18 +449,7 @@ impl CudaTrainer {
             c,
             eps,
         )?;
-        gpu.gemm(
-            self.logits.ptr(),
-            Out::Bf16,
-            0.0,
-            self.xn.ptr(),
-            false,
-            w(&lay.lm_head),
-            true,
-            n,
-            v,
-            c,
-        )?;
+        gpu.linear(self.logits.ptr(), self.xn.ptr(), w(&lay.lm_head), n, v, c)?;
         k::softmax_xent(
             gpu,
             self.losses.ptr(),
@@ -567,30 +480,8 @@ impl CudaTrainer {
         let w = |r: &std::ops::Range<usize>| pb.at(r.start);
         let dw = |r: &std::ops::Range<usize>| gr.at(r.start);
         // logits = xn lm_head^T; xn = norm(x_L)
-        gpu.gemm(
-            g.dn.ptr(),
-            Out::F32,
-            0.0,
-            self.logits.ptr(),
-            false,
-            w(&lay.lm_head),
-            false,
-            n,
-            c,
-            v,
-        )?;
-        gpu.gemm(
-            dw(&lay.lm_head),
-            Out::F32,
-            1.0,
-            self.logits.ptr(),
-            true,
-            self.xn.ptr(),
-            false,
-            v,
-            c,
-            n,
-        )?;
+        gpu.linear_dx(g.dn.ptr(), Out::F32, 0.0, self.logits.ptr(), w(&lay.lm_head), n, c, v)?;
+        gpu.linear_dw(dw(&lay.lm_head), self.logits.ptr(), self.xn.ptr(), v, c, n)?;
         gpu.zero(&mut g.dx)?;
         let x_last = self.residual[cfg.num_hidden_layers].ptr();
         k::rms_norm_bwd(
@@ -609,30 +500,8 @@ impl CudaTrainer {
             let x = self.residual[l].ptr();
             // MLP branch: dx is the gradient w.r.t. this layer's output.
             k::cast_f32_to_bf16(gpu, g.dx_bf.ptr(), g.dx.ptr(), n * c)?;
-            gpu.gemm(
-                g.dact.ptr(),
-                Out::Bf16,
-                0.0,
-                g.dx_bf.ptr(),
-                false,
-                w(&lp.w_down),
-                false,
-                n,
-                i,
-                c,
-            )?;
-            gpu.gemm(
-                dw(&lp.w_down),
-                Out::F32,
-                1.0,
-                g.dx_bf.ptr(),
-                true,
-                la.act.ptr(),
-                false,
-                c,
-                i,
-                n,
-            )?;
+            gpu.linear_dx(g.dact.ptr(), Out::Bf16, 0.0, g.dx_bf.ptr(), w(&lp.w_down), n, i, c)?;
+            gpu.linear_dw(dw(&lp.w_down), g.dx_bf.ptr(), la.act.ptr(), c, i, n)?;
             k::swiglu_bwd(
                 gpu,
                 g.dgate.ptr(),
@@ -642,54 +511,10 @@ impl CudaTrainer {
                 la.up.ptr(),
                 n * i,
             )?;
-            gpu.gemm(
-                g.dn.ptr(),
-                Out::F32,
-                0.0,
-                g.dgate.ptr(),
-                false,
-                w(&lp.w_gate),
-                false,
-                n,
-                c,
-                i,
-            )?;
-            gpu.gemm(
-                dw(&lp.w_gate),
-                Out::F32,
-                1.0,
-                g.dgate.ptr(),
-                true,
-                la.h2.ptr(),
-                false,
-                i,
-                c,
-                n,
-            )?;
-            gpu.gemm(
-                g.dn.ptr(),
-                Out::F32,
-                1.0,
-                g.dup.ptr(),
-                false,
-                w(&lp.w_up),
-                false,
-                n,
-                c,
-                i,
-            )?;
-            gpu.gemm(
-                dw(&lp.w_up),
-                Out::F32,
-                1.0,
-                g.dup.ptr(),
-                true,
-                la.h2.ptr(),
-                false,
-                i,
-                c,
-                n,
-            )?;
+            gpu.linear_dx(g.dn.ptr(), Out::F32, 0.0, g.dgate.ptr(), w(&lp.w_gate), n, c, i)?;
+            gpu.linear_dw(dw(&lp.w_gate), g.dgate.ptr(), la.h2.ptr(), i, c, n)?;
+            gpu.linear_dx(g.dn.ptr(), Out::F32, 1.0, g.dup.ptr(), w(&lp.w_up), n, c, i)?;
+            gpu.linear_dw(dw(&lp.w_up), g.dup.ptr(), la.h2.ptr(), i, c, n)?;
             k::rms_norm_bwd(
                 gpu,
                 g.dx.ptr(),
@@ -703,30 +528,8 @@ impl CudaTrainer {
             )?;
             // Attention branch: dx is now the gradient w.r.t. x_mid.
             k::cast_f32_to_bf16(gpu, g.dx_bf.ptr(), g.dx.ptr(), n * c)?;
-            gpu.gemm(
-                g.dattn.ptr(),
-                Out::Bf16,
-                0.0,
-                g.dx_bf.ptr(),
-                false,
-                w(&lp.wo),
-                false,
-                n,
-                qd,
-                c,
-            )?;
-            gpu.gemm(
-                dw(&lp.wo),
-                Out::F32,
-                1.0,
-                g.dx_bf.ptr(),
-                true,
-                la.attn_out.ptr(),
-                false,
-                c,
-                qd,
-                n,
-            )?;
+            gpu.linear_dx(g.dattn.ptr(), Out::Bf16, 0.0, g.dx_bf.ptr(), w(&lp.wo), n, qd, c)?;
+            gpu.linear_dw(dw(&lp.wo), g.dx_bf.ptr(), la.attn_out.ptr(), c, qd, n)?;
             k::attention_bwd(
                 gpu,
                 g.dq.ptr(),
@@ -763,78 +566,12 @@ impl CudaTrainer {
                 d,
                 true,
             )?;
-            gpu.gemm(
-                g.dn.ptr(),
-                Out::F32,
-                0.0,
-                g.dq.ptr(),
-                false,
-                w(&lp.wq),
-                false,
-                n,
-                c,
-                qd,
-            )?;
-            gpu.gemm(
-                dw(&lp.wq),
-                Out::F32,
-                1.0,
-                g.dq.ptr(),
-                true,
-                la.h1.ptr(),
-                false,
-                qd,
-                c,
-                n,
-            )?;
-            gpu.gemm(
-                g.dn.ptr(),
-                Out::F32,
-                1.0,
-                g.dk.ptr(),
-                false,
-                w(&lp.wk),
-                false,
-                n,
-                c,
-                kvd,
-            )?;
-            gpu.gemm(
-                dw(&lp.wk),
-                Out::F32,
-                1.0,
-                g.dk.ptr(),
-                true,
-                la.h1.ptr(),
-                false,
-                kvd,
-                c,
-                n,
-            )?;
-            gpu.gemm(
-                g.dn.ptr(),
-                Out::F32,
-                1.0,
-                g.dv.ptr(),
-                false,
-                w(&lp.wv),
-                false,
-                n,
-                c,
-                kvd,
-            )?;
-            gpu.gemm(
-                dw(&lp.wv),
-                Out::F32,
-                1.0,
-                g.dv.ptr(),
-                true,
-                la.h1.ptr(),
-                false,
-                kvd,
-                c,
-                n,
-            )?;
+            gpu.linear_dx(g.dn.ptr(), Out::F32, 0.0, g.dq.ptr(), w(&lp.wq), n, c, qd)?;
+            gpu.linear_dw(dw(&lp.wq), g.dq.ptr(), la.h1.ptr(), qd, c, n)?;
+            gpu.linear_dx(g.dn.ptr(), Out::F32, 1.0, g.dk.ptr(), w(&lp.wk), n, c, kvd)?;
+            gpu.linear_dw(dw(&lp.wk), g.dk.ptr(), la.h1.ptr(), kvd, c, n)?;
+            gpu.linear_dx(g.dn.ptr(), Out::F32, 1.0, g.dv.ptr(), w(&lp.wv), n, c, kvd)?;
+            gpu.linear_dw(dw(&lp.wv), g.dv.ptr(), la.h1.ptr(), kvd, c, n)?;
             k::rms_norm_bwd(
                 gpu,
                 g.dx.ptr(),
@@ -916,15 +653,7 @@ impl CudaTrainer {
             1.0
         };
         let lr = cfg.lr_at(self.step);
-        let h = AdamW {
-            lr,
-            beta1: cfg.beta1,
-            beta2: cfg.beta2,
-            eps: cfg.eps,
-            weight_decay: cfg.weight_decay,
-            t: self.step + 1,
-            grad_scale,
-        };
+        let h = AdamWParams { lr, beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weight_decay: cfg.weight_decay, t: self.step + 1 };
         k::adamw(
             &self.gpu,
             self.params.ptr(),
@@ -936,6 +665,7 @@ impl CudaTrainer {
             self.nodecay.ptr(),
             self.n_nodecay,
             h,
+            grad_scale,
         )?;
         self.gpu.sync()?;
         self.step += 1;

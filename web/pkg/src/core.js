@@ -398,10 +398,6 @@ export class Core {
     this.#engine?.destroyDevice();
   }
 
-  unload() {
-    this.#engine?.unload();
-  }
-
   dispose() {
     try {
       this.#engine?.free();

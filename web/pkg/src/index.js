@@ -65,9 +65,6 @@ class LocalBackend {
   async memory() {
     return this.#core.memory();
   }
-  async unload() {
-    this.#core.unload();
-  }
   dispose() {
     this.#core.dispose();
   }
@@ -138,9 +135,6 @@ class WorkerBackend {
   }
   memory() {
     return this.#call({ op: "memory" });
-  }
-  unload() {
-    return this.#call({ op: "unload" });
   }
   dispose() {
     this.#worker.terminate();

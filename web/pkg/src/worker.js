@@ -1,6 +1,6 @@
 // The package's dedicated Web Worker: owns the WebGPU device and the model, so loading and
 // generation never block the page. Speaks a small message protocol with index.js:
-//   page -> worker: { id, op: "create" | "load" | "run" | "cancel" | "destroyDevice" | "info" | "memory" | "unload", ...args }
+//   page -> worker: { id, op: "create" | "load" | "run" | "cancel" | "destroyDevice" | "info" | "memory", ...args }
 //   worker -> page: { id, type: "progress" | "chunk" | "result" | "error", ... }
 // `cancel` is handled as soon as it arrives: a running generation awaits the GPU between tokens.
 
@@ -42,10 +42,6 @@ self.onmessage = async ({ data }) => {
         break;
       case "info":
         post(id, "result", { value: core?.info() ?? null });
-        break;
-      case "unload":
-        core?.unload();
-        post(id, "result", {});
         break;
       default:
         throw new Error(`unknown operation ${op}`);

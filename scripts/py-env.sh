@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create (or update) the project's Python venv at .venv with the pinned packages from
 # scripts/py-requirements.txt. Idempotent: re-running only installs what is missing.
-# Used by fixture generators (train-native/tests/fixtures/*.py, tests/) and export checks.
-# CI never runs this; fixtures are committed.
+# Used by fixture generators (train-native/tests/fixtures/*.py, tests/) and export checks;
+# scripts/test-web.sh runs it (CRIA_VENV under the test cache) to make the real-size browser model.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CRIA_VENV:-$root/.venv}"

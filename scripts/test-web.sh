@@ -8,7 +8,11 @@
 #   3. the end-to-end test (web/tests/e2e.mjs, playwright-core): the demo page served, the
 #      bundled model's 32 greedy tokens == native `cria generate`, streaming, abort, queueing,
 #      the chat-completions shape, the download cache, bad input; screenshot in target/artifacts;
-#   4. the package as a user installs it (scripts/test-npm-package.sh).
+#   4. a real-size model (web/tests/e2e-real-size.mjs): ~135M parameters saved by transformers 5
+#      during the run (tests/fixtures/make_real_size.py, in the venv of scripts/py-env.sh), by
+#      URL and file picker in a fresh context, cached in a persistent profile, and with a cache
+#      that refuses every write; each reply == native `cria chat` == transformers;
+#   5. the package as a user installs it (scripts/test-npm-package.sh).
 #
 #   bash scripts/test-web.sh [extra cargo test args for step 1, e.g. --test kernels]
 #
@@ -48,6 +52,31 @@ native=$(mktemp)
 trap 'rm -f "$native"' EXIT
 cargo run -q -p cria-cli -- generate --prompt "ROMEO:" --max-tokens 32 --temperature 0 > "$native"
 CRIA_NATIVE_TEXT_FILE="$native" node web/tests/e2e.mjs
+
+step "a real-size model in the browser: 135M parameters saved by transformers 5 (BF16, chat_template.jinja), by URL and file picker, cached, uncached"
+# transformers makes the model (tests/fixtures/make_real_size.py, in the venv of
+# scripts/py-requirements.txt); it is kept under $CACHE while the script, the pins and the
+# vocabulary are unchanged, and never committed.
+CRIA_VENV="$CACHE/venv" bash scripts/py-env.sh
+if [ -z "${CRIA_GPT2_TOKENIZER:-}" ]; then
+  eval "$(bash scripts/get-test-assets.sh "$CACHE/assets" | grep '^export ')"
+fi
+key=$(cat tests/fixtures/make_real_size.py scripts/py-requirements.txt "$CRIA_GPT2_TOKENIZER" | sha256sum | cut -c1-16)
+real="$CACHE/real-size/$key/smollm2-shape"
+if [ ! -f "$real.expected.json" ]; then
+  rm -rf "$CACHE/real-size"
+  "$CACHE/venv/bin/python" tests/fixtures/make_real_size.py "$real" --tokenizer "$CRIA_GPT2_TOKENIZER"
+fi
+# The native CLI's greedy reply to the same message is what the browser must answer.
+max_tokens=$("$CACHE/venv/bin/python" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["generated_ids"]))' "$real.expected.json")
+question=$("$CACHE/venv/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["messages"][0]["content"])' "$real.expected.json")
+native_chat=$(mktemp)
+trap 'rm -f "$native" "$native_chat"' EXIT
+mkdir -p target/artifacts
+start=$(date +%s)
+printf '%s\n' "$question" | cargo run -q -p cria-cli -- chat --model "$real" --max-tokens "$max_tokens" --temperature 0 > "$native_chat" 2> target/artifacts/native-real-size.txt
+echo "native cria chat (debug build, lavapipe): $(grep -o '\[.*\]' target/artifacts/native-real-size.txt), $(( $(date +%s) - start )) s in all (build, load, reply)" | tee -a target/artifacts/native-real-size.txt
+CRIA_REAL_MODEL="$real" CRIA_NATIVE_CHAT_FILE="$native_chat" node web/tests/e2e-real-size.mjs
 
 step "the npm package installed from its tarball"
 bash scripts/test-npm-package.sh

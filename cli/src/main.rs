@@ -100,7 +100,7 @@ struct ModelArgs {
     /// Shakespeare model.
     #[arg(long, short)]
     model: Option<PathBuf>,
-    /// Context length to allocate (defaults to the model's max_position_embeddings).
+    /// Context length to allocate (default 4096, or the model's max_position_embeddings if smaller).
     #[arg(long)]
     context: Option<usize>,
     /// Store the weight matrices as f16, q8_0 or q4_0 on the GPU, converting at load.

@@ -10,6 +10,7 @@
 //! change encoding.
 
 use std::borrow::Cow;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use minijinja::value::{Kwargs, Value, ValueKind};
@@ -75,8 +76,13 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), message: e.to_string() })
+/// The tokenizer files of a model folder, read; paths are for messages.
+pub struct TokenizerFiles<'a> {
+    pub json: &'a [u8],
+    pub json_path: String,
+    pub config: Option<&'a [u8]>,
+    pub config_path: String,
+    pub chat_template: Option<String>,
 }
 
 /// A special token in tokenizer_config.json is either a string or an AddedToken object
@@ -91,38 +97,25 @@ fn special_token(config: &serde_json::Value, key: &str) -> Option<String> {
 
 impl Tokenizer {
     /// Loads `dir/tokenizer.json`, plus `dir/tokenizer_config.json` and `dir/chat_template.jinja`
-    /// when present (transformers 5 saves the template in the latter; it wins, as in transformers).
+    /// when present, as every model folder is read ([`crate::model::folder::tokenizer`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
-        let json_path = dir.join("tokenizer.json");
-        if !json_path.is_file() {
-            return Err(Error::Tokenizer {
-                path: json_path.display().to_string(),
-                message: "file not found. Hint: the model directory needs the fast-tokenizer file \
-                          tokenizer.json (a tokenizer.model-only sentencepiece model is not supported; \
-                          convert it with transformers' AutoTokenizer(...).save_pretrained)"
-                    .into(),
-            });
-        }
-        let json = read_file(&json_path)?;
-        let config_path = dir.join("tokenizer_config.json");
-        let config = if config_path.is_file() { Some(read_file(&config_path)?) } else { None };
-        let mut tok = Self::build(&json, config.as_deref(), json_path.display().to_string(), config_path.display().to_string())?;
-        let jinja_path = dir.join("chat_template.jinja");
-        if jinja_path.is_file() {
-            let bytes = read_file(&jinja_path)?;
-            let text = String::from_utf8(bytes).map_err(|e| Error::Tokenizer {
-                path: jinja_path.display().to_string(),
-                message: format!("not valid UTF-8 ({e})"),
-            })?;
-            tok.chat_template = Some(text);
-        }
-        Ok(tok)
+        crate::model::folder::tokenizer(&mut crate::model::folder::Dir(dir.to_path_buf()))
     }
 
-    /// Builds a tokenizer from the bytes of tokenizer.json and (optionally) tokenizer_config.json,
-    /// for callers without a file system (the browser).
+    /// Builds a tokenizer from the bytes of tokenizer.json and (optionally) tokenizer_config.json.
     pub fn from_bytes(tokenizer_json: &[u8], tokenizer_config_json: Option<&[u8]>) -> Result<Tokenizer> {
         Self::build(tokenizer_json, tokenizer_config_json, "tokenizer.json".into(), "tokenizer_config.json".into())
+    }
+
+    /// Builds a tokenizer from a model folder's files; a `chat_template` (chat_template.jinja)
+    /// wins over tokenizer_config.json's, as in transformers.
+    pub fn from_files(files: TokenizerFiles<'_>) -> Result<Tokenizer> {
+        let mut tok = Self::build(files.json, files.config, files.json_path, files.config_path)?;
+        if files.chat_template.is_some() {
+            tok.chat_template = files.chat_template;
+        }
+        Ok(tok)
     }
 
     fn build(json: &[u8], config: Option<&[u8]>, json_name: String, config_name: String) -> Result<Tokenizer> {

@@ -13,7 +13,7 @@
 mod common;
 
 use cria::model::config::RopeScaling;
-use cria::model::safetensors::{HostTensor, TensorEntry};
+use cria::model::safetensors::{Dtype, HostTensor, TensorEntry};
 use cria::model::{self, GgufModel, Llama, LlamaConfig, ModelOptions, WeightSource};
 use cria::ops::check::{compare, MODEL_TOLERANCE};
 use cria::tokenizer::{ChatMessage, Tokenizer};
@@ -47,14 +47,11 @@ fn options() -> ModelOptions {
 struct Dequantized<'a>(&'a mut dyn WeightSource);
 
 impl WeightSource for Dequantized<'_> {
-    fn tensor(&mut self, name: &str) -> Result<(TensorEntry, HostTensor)> {
-        let (entry, t) = self.0.tensor(name)?;
-        Ok(match t {
-            HostTensor::Quant { .. } => {
-                let cols = *entry.shape.last().unwrap_or(&1);
-                (entry, HostTensor::F32(t.into_f32_rows(cols)))
-            }
-            t => (entry, t),
+    fn read_rows(&mut self, name: &str, rows: std::ops::Range<usize>) -> Result<HostTensor> {
+        let entry = self.0.entry(name)?;
+        Ok(match self.0.read_rows(name, rows)? {
+            t @ HostTensor::Quant { .. } => HostTensor::F32(t.into_f32_rows(*entry.shape.last().unwrap_or(&1))),
+            t => t,
         })
     }
     fn has(&self, name: &str) -> bool {
@@ -63,8 +60,13 @@ impl WeightSource for Dequantized<'_> {
     fn names(&self) -> Vec<String> {
         self.0.names()
     }
+    /// Block-quantized tensors are served as F32, and say so (the loader stores what entries say).
     fn entry(&self, name: &str) -> Result<TensorEntry> {
-        self.0.entry(name)
+        let entry = self.0.entry(name)?;
+        Ok(match entry.dtype {
+            Dtype::Block(_) => TensorEntry { dtype: Dtype::F32, ..entry },
+            _ => entry,
+        })
     }
     fn total_bytes(&self) -> u64 {
         self.0.total_bytes()
@@ -181,8 +183,8 @@ fn in_memory_gguf_loads_like_the_file() {
 fn config_matches_config_json() {
     for (name, tag) in MODELS {
         let dir = model_dir(name);
-        let want = model::load_config(&dir).unwrap();
-        let gen_want = model::generation_config(&dir).unwrap();
+        let files = model::open(&dir).unwrap();
+        let (want, gen_want) = (files.config.clone(), files.generation.clone());
         for tag in [tag, "q8_0", "q4_0"] {
             let m = model::open_gguf(&gguf_path(name, tag)).unwrap();
             let got = &m.config;

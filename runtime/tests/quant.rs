@@ -5,7 +5,7 @@
 
 mod common;
 
-use cria::model::safetensors::{HostTensor, TensorEntry};
+use cria::model::safetensors::{Dtype, HostTensor, TensorEntry};
 use cria::model::{self, Llama, ModelOptions, WeightSource};
 use cria::ops::check::{compare, MODEL_TOLERANCE};
 use cria::ops::WeightDType;
@@ -16,16 +16,16 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// A model directory's weights with every matrix quantized and dequantized on the CPU.
-struct RoundTrip<W: WeightSource>(W, WeightDType);
+struct RoundTrip(Box<dyn WeightSource>, WeightDType);
 
-impl<W: WeightSource> WeightSource for RoundTrip<W> {
-    fn tensor(&mut self, name: &str) -> cria::Result<(TensorEntry, HostTensor)> {
-        let (entry, t) = self.0.tensor(name)?;
+impl WeightSource for RoundTrip {
+    fn read_rows(&mut self, name: &str, rows: std::ops::Range<usize>) -> cria::Result<HostTensor> {
+        let entry = self.0.entry(name)?;
+        let t = self.0.read_rows(name, rows)?;
         if entry.shape.len() != 2 {
-            return Ok((entry, t));
+            return Ok(t);
         }
-        let cols = entry.shape[1];
-        Ok((entry, HostTensor::F32(cria::quant::round_trip(self.1, &t.into_f32(), cols))))
+        Ok(HostTensor::F32(cria::quant::round_trip(self.1, &t.into_f32(), entry.shape[1])))
     }
     fn has(&self, name: &str) -> bool {
         self.0.has(name)
@@ -33,8 +33,10 @@ impl<W: WeightSource> WeightSource for RoundTrip<W> {
     fn names(&self) -> Vec<String> {
         self.0.names()
     }
+    /// Matrices are served as F32, and say so (the loader stores what entries say).
     fn entry(&self, name: &str) -> cria::Result<TensorEntry> {
-        self.0.entry(name)
+        let entry = self.0.entry(name)?;
+        Ok(if entry.shape.len() == 2 { TensorEntry { dtype: Dtype::F32, ..entry } } else { entry })
     }
     fn total_bytes(&self) -> u64 {
         self.0.total_bytes()
@@ -57,14 +59,15 @@ fn std_dev(v: &[f32]) -> f32 {
 fn check(name: &str, dtype: WeightDType, bound: f32) {
     let Some(gpu) = common::gpu() else { return };
     let dir = fixture(name);
-    let config = model::load_config(&dir).unwrap();
+    let files = model::open(&dir).unwrap();
+    let config = files.config.clone();
     let at_load = ModelOptions { weight_dtype: Some(dtype), ..ModelOptions::default() };
     let mut quantized = model::load_llama(gpu.clone(), &dir, &at_load, &mut |_| {}).unwrap();
     assert_eq!(quantized.weight_types(), dtype.name());
     let ids = prompt(&quantized);
     let got = logits(&mut quantized, &ids);
 
-    let mut cpu = RoundTrip(model::open_weights(&dir).unwrap(), dtype);
+    let mut cpu = RoundTrip(files.weights, dtype);
     let mut reference = Llama::load(gpu.clone(), config.clone(), &mut cpu, &ModelOptions::default(), &mut |_| {}).unwrap();
     let want = logits(&mut reference, &ids);
     compare(&format!("{name} {} kernels vs CPU-dequantized weights", dtype.name()), 0, &got, &want, MODEL_TOLERANCE).unwrap_or_else(|m| panic!("{m}"));

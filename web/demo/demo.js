@@ -11,7 +11,7 @@ const ui = {
 };
 
 /** State the end-to-end test reads: the engine, the last generation's result and its chunk count. */
-const demo = { cria: null, lastResult: null, chunks: 0, messages: [], phases: [], last: {} };
+const demo = { cria: null, lastResult: null, chunks: 0, messages: [], phases: [], last: {}, notCached: [] };
 window.demo = demo;
 
 let controller = null;
@@ -36,6 +36,7 @@ function mib(bytes) {
 function onProgress(p) {
   if (!demo.phases.includes(p.phase)) demo.phases.push(p.phase);
   demo.last[p.phase] = p;
+  if (p.cached === false) demo.notCached.push(p);
   const verb = { download: "downloading", cache: "reading from the browser's cache", upload: "uploading to the GPU", compile: "compiling the GPU kernels" }[p.phase];
   if (p.total) {
     ui.progress.value = p.loaded / p.total;
@@ -62,6 +63,7 @@ async function load() {
   ui.error.hidden = true;
   demo.phases = [];
   demo.last = {};
+  demo.notCached = [];
   setState("loading");
   const started = performance.now();
   try {
@@ -75,6 +77,7 @@ async function load() {
     const info = demo.cria.info;
     ui.progress.value = 1;
     ui.status.textContent = `${info.name}: ${(info.parameters / 1e6).toFixed(1)} M parameters, ${info.weight_types}, context ${info.context} — ready in ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    if (demo.notCached.length) ui.status.textContent += ` (not cached, the next load downloads again: ${demo.notCached[0].reason})`;
     if (!info.chat_template) document.querySelector("input[value=complete]").checked = true;
     setState("ready");
   } catch (e) {

@@ -6,7 +6,7 @@
 //! ```js
 //! const engine = await Engine.create();
 //! // Each file is read on demand, one tensor at a time: the wasm heap never holds the model.
-//! engine.load({ name, format: "safetensors", config, tokenizer, files: [{ name, size, read }] }, onProgress);
+//! engine.load({ name, format: "folder", files: { "config.json": bytes, ... }, weights: [{ name, size, read }] }, onProgress);
 //! const result = await engine.generate("ROMEO:", JSON.stringify({ max_tokens: 64 }), (text) => out.append(text));
 //! // result: { text, tokens, prompt_tokens, finish, time_to_first_token, decode_tokens_per_second }
 //! ```
@@ -96,7 +96,7 @@ impl From<&Generation> for GenerationJson {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadOptionsJson {
-    /// Tokens of context to allocate (default: the model's maximum).
+    /// Tokens of context to allocate (default: 4096, or the model's maximum if smaller).
     pub context: Option<usize>,
     /// Convert the weights at load time: "f32", "f16", "q8_0" or "q4_0".
     pub dtype: Option<String>,
@@ -174,15 +174,15 @@ pub fn chat_messages(json: &str) -> cria::Result<Vec<cria::tokenizer::ChatMessag
 }
 
 #[cfg(target_arch = "wasm32")]
-pub use wasm::{Engine, Sha256};
+pub use wasm::{model_folder_files, model_weight_files, Engine, Sha256};
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {
     use super::{chat_messages, generate_options, model_options, GenerationJson};
     use cria::generate::{ChatPrompt, GenerateOptions};
-    use cria::model::safetensors::{ByteSource, SafetensorsFile};
-    use cria::model::weights::SafetensorsWeights;
-    use cria::model::{GenerationConfig, GgufModel, Llama, LlamaConfig, LoadProgress, ModelFiles};
+    use cria::model::folder::{self, Folder};
+    use cria::model::safetensors::ByteSource;
+    use cria::model::{GenerationConfig, GgufModel, Llama, LoadProgress, ModelFiles};
     use cria::tokenizer::Tokenizer;
     use cria::{Gpu, GpuOptions};
     use sha2::Digest;
@@ -201,7 +201,54 @@ mod wasm {
     }
 
     fn spec_error(what: &str) -> JsValue {
-        js_error(format!("load(): {what}. Hint: the spec is {{ name, format: \"safetensors\" | \"gguf\", config, tokenizer, files: [{{ name, size, read(offset, length) }}] }}"))
+        js_error(format!("load(): {what}. Hint: the spec is {{ name, format: \"folder\" | \"gguf\", base, files: {{ NAME: Uint8Array }}, weights: [{{ name, size, read(offset, length) }}] }}"))
+    }
+
+    /// A model folder as the page fetched it: the small files of [`folder::FOLDER_FILES`] it
+    /// has (bytes by name) and its weights files (read on demand). `base` prefixes names in
+    /// messages (the folder's URL).
+    struct JsFolder {
+        base: String,
+        files: JsValue,
+        weights: Vec<JsSource>,
+    }
+
+    impl Folder for JsFolder {
+        type Weights = JsSource;
+        fn path(&self, name: &str) -> String {
+            format!("{}{name}", self.base)
+        }
+        fn read(&mut self, name: &str) -> cria::Result<Option<Vec<u8>>> {
+            let value = field(&self.files, name);
+            if value.is_undefined() || value.is_null() {
+                return Ok(None);
+            }
+            let bytes: js_sys::Uint8Array = value.dyn_into().map_err(|_| cria::Error::Io { path: self.path(name), message: "was not handed over as a Uint8Array".into() })?;
+            Ok(Some(bytes.to_vec()))
+        }
+        fn open(&mut self, name: &str) -> cria::Result<JsSource> {
+            let i = self.weights.iter().position(|w| w.name == name).ok_or_else(|| cria::Error::Io {
+                path: self.path(name),
+                message: "is missing from the model's files. Hint: choose every weights file the model has (model.safetensors, or each shard model.safetensors.index.json lists)".into(),
+            })?;
+            let mut source = self.weights.swap_remove(i);
+            source.name = self.path(name);
+            Ok(source)
+        }
+    }
+
+    /// The small files a model folder may have (`[{ name, required, holds }]`, JSON), in the
+    /// order the runtime reads them: the package fetches exactly these.
+    #[wasm_bindgen(js_name = modelFolderFiles)]
+    pub fn model_folder_files() -> String {
+        serde_json::to_string(folder::FOLDER_FILES).unwrap_or_default()
+    }
+
+    /// The weights files of a model folder: the shards `index` (model.safetensors.index.json
+    /// text) lists, or model.safetensors.
+    #[wasm_bindgen(js_name = modelWeightFiles)]
+    pub fn model_weight_files(index: Option<String>) -> Result<Vec<String>, JsValue> {
+        folder::weight_files(index.as_deref()).map_err(js_error)
     }
 
     /// A file the page holds (a cached download, a dropped `File`): `read(offset, length)`
@@ -237,9 +284,9 @@ mod wasm {
     }
 
     fn sources(spec: &JsValue) -> Result<Vec<JsSource>, JsValue> {
-        let files = field(spec, "files");
+        let files = field(spec, "weights");
         if !js_sys::Array::is_array(&files) {
-            return Err(spec_error("`files` must be an array"));
+            return Err(spec_error("`weights` must be an array"));
         }
         js_sys::Array::from(&files)
             .iter()
@@ -254,10 +301,6 @@ mod wasm {
 
     fn text(spec: &JsValue, key: &str) -> Option<String> {
         field(spec, key).as_string()
-    }
-
-    fn bytes(spec: &JsValue, key: &str) -> Option<Vec<u8>> {
-        field(spec, key).dyn_into::<js_sys::Uint8Array>().ok().map(|a| a.to_vec())
     }
 
     struct Loaded {
@@ -297,10 +340,11 @@ mod wasm {
         /// Loads a model, replacing any loaded one. A file that fails to parse (config, tokenizer,
         /// weight headers) leaves the loaded model in place; once the upload starts the old
         /// weights are freed first, so a failure there leaves no model. `spec`:
-        /// `{ name, format: "safetensors" | "gguf", config (config.json text), generationConfig?,
-        /// tokenizer (tokenizer.json bytes), tokenizerConfig?, files: [{ name, size,
-        /// read(offset, length) => Uint8Array }], options? (JSON: context, dtype) }`; a GGUF file
-        /// carries its own config and tokenizer. `on_progress(tensor, bytes_done, bytes_total)`
+        /// `{ name, format: "folder" | "gguf", base? (the folder's URL, for messages), files:
+        /// { NAME: Uint8Array } (the small files of `modelFolderFiles()` the folder has),
+        /// weights: [{ name, size, read(offset, length) => Uint8Array }], options? (JSON:
+        /// context, dtype) }`; a GGUF model is one weights file that carries its own config and
+        /// tokenizer. `on_progress(tensor, bytes_done, bytes_total)`
         /// is called after each tensor reaches the GPU.
         pub fn load(&self, spec: JsValue, on_progress: js_sys::Function) -> Result<(), JsValue> {
             let mut slot = self.model.try_borrow_mut().map_err(|_| js_error("cannot load a model while a generation is running"))?;
@@ -317,26 +361,11 @@ mod wasm {
                     let gguf = GgufModel::read(&path, file).map_err(js_error)?;
                     ModelFiles::new(gguf.config, gguf.tokenizer, gguf.generation, Box::new(gguf.weights))
                 }
-                Some("safetensors") => {
-                    let config_text = text(&spec, "config").ok_or_else(|| spec_error("`config` (config.json text) is missing"))?;
-                    let config = LlamaConfig::from_json("config.json", &config_text).map_err(js_error)?;
-                    let tokenizer_json = bytes(&spec, "tokenizer").ok_or_else(|| spec_error("`tokenizer` (tokenizer.json bytes) is missing"))?;
-                    let tokenizer = Tokenizer::from_bytes(&tokenizer_json, bytes(&spec, "tokenizerConfig").as_deref()).map_err(js_error)?;
-                    let generation = match text(&spec, "generationConfig") {
-                        Some(t) => GenerationConfig::from_json("generation_config.json", &t).map_err(js_error)?,
-                        None => GenerationConfig::default(),
-                    };
-                    let parsed = sources
-                        .into_iter()
-                        .map(|f| {
-                            let path = f.name.clone();
-                            SafetensorsFile::parse(&path, f)
-                        })
-                        .collect::<cria::Result<Vec<_>>>()
-                        .map_err(js_error)?;
-                    ModelFiles::new(config, tokenizer, generation, Box::new(SafetensorsWeights::new(parsed).map_err(js_error)?))
+                Some("folder") => {
+                    let base = text(&spec, "base").unwrap_or_default();
+                    ModelFiles::from_folder(&mut JsFolder { base, files: field(&spec, "files"), weights: sources }).map_err(js_error)?
                 }
-                other => return Err(spec_error(&format!("`format` is {other:?}, not \"safetensors\" or \"gguf\""))),
+                other => return Err(spec_error(&format!("`format` is {other:?}, not \"folder\" or \"gguf\""))),
             };
             let tokenizer = files.take_tokenizer().map_err(js_error)?;
             let total = files.weight_bytes();

@@ -17,33 +17,10 @@ pub struct GpuBuffer {
 }
 
 impl GpuBuffer {
-    fn create(gpu: &Gpu, label: &str, len: u64, init: Option<&[u8]>) -> Result<GpuBuffer> {
-        let limit = gpu.max_binding_bytes();
-        if len > limit {
-            return Err(Error::BindingTooLarge { what: label.to_string(), bytes: len, limit });
-        }
-        gpu.check(label)?;
-        let size = len.max(4).next_multiple_of(4);
-        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: init.is_some(),
-        });
-        if let Some(bytes) = init {
-            let mut view = buffer.get_mapped_range_mut(..).map_err(|e| Error::Validation {
-                context: format!("mapping new buffer '{label}'"),
-                message: e.to_string(),
-            })?;
-            view.slice(..bytes.len()).copy_from_slice(bytes);
-            drop(view);
-            buffer.unmap();
-        }
-        Ok(GpuBuffer { buffer, len })
-    }
-
     pub fn from_bytes(gpu: &Gpu, label: &str, bytes: &[u8]) -> Result<GpuBuffer> {
-        Self::create(gpu, label, bytes.len() as u64, Some(bytes))
+        let mut writer = BufferWriter::new(gpu, label, bytes.len() as u64)?;
+        writer.write(bytes)?;
+        writer.finish()
     }
 
     pub fn from_slice<T: bytemuck::Pod>(gpu: &Gpu, label: &str, data: &[T]) -> Result<GpuBuffer> {
@@ -52,7 +29,8 @@ impl GpuBuffer {
 
     /// A zero-filled buffer (wgpu zero-initialises new buffers).
     pub fn zeroed(gpu: &Gpu, label: &str, len: u64) -> Result<GpuBuffer> {
-        Self::create(gpu, label, len, None)
+        let buffer = new_storage(gpu, label, len, false)?;
+        Ok(GpuBuffer { buffer, len })
     }
 
     /// Overwrites `bytes.len()` bytes at `offset` (both multiples of 4) before the next submit.
@@ -75,6 +53,64 @@ impl GpuBuffer {
 
     pub async fn read_u32(&self, gpu: &Gpu) -> Result<Vec<u32>> {
         Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(gpu).await?))
+    }
+}
+
+fn new_storage(gpu: &Gpu, label: &str, len: u64, mapped_at_creation: bool) -> Result<wgpu::Buffer> {
+    let limit = gpu.max_binding_bytes();
+    if len > limit {
+        return Err(Error::BindingTooLarge { what: label.to_string(), bytes: len, limit });
+    }
+    gpu.check(label)?;
+    Ok(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: len.max(4).next_multiple_of(4),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation,
+    }))
+}
+
+/// A new storage buffer filled from the host in pieces, front to back: mapped at creation, each
+/// piece copied into its own sub-range of the mapping. In the browser a mapped range is mirrored
+/// in the wasm heap while it is open, so mapping piece by piece keeps the heap at one piece,
+/// not one buffer.
+pub struct BufferWriter {
+    buffer: wgpu::Buffer,
+    label: String,
+    len: u64,
+    written: u64,
+}
+
+impl BufferWriter {
+    pub fn new(gpu: &Gpu, label: &str, len: u64) -> Result<BufferWriter> {
+        Ok(BufferWriter { buffer: new_storage(gpu, label, len, true)?, label: label.to_string(), len, written: 0 })
+    }
+
+    /// Appends `bytes`. Every piece but the last must be a multiple of 8 bytes long (where
+    /// mapped ranges may start).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let end = self.written + bytes.len() as u64;
+        if end > self.len || !self.written.is_multiple_of(wgpu::MAP_ALIGNMENT) {
+            return Err(Error::shape("buffer write", format!("piece of '{}' at byte {}", self.label, self.written), format!("an 8-byte aligned piece ending by {}", self.len), end));
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mapped_end = end.next_multiple_of(4).min(self.buffer.size());
+        let mut view = self.buffer.get_mapped_range_mut(self.written..mapped_end).map_err(|e| Error::Validation {
+            context: format!("mapping new buffer '{}'", self.label),
+            message: e.to_string(),
+        })?;
+        view.slice(..bytes.len()).copy_from_slice(bytes);
+        drop(view);
+        self.written = end;
+        Ok(())
+    }
+
+    /// The filled buffer (bytes never written stay zero).
+    pub fn finish(self) -> Result<GpuBuffer> {
+        self.buffer.unmap();
+        Ok(GpuBuffer { buffer: self.buffer, len: self.len })
     }
 }
 

@@ -8,7 +8,7 @@ mod buffer;
 mod kernel;
 mod recorder;
 
-pub use buffer::{split_rows, GpuBuffer, Readback};
+pub use buffer::{split_rows, BufferWriter, GpuBuffer, Readback};
 pub use kernel::{Binding, KernelSpec, Variant};
 pub use recorder::Recorder;
 

@@ -3,6 +3,7 @@
 //! TRAINING.md). The browser package fetches the same files instead of embedding them.
 
 use super::files::ModelFiles;
+use super::folder::{self, MemoryFolder};
 
 pub const NAME: &str = "shakespeare (bundled)";
 pub const CONFIG: &str = include_str!("../../../models/shakespeare/config.json");
@@ -13,5 +14,6 @@ pub const WEIGHTS: &[u8] = include_bytes!("../../../models/shakespeare/model.saf
 
 /// The bundled model's files, ready to load.
 pub fn files() -> crate::Result<ModelFiles> {
-    ModelFiles::from_memory(CONFIG, TOKENIZER, Some(TOKENIZER_CONFIG), Some(GENERATION_CONFIG), WEIGHTS.to_vec())
+    let files = [(folder::CONFIG, CONFIG.as_bytes()), (folder::GENERATION_CONFIG, GENERATION_CONFIG.as_bytes()), (folder::TOKENIZER, TOKENIZER), (folder::TOKENIZER_CONFIG, TOKENIZER_CONFIG), (folder::WEIGHTS, WEIGHTS)];
+    ModelFiles::from_folder(&mut MemoryFolder { files: files.iter().map(|(n, b)| (n.to_string(), b.to_vec())).collect() })
 }

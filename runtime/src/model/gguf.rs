@@ -611,6 +611,15 @@ impl<S: ByteSource> GgufFile<S> {
         Ok((info, bytes))
     }
 
+    /// Bytes `range` of the file (absolute offsets, within tensor `name`'s data).
+    pub fn read_range(&mut self, name: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        let len = usize::try_from(range.end - range.start)
+            .map_err(|_| Error::Unsupported { what: format!("reading {} bytes of tensor `{name}` on this 32-bit target", range.end - range.start), hint: "use a smaller model".into() })?;
+        let mut bytes = vec![0u8; len];
+        self.src.read_at(range.start, &mut bytes)?;
+        Ok(bytes)
+    }
+
     fn field_err(&self, key: &str, message: String, hint: &str) -> Error {
         Error::Config { path: self.path.clone(), field: key.to_string(), message, hint: hint.to_string() }
     }

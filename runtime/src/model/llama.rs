@@ -9,18 +9,24 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBuffer, Readback, Recorder};
 use crate::ops::attention::{self, DecodeScratch, Heads};
 use crate::ops::rope::RopeTable;
-use crate::model::safetensors::HostTensor;
+use crate::model::safetensors::TensorEntry;
 use crate::ops::sample::{self, SampleScratch};
 use crate::ops::{argmax, embedding, matmul, matvec, rms_norm, rope, swiglu, Layout, Matrix, WeightDType};
 use crate::sampling::SamplingOptions;
 use std::sync::Arc;
+
+/// Tokens of context allocated unless asked for more (llama.cpp's default too): hub configs
+/// declare 8k-128k, and a full-length KV cache can outgrow the weights (SmolLM2-135M's 8,192
+/// positions in f32: 377 MB, beside 270 MB of BF16 weights).
+pub const DEFAULT_CONTEXT: usize = 4096;
 
 /// Tokens per prefill pass: longer prompts run in chunks (bounds activation memory).
 pub const PREFILL_CHUNK: usize = 128;
 
 #[derive(Clone, Debug, Default)]
 pub struct ModelOptions {
-    /// Context length to allocate the KV cache for; defaults to max_position_embeddings.
+    /// Context length to allocate the KV cache for; defaults to [`DEFAULT_CONTEXT`] (or
+    /// max_position_embeddings, if smaller).
     pub context: Option<usize>,
     /// Store every weight matrix as this type, converting at load (for example Q4_0 from an
     /// F16 checkpoint); None keeps each tensor's own type.
@@ -77,7 +83,8 @@ pub struct Llama {
 }
 
 impl Llama {
-    /// Uploads the weights tensor by tensor (host memory stays near the largest tensor).
+    /// Uploads the weights a piece at a time (host memory stays near [`crate::ops::PIECE_BYTES`],
+    /// whatever the size of the tensors).
     pub fn load(
         gpu: Arc<Gpu>,
         config: LlamaConfig,
@@ -88,7 +95,7 @@ impl Llama {
         let c = &config;
         let heads = Heads { n_heads: c.num_attention_heads, n_kv_heads: c.num_key_value_heads, head_dim: c.head_dim };
         heads.validate()?;
-        let context = options.context.unwrap_or(c.max_position_embeddings).min(c.max_position_embeddings).max(1);
+        let context = options.context.unwrap_or(DEFAULT_CONTEXT).min(c.max_position_embeddings).max(1);
         let (h, q_dim, kv_dim, inter, vocab) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size, c.vocab_size);
         let g = &*gpu;
         // Before any upload: the per-layer KV cache is one buffer, and a long context can
@@ -400,23 +407,29 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn fetch(&mut self, name: &str, shape: &[usize]) -> Result<super::safetensors::HostTensor> {
-        let (entry, tensor) = self.weights.tensor(name)?;
+    /// The entry of `name`, checked to have `shape`.
+    fn entry(&self, name: &str, shape: &[usize]) -> Result<TensorEntry> {
+        let entry = self.weights.entry(name)?;
         if entry.shape != shape {
             return Err(Error::TensorShape { tensor: name.to_string(), expected: format!("{shape:?}"), got: format!("{:?}", entry.shape) });
         }
-        (self.progress)(LoadProgress { tensor: name.to_string(), bytes: entry.end - entry.start });
-        Ok(tensor)
+        Ok(entry)
     }
 
     /// Several tensors of `cols` columns as one matrix (see [`Matrix::from_parts`]), stored as
-    /// the requested type, else as their own common type (F32 if they differ).
+    /// the requested type, else as their own common type (F32 if they differ). The tensors
+    /// stream through host memory a piece at a time, each piece reported as it is read.
     fn matrices(&mut self, name: &str, parts: &[(&str, usize)], cols: usize, layout: Layout) -> Result<Matrix> {
-        let tensors = parts.iter().map(|&(n, rows)| self.fetch(n, &[rows, cols])).collect::<Result<Vec<_>>>()?;
-        let kinds: Vec<WeightDType> = tensors.iter().map(HostTensor::natural_dtype).collect();
+        let entries = parts.iter().map(|&(n, rows)| self.entry(n, &[rows, cols])).collect::<Result<Vec<_>>>()?;
+        let kinds: Vec<WeightDType> = entries.iter().map(|e| e.dtype.natural()).collect();
         let dtype = self.to.unwrap_or(if kinds.iter().all(|&k| k == kinds[0]) { kinds[0] } else { WeightDType::F32 });
-        let parts: Vec<(usize, &HostTensor)> = parts.iter().zip(&tensors).map(|(p, t)| (p.1, t)).collect();
-        Matrix::from_parts(self.gpu, name, cols, dtype, &parts, layout)
+        let rows: Vec<usize> = parts.iter().map(|p| p.1).collect();
+        let (weights, progress) = (&mut *self.weights, &mut *self.progress);
+        Matrix::from_parts(self.gpu, name, cols, dtype, &rows, layout, &mut |i, range| {
+            let tensor = weights.read_rows(parts[i].0, range.clone())?;
+            progress(LoadProgress { tensor: parts[i].0.to_string(), bytes: range.len() as u64 * entries[i].row_bytes() });
+            Ok(tensor)
+        })
     }
 
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
@@ -424,7 +437,9 @@ impl Loader<'_> {
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<GpuBuffer> {
-        let v = self.fetch(name, &[len])?.into_f32();
+        let entry = self.entry(name, &[len])?;
+        let v = self.weights.read_rows(name, 0..len)?.into_f32();
+        (self.progress)(LoadProgress { tensor: name.to_string(), bytes: entry.end - entry.start });
         GpuBuffer::from_slice(self.gpu, name, &v)
     }
 }

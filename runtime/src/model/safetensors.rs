@@ -117,10 +117,31 @@ impl TensorEntry {
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+
+    /// Rows of the first dimension (1 for a scalar).
+    pub fn rows(&self) -> usize {
+        self.shape.first().copied().unwrap_or(1)
+    }
+
+    /// Bytes of one row in the file.
+    pub fn row_bytes(&self) -> u64 {
+        (self.end - self.start).checked_div(self.rows() as u64).unwrap_or(0)
+    }
+
+    /// The file's byte range holding rows `rows`, or an error naming the tensor when the rows
+    /// are not all in it.
+    pub fn row_range(&self, name: &str, path: &str, rows: std::ops::Range<usize>) -> Result<std::ops::Range<u64>> {
+        if rows.start > rows.end || rows.end > self.rows() {
+            return Err(Error::shape("tensor read", format!("rows of `{name}` in {path}"), format!("within 0..{}", self.rows()), format!("{rows:?}")));
+        }
+        let rb = self.row_bytes();
+        Ok(self.start + rows.start as u64 * rb..self.start + rows.end as u64 * rb)
+    }
 }
 
 /// A tensor in host memory: F16 stays F16 (uploaded as is), BF16 becomes F32 exactly;
 /// block-quantized tensors stay in ggml's block bytes (rows of [`crate::quant::row_bytes`]).
+#[derive(Debug)]
 pub enum HostTensor {
     F32(Vec<f32>),
     F16(Vec<f16>),
@@ -258,17 +279,14 @@ impl<S: ByteSource> SafetensorsFile<S> {
         Ok(SafetensorsFile { path: path.to_string(), src, tensors })
     }
 
-    /// Reads one tensor, converting BF16 to F32.
-    pub fn read(&mut self, name: &str) -> Result<(TensorEntry, HostTensor)> {
-        let entry = self
-            .tensors
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::MissingTensor { name: name.to_string(), path: self.path.clone() })?;
-        let mut bytes = vec![0u8; (entry.end - entry.start) as usize];
-        self.src.read_at(entry.start, &mut bytes)?;
-        let tensor = HostTensor::from_le_bytes(entry.dtype, bytes);
-        Ok((entry, tensor))
+    /// Reads rows `rows` of one tensor (its first dimension; a vector's rows are its
+    /// elements), converting BF16 to F32.
+    pub fn read_rows(&mut self, name: &str, rows: std::ops::Range<usize>) -> Result<HostTensor> {
+        let entry = self.tensors.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string(), path: self.path.clone() })?;
+        let range = entry.row_range(name, &self.path, rows)?;
+        let mut bytes = vec![0u8; (range.end - range.start) as usize];
+        self.src.read_at(range.start, &mut bytes)?;
+        Ok(HostTensor::from_le_bytes(entry.dtype, bytes))
     }
 }
 
@@ -303,10 +321,12 @@ mod tests {
         let data: Vec<u8> = [1.5f32.to_le_bytes().to_vec(), f16::from_f32(2.0).to_le_bytes().to_vec(), bf16::from_f32(-3.0).to_le_bytes().to_vec()].concat();
         let h = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F16","shape":[1],"data_offsets":[4,6]},"c":{"dtype":"BF16","shape":[1],"data_offsets":[6,8]},"__metadata__":{"format":"pt"}}"#;
         let mut f = SafetensorsFile::parse("t", file(h, &data)).unwrap();
-        assert_eq!(f.read("a").unwrap().1.into_f32(), vec![1.5]);
-        assert_eq!(f.read("b").unwrap().1.into_f32(), vec![2.0]);
-        assert_eq!(f.read("c").unwrap().1.into_f32(), vec![-3.0]);
-        assert!(matches!(f.read("d"), Err(Error::MissingTensor { .. })));
+        assert_eq!(f.read_rows("a", 0..1).unwrap().into_f32(), vec![1.5]);
+        assert_eq!(f.read_rows("b", 0..1).unwrap().into_f32(), vec![2.0]);
+        assert_eq!(f.read_rows("c", 0..1).unwrap().into_f32(), vec![-3.0]);
+        assert!(matches!(f.read_rows("d", 0..1), Err(Error::MissingTensor { .. })));
+        let err = f.read_rows("a", 0..2).unwrap_err().to_string();
+        assert!(err.contains("`a`") && err.contains("0..2"), "{err}");
     }
 
     #[test]
@@ -354,7 +374,9 @@ mod tests {
         crate::quant::quantize_row(WeightDType::Q4_0, &row, &mut bytes);
         let h = r#"{"w":{"dtype":"U8","shape":[2,36],"data_offsets":[0,72]},"__metadata__":{"cria.quant.w":"q4_0:40"}}"#;
         let mut f = SafetensorsFile::parse("m", file(h, &bytes)).unwrap();
-        let (entry, t) = f.read("w").unwrap();
+        let entry = f.tensors["w"].clone();
+        assert_eq!(f.read_rows("w", 1..2).unwrap().into_f32_rows(40), crate::quant::dequantize_row(WeightDType::Q4_0, &bytes[36..], 40));
+        let t = f.read_rows("w", 0..2).unwrap();
         assert_eq!(entry.shape, vec![2, 40]);
         assert_eq!(entry.dtype, Dtype::Block(WeightDType::Q4_0));
         let values = t.into_f32_rows(40);

@@ -85,30 +85,33 @@ impl SyntheticWeights {
     }
 }
 
-/// xorshift64* stream seeded from FNV-1a of the name.
-fn stream(name: &str) -> impl FnMut() -> f32 {
-    let mut s = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)) | 1;
-    move || {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        let u = (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
-        (u - 0.5) * 2.0
-    }
+/// Element `i` of tensor `name`, uniform in [-1, 1): a hash (splitmix64's finalizer) of FNV-1a
+/// of the name and the index, so any range of rows is generated without the ones before it.
+fn value(seed: u64, i: u64) -> f32 {
+    let mut z = seed.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let u = (z >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+    (u - 0.5) * 2.0
+}
+
+fn seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 impl WeightSource for SyntheticWeights {
-    fn tensor(&mut self, name: &str) -> Result<(TensorEntry, HostTensor)> {
+    fn read_rows(&mut self, name: &str, rows: std::ops::Range<usize>) -> Result<HostTensor> {
         let entry = self.entry(name)?;
-        let n = entry.numel();
-        let mut next = stream(name);
-        let tensor = if entry.shape.len() == 1 {
-            HostTensor::F32((0..n).map(|_| 1.0 + 0.1 * next()).collect())
+        entry.row_range(name, "(synthetic model)", rows.clone())?;
+        let cols = (entry.numel() / entry.rows().max(1)) as u64;
+        let (seed, elems) = (seed(name), rows.start as u64 * cols..rows.end as u64 * cols);
+        Ok(if entry.shape.len() == 1 {
+            HostTensor::F32(elems.map(|i| 1.0 + 0.1 * value(seed, i)).collect())
         } else {
             let a = 0.02 * 3f32.sqrt();
-            HostTensor::F16((0..n).map(|_| f16::from_f32(a * next())).collect())
-        };
-        Ok((entry, tensor))
+            HostTensor::F16(elems.map(|i| f16::from_f32(a * value(seed, i))).collect())
+        })
     }
     fn has(&self, name: &str) -> bool {
         self.tensors.iter().any(|(n, _)| n == name)
@@ -150,6 +153,9 @@ mod tests {
         let a = w.tensor("model.layers.0.mlp.up_proj.weight").unwrap().1.into_f32();
         let b = w.tensor("model.layers.0.mlp.up_proj.weight").unwrap().1.into_f32();
         assert_eq!(a, b);
+        let cols = 288;
+        let rows = w.read_rows("model.layers.0.mlp.up_proj.weight", 5..9).unwrap().into_f32();
+        assert_eq!(rows, a[5 * cols..9 * cols]);
         let std = (a.iter().map(|x| x * x).sum::<f32>() / a.len() as f32).sqrt();
         assert!((std - 0.02).abs() < 0.001, "{std}");
         assert!(matches!(w.tensor("nope"), Err(Error::MissingTensor { .. })));

@@ -4,6 +4,7 @@
 use super::safetensors::{ByteSource, HostTensor, SafetensorsFile, TensorEntry};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// One tensor uploaded (for progress bars).
 #[derive(Clone, Debug)]
@@ -12,8 +13,18 @@ pub struct LoadProgress {
     pub bytes: u64,
 }
 
+/// Tensors by their Hugging Face names, read a range of rows at a time (loaders stream
+/// matrices through host memory in pieces).
 pub trait WeightSource {
-    fn tensor(&mut self, name: &str) -> Result<(TensorEntry, HostTensor)>;
+    /// Rows `rows` of tensor `name` (its first dimension; a vector's rows are its elements),
+    /// in the Hugging Face layout.
+    fn read_rows(&mut self, name: &str, rows: Range<usize>) -> Result<HostTensor>;
+    /// A whole tensor.
+    fn tensor(&mut self, name: &str) -> Result<(TensorEntry, HostTensor)> {
+        let entry = self.entry(name)?;
+        let tensor = self.read_rows(name, 0..entry.rows())?;
+        Ok((entry, tensor))
+    }
     fn has(&self, name: &str) -> bool;
     /// Every tensor's name, sorted.
     fn names(&self) -> Vec<String>;
@@ -43,9 +54,9 @@ impl<S: ByteSource> SafetensorsWeights<S> {
 }
 
 impl<S: ByteSource> WeightSource for SafetensorsWeights<S> {
-    fn tensor(&mut self, name: &str) -> Result<(TensorEntry, HostTensor)> {
+    fn read_rows(&mut self, name: &str, rows: Range<usize>) -> Result<HostTensor> {
         match self.index.get(name) {
-            Some(&i) => self.files[i].read(name),
+            Some(&i) => self.files[i].read_rows(name, rows),
             None => Err(Error::MissingTensor {
                 name: name.to_string(),
                 path: self.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", "),

@@ -139,7 +139,7 @@ pub fn planned(name: &str, from: super::safetensors::Dtype, shape: &[usize], to:
 
 /// Files copied as they are by [`quantize`]: everything but the weights.
 fn is_weight_file(name: &str) -> bool {
-    name.ends_with(".safetensors") || name == "model.safetensors.index.json" || name.ends_with(".bin") || name.ends_with(".gguf") || name.ends_with(".partial")
+    name.ends_with(".safetensors") || name == super::folder::WEIGHTS_INDEX || name.ends_with(".bin") || name.ends_with(".gguf") || name.ends_with(".partial")
 }
 
 /// Creates `out` as a new, empty directory (an existing non-empty one is an error: nothing is
@@ -173,8 +173,7 @@ pub fn write_weights(weights: &mut dyn WeightSource, path: &Path, to: WeightDTyp
 /// loads with `cria --model OUT` directly. Returns the bytes of weights written.
 pub fn quantize(dir: &Path, out: &Path, to: WeightDType, progress: &mut dyn FnMut(&str)) -> Result<u64> {
     let io = |p: &Path, e: std::io::Error| Error::Io { path: p.display().to_string(), message: e.to_string() };
-    super::load_config(dir)?; // a readable model directory first
-    let mut weights = super::open_weights(dir)?;
+    let mut files = super::ModelFiles::from_folder(&mut super::folder::Dir(dir.to_path_buf()))?; // a readable model directory first
     create_out_dir(out)?;
     for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
         let entry = entry.map_err(|e| io(dir, e))?;
@@ -183,5 +182,5 @@ pub fn quantize(dir: &Path, out: &Path, to: WeightDType, progress: &mut dyn FnMu
             std::fs::copy(entry.path(), out.join(&name)).map_err(|e| io(&entry.path(), e))?;
         }
     }
-    write_weights(&mut weights, &out.join("model.safetensors"), to, progress)
+    write_weights(files.weights.as_mut(), &out.join("model.safetensors"), to, progress)
 }

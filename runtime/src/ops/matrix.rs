@@ -8,7 +8,7 @@
 //! Padding words are zero. Kernels never need shader-f16 to read any of them.
 
 use crate::error::{Error, Result};
-use crate::gpu::{split_rows, Gpu, GpuBuffer};
+use crate::gpu::{split_rows, BufferWriter, Gpu, GpuBuffer};
 use crate::model::safetensors::HostTensor;
 use crate::quant;
 use half::f16;
@@ -73,17 +73,22 @@ pub struct Matrix {
     pub chunks: Vec<MatrixChunk>,
 }
 
+/// Bytes of packed rows converted and written to the GPU at a time: loading holds one piece
+/// (plus the source bytes it came from) in host memory, whatever the size of the tensor, which
+/// keeps a browser's 32-bit wasm heap far below the model (a 2.2 GB TinyLlama loads through it).
+pub const PIECE_BYTES: u64 = 4 << 20;
+
+/// Rows `rows` of part `part` of a matrix being built: the source a loader streams from.
+pub type ReadRows<'a> = dyn FnMut(usize, Range<usize>) -> Result<HostTensor> + 'a;
+
 impl Matrix {
     /// Uploads f32 values, stored as `dtype` (F16 rounds to nearest; Q8_0/Q4_0 quantize).
     pub fn from_f32(gpu: &Gpu, name: &str, rows: usize, cols: usize, dtype: WeightDType, data: &[f32]) -> Result<Matrix> {
-        Self::build(gpu, name, rows, cols, dtype, data.len(), gpu.max_binding_bytes(), |r, out| {
-            let row = &data[r * cols..(r + 1) * cols];
-            pack_row(dtype, row.iter().copied(), out)
-        })
+        Self::from_f32_with_limit(gpu, name, rows, cols, dtype, data, u64::MAX)
     }
 
     /// As [`Matrix::from_f32`] with an explicit per-chunk byte limit (tests use a small one to
-    /// exercise multi-chunk dispatch without huge tensors).
+    /// exercise multi-chunk dispatch without huge tensors; the upload pieces shrink with it).
     pub fn from_f32_with_limit(
         gpu: &Gpu,
         name: &str,
@@ -93,89 +98,127 @@ impl Matrix {
         data: &[f32],
         limit: u64,
     ) -> Result<Matrix> {
-        Self::build(gpu, name, rows, cols, dtype, data.len(), limit.min(gpu.max_binding_bytes()), |r, out| {
-            pack_row(dtype, data[r * cols..(r + 1) * cols].iter().copied(), out)
+        let expected = rows.checked_mul(cols).ok_or_else(|| Error::shape("matrix upload", name, "rows*cols to fit in memory", format!("{rows}x{cols}")))?;
+        if data.len() != expected {
+            return Err(Error::shape("matrix upload", format!("number of values of {name}"), format!("{expected} ({rows}x{cols})"), data.len()));
+        }
+        Self::build(gpu, name, rows, cols, dtype, Split::new(gpu, limit, 1), |range, out| {
+            for r in range {
+                pack_row(dtype, data[r * cols..(r + 1) * cols].iter().copied(), out);
+                pad_row(dtype, cols, out);
+            }
+            Ok(())
         })
     }
 
-    /// Several host tensors of `cols` columns stored as one matrix of type `dtype` (each part
+    /// Several tensors of `cols` columns stored as one matrix of type `dtype` (each part
     /// converted as needed): stacked one after another (`Layout::Stacked`: [q; k; v]), or with
     /// rows alternating between two equal parts (`Layout::Interleaved`: gate 0, up 0, gate 1, …;
-    /// chunks then split at even rows so that pairs stay together).
-    pub fn from_parts(gpu: &Gpu, name: &str, cols: usize, dtype: WeightDType, parts: &[(usize, &HostTensor)], layout: Layout) -> Result<Matrix> {
-        for (i, (rows, t)) in parts.iter().enumerate() {
-            let have = t.rows(cols);
-            if have != Some(*rows) {
-                let got = have.map_or("a length that is not a whole number of rows".to_string(), |r| format!("{r} rows"));
-                return Err(Error::shape("matrix upload", format!("part {i} of {name}"), format!("{rows} rows of {cols}"), got));
-            }
-        }
-        let total: usize = parts.iter().map(|p| p.0).sum();
-        type RowMap = Box<dyn Fn(usize) -> (usize, usize)>;
-        let (map, multiple): (RowMap, usize) = match layout {
-            Layout::Stacked => {
-                let starts: Vec<usize> = parts.iter().scan(0, |acc, p| { let s = *acc; *acc += p.0; Some(s) }).collect();
-                (Box::new(move |r| { let i = starts.partition_point(|&s| s <= r) - 1; (i, r - starts[i]) }), 1)
-            }
+    /// chunks then split at even rows so that pairs stay together). `part_rows[i]` is the row
+    /// count of part i; `read(i, rows)` returns those rows of part i. The parts are read a
+    /// piece at a time ([`PIECE_BYTES`]), never whole.
+    pub fn from_parts(gpu: &Gpu, name: &str, cols: usize, dtype: WeightDType, part_rows: &[usize], layout: Layout, read: &mut ReadRows<'_>) -> Result<Matrix> {
+        Self::from_parts_with_limit(gpu, name, cols, dtype, part_rows, layout, read, u64::MAX)
+    }
+
+    /// As [`Matrix::from_parts`] with an explicit per-chunk byte limit, as
+    /// [`Matrix::from_f32_with_limit`] has.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts_with_limit(
+        gpu: &Gpu,
+        name: &str,
+        cols: usize,
+        dtype: WeightDType,
+        part_rows: &[usize],
+        layout: Layout,
+        read: &mut ReadRows<'_>,
+        limit: u64,
+    ) -> Result<Matrix> {
+        let total: usize = part_rows.iter().sum();
+        let starts: Vec<usize> = part_rows.iter().scan(0, |acc, &r| { let s = *acc; *acc += r; Some(s) }).collect();
+        let row_multiple = match layout {
+            Layout::Stacked => 1,
             Layout::Interleaved => {
-                if parts.len() != 2 || parts[0].0 != parts[1].0 {
-                    return Err(Error::shape("matrix upload", format!("interleaved parts of {name}"), "two of equal rows", parts.len()));
+                if part_rows.len() != 2 || part_rows[0] != part_rows[1] {
+                    return Err(Error::shape("matrix upload", format!("interleaved parts of {name}"), "two of equal rows", part_rows.len()));
                 }
-                (Box::new(|r| (r % 2, r / 2)), 2)
+                2
             }
         };
-        Self::build_multiple(gpu, name, total, cols, dtype, total * cols, gpu.max_binding_bytes(), multiple, |r, out| {
-            let (i, row) = map(r);
-            pack_host_row(dtype, parts[i].1, row, cols, out)
+        // Rows `rows` of part `i`, checked to be what was asked for.
+        let mut fetch = |i: usize, rows: Range<usize>| -> Result<HostTensor> {
+            let t = read(i, rows.clone())?;
+            if t.rows(cols) != Some(rows.len()) {
+                let got = t.rows(cols).map_or("a length that is not a whole number of rows".to_string(), |r| format!("{r} rows"));
+                return Err(Error::shape("matrix upload", format!("rows {rows:?} of part {i} of {name}"), format!("{} rows of {cols}", rows.len()), got));
+            }
+            Ok(t)
+        };
+        let split = Split::new(gpu, limit, row_multiple);
+        Self::build(gpu, name, total, cols, dtype, split, |range, out| {
+            match layout {
+                Layout::Stacked => {
+                    // The piece may span parts: each part's share is read in one go.
+                    for (i, &start) in starts.iter().enumerate() {
+                        let local = range.start.max(start).saturating_sub(start)..range.end.min(start + part_rows[i]).saturating_sub(start);
+                        if local.is_empty() {
+                            continue;
+                        }
+                        let t = fetch(i, local.clone())?;
+                        for row in 0..local.len() {
+                            pack_host_row(dtype, &t, row, cols, out);
+                            pad_row(dtype, cols, out);
+                        }
+                    }
+                }
+                Layout::Interleaved => {
+                    // Pieces start at even rows (row_multiple 2): rows 2j, 2j+1 are row j of each part.
+                    let local = range.start / 2..range.end.div_ceil(2);
+                    let (g, u) = (fetch(0, local.clone())?, fetch(1, local.clone())?);
+                    for r in range {
+                        pack_host_row(dtype, if r % 2 == 0 { &g } else { &u }, r / 2 - local.start, cols, out);
+                        pad_row(dtype, cols, out);
+                    }
+                }
+            }
+            Ok(())
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Splits `rows` into binding-sized chunks, creates each chunk's buffer and fills it a piece
+    /// at a time: `fill(rows, out)` appends those rows packed (each padded to `row_words`).
     fn build(
         gpu: &Gpu,
         name: &str,
         rows: usize,
         cols: usize,
         dtype: WeightDType,
-        len: usize,
-        limit: u64,
-        pack: impl FnMut(usize, &mut Vec<u32>),
+        split: Split,
+        mut fill: impl FnMut(Range<usize>, &mut Vec<u32>) -> Result<()>,
     ) -> Result<Matrix> {
-        Self::build_multiple(gpu, name, rows, cols, dtype, len, limit, 1, pack)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn build_multiple(
-        gpu: &Gpu,
-        name: &str,
-        rows: usize,
-        cols: usize,
-        dtype: WeightDType,
-        len: usize,
-        limit: u64,
-        row_multiple: usize,
-        mut pack: impl FnMut(usize, &mut Vec<u32>),
-    ) -> Result<Matrix> {
-        let expected = rows.checked_mul(cols).ok_or_else(|| Error::shape("matrix upload", name, "rows*cols to fit in memory", format!("{rows}x{cols}")))?;
         if cols == 0 {
             return Err(Error::shape("matrix upload", format!("columns of {name}"), ">= 1", 0));
         }
-        if len != expected {
-            return Err(Error::shape("matrix upload", format!("number of values of {name}"), format!("{expected} ({rows}x{cols})"), len));
-        }
         let row_words = dtype.row_words(cols);
+        let group_bytes = row_words as u64 * 4 * split.row_multiple as u64;
+        let groups = split_rows(name, rows.div_ceil(split.row_multiple), group_bytes, split.binding)?;
+        let groups_per_piece = (split.piece / group_bytes).max(1) as usize;
         let mut chunks = Vec::new();
-        let group = row_words as u64 * 4 * row_multiple as u64;
-        let groups = split_rows(name, rows.div_ceil(row_multiple), group, limit)?;
-        for range in groups.into_iter().map(|g| g.start * row_multiple..(g.end * row_multiple).min(rows)) {
-            let mut words = Vec::with_capacity(range.len() * row_words);
-            for r in range.clone() {
-                let start = words.len();
-                pack(r, &mut words);
-                words.resize(start + row_words, 0);
-            }
+        let mut words = Vec::new();
+        for g in groups {
+            let range = g.start * split.row_multiple..(g.end * split.row_multiple).min(rows);
             let label = format!("{name}[{}..{}]", range.start, range.end);
-            chunks.push(MatrixChunk { buffer: GpuBuffer::from_slice(gpu, &label, &words)?, rows: range });
+            let mut writer = BufferWriter::new(gpu, &label, (range.len() * row_words * 4) as u64)?;
+            for p in (g.start..g.end).step_by(groups_per_piece) {
+                let piece = p * split.row_multiple..((p + groups_per_piece).min(g.end) * split.row_multiple).min(rows);
+                words.clear();
+                fill(piece.clone(), &mut words)?;
+                if words.len() != piece.len() * row_words {
+                    return Err(Error::shape("matrix upload", format!("packed words of {name} rows {piece:?}"), piece.len() * row_words, words.len()));
+                }
+                writer.write(bytemuck::cast_slice(&words))?;
+            }
+            chunks.push(MatrixChunk { buffer: writer.finish()?, rows: range });
         }
         Ok(Matrix { name: name.to_string(), rows, cols, dtype, row_words, chunks })
     }
@@ -189,6 +232,25 @@ impl Matrix {
     /// CPU references. `data` holds rows of `cols` values.
     pub fn stored_values(dtype: WeightDType, data: &[f32], cols: usize) -> Vec<f32> {
         quant::round_trip(dtype, data, cols)
+    }
+}
+
+/// How a matrix is cut: chunks of at most `binding` bytes (one storage binding each), filled
+/// in pieces of about `piece` bytes, both at multiples of `row_multiple` rows.
+#[derive(Clone, Copy)]
+struct Split {
+    binding: u64,
+    piece: u64,
+    row_multiple: usize,
+}
+
+impl Split {
+    /// Chunks of at most `limit` bytes (and the device's binding size); a limit below
+    /// [`PIECE_BYTES`] (tests) also shrinks the pieces, so that small matrices take many.
+    fn new(gpu: &Gpu, limit: u64, row_multiple: usize) -> Split {
+        let binding = limit.min(gpu.max_binding_bytes());
+        let piece = if binding < PIECE_BYTES { (binding / 3).max(1) } else { PIECE_BYTES };
+        Split { binding, piece, row_multiple }
     }
 }
 
@@ -228,6 +290,12 @@ fn pack_host_row(dtype: WeightDType, t: &HostTensor, row: usize, cols: usize, ou
             }
         }
     }
+}
+
+/// Zero words up to the padded row length (rows are packed one after another).
+fn pad_row(dtype: WeightDType, cols: usize, out: &mut Vec<u32>) {
+    let row_words = dtype.row_words(cols);
+    out.resize(out.len().next_multiple_of(row_words), 0);
 }
 
 /// f16 bit patterns two to a word, element 2i in the low half.
@@ -279,4 +347,55 @@ pub(crate) async fn check_linear(
         }
     }
     Ok(())
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::super::check::Rng;
+    use super::super::testing::gpu;
+    use super::*;
+
+    /// Every word of every chunk, in row order.
+    fn words(gpu: &Gpu, m: &Matrix) -> Vec<u32> {
+        m.chunks.iter().flat_map(|c| pollster::block_on(c.buffer.read_u32(gpu)).unwrap()).collect()
+    }
+
+    /// Parts streamed a few rows at a time (pieces that cross part and chunk boundaries) store
+    /// exactly the words of the same rows uploaded whole; the reads ask only for the rows of
+    /// each piece, and never for a row twice.
+    #[test]
+    fn stacked_parts_read_in_pieces_store_what_a_whole_upload_stores() {
+        let Some(g) = gpu() else { return };
+        let mut rng = Rng::new(7);
+        let (cols, part_rows) = (37usize, [5usize, 3, 11]);
+        let parts: Vec<Vec<f32>> = part_rows.iter().map(|&r| rng.normals(r * cols, 1.0)).collect();
+        let all: Vec<f32> = parts.concat();
+        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::Q8_0, WeightDType::Q4_0] {
+            let limit = 3 * dtype.row_words(cols) as u64 * 4; // three rows a chunk, one row a piece
+            let whole = Matrix::from_f32(g, "whole", all.len() / cols, cols, dtype, &all).unwrap();
+            let mut asked = Vec::new();
+            let read = &mut |i: usize, r: Range<usize>| {
+                asked.push((i, r.clone()));
+                Ok(HostTensor::F32(parts[i][r.start * cols..r.end * cols].to_vec()))
+            };
+            let streamed = Matrix::from_parts_with_limit(g, "streamed", cols, dtype, &part_rows, Layout::Stacked, read, limit).unwrap();
+            assert_eq!(streamed.chunks.len(), 7, "{dtype:?}");
+            assert_eq!(words(g, &streamed), words(g, &whole), "{dtype:?}");
+            let mut rows_read = [0usize; 3];
+            for (i, r) in &asked {
+                assert!(r.len() <= 1, "{dtype:?}: read {r:?} of part {i} at once");
+                rows_read[*i] += r.len();
+            }
+            assert_eq!(rows_read, part_rows, "{dtype:?}");
+        }
+    }
+
+    /// A source that hands back other rows than asked is a typed error, not a wrong matrix.
+    #[test]
+    fn a_short_read_is_a_shape_error() {
+        let Some(g) = gpu() else { return };
+        let read = &mut |_: usize, r: Range<usize>| Ok(HostTensor::F32(vec![0.0; (r.len() - 1) * 8]));
+        let err = Matrix::from_parts(g, "w", 8, WeightDType::F32, &[4], Layout::Stacked, read).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }) && err.to_string().contains("part 0 of w"), "{err}");
+    }
 }

@@ -101,12 +101,15 @@ async fn check_glu(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     use super::Layout;
     use crate::model::safetensors::HostTensor;
     let mut rng = Rng::new(seed ^ 0x61u64);
-    // (tokens, rows of each of gate and up, k): odd row counts, partial blocks, several chunks.
-    for &(m, rows, k) in &[(1usize, 1usize, 5usize), (1, 37, 70), (3, 64, 96), (1, 5632 / 16, 128)] {
+    // (tokens, rows of each of gate and up, k, chunk limit): odd row counts, partial blocks,
+    // several chunks, each filled in several pieces.
+    for &(m, rows, k, limit) in &[(1usize, 1usize, 5usize, None), (1, 37, 70, Some(4000u64)), (3, 64, 96, None), (1, 5632 / 16, 128, Some(30_000))] {
         for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::Q8_0, WeightDType::Q4_0] {
             let (g, u) = (rng.normals(rows * k, 1.0), rng.normals(rows * k, 1.0));
-            let parts = [(rows, &HostTensor::F32(g.clone())), (rows, &HostTensor::F32(u.clone()))];
-            let w = Matrix::from_parts(gpu, "gate_up", k, dtype, &parts, Layout::Interleaved)?;
+            // Read back a few rows at a time, as a loader streams them.
+            let parts = [&g, &u];
+            let read = &mut |i: usize, r: std::ops::Range<usize>| Ok(HostTensor::F32(parts[i][r.start * k..r.end * k].to_vec()));
+            let w = Matrix::from_parts_with_limit(gpu, "gate_up", k, dtype, &[rows, rows], Layout::Interleaved, read, limit.unwrap_or(u64::MAX))?;
             let x = rng.normals(m * k, 1.0);
             let xb = GpuBuffer::from_slice(gpu, "x", &x)?;
             let out = GpuBuffer::zeroed(gpu, "out", (m * rows * 4) as u64)?;

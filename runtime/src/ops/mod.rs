@@ -21,7 +21,7 @@ pub mod sample;
 pub mod softmax;
 pub mod swiglu;
 
-pub use matrix::{Layout, Matrix, MatrixChunk, WeightDType};
+pub use matrix::{Layout, Matrix, MatrixChunk, ReadRows, WeightDType, PIECE_BYTES};
 
 use crate::error::Error;
 use crate::gpu::Recorder;

@@ -2,14 +2,11 @@
 // page's own thread. It fetches and caches model files, verifies them, hands them to the wasm
 // module tensor by tensor and runs generations. Nothing here touches the DOM.
 
-import init, { Engine, Sha256 } from "../dist/cria_web.js";
+import init, { Engine, Sha256, modelFolderFiles, modelWeightFiles } from "../dist/cria_web.js";
 
 export const BUNDLED_URL = new URL("../models/shakespeare/", import.meta.url).href;
 export const BUNDLED_NAME = "shakespeare (bundled)";
 const CACHE_NAME = "cria-models-v1";
-// Downloads land here first and move to CACHE_NAME once verified (the Cache API ignores URL
-// fragments, so a staging key cannot live in the same cache).
-const STAGING_NAME = "cria-models-v1-partial";
 
 /** An error with a message that says what went wrong and a hint; `code` names the kind. */
 export class CriaError extends Error {
@@ -54,23 +51,31 @@ function classify(e) {
 
 // ---- fetching, caching, verifying ----------------------------------------------------------
 
-async function openCache(name = CACHE_NAME) {
+async function openCache() {
   try {
-    return typeof caches === "undefined" ? null : await caches.open(name);
+    return typeof caches === "undefined" ? null : await caches.open(CACHE_NAME);
   } catch {
     return null; // opaque origins and some private modes have no Cache API
   }
 }
 
+/** Download chunks are gathered into Blobs of this size: the browser keeps Blob bytes out of
+ * the page's heap (and pages big ones to disk), so a download never sits in JS memory whole. */
+const BLOB_PART_BYTES = 8 << 20;
+
 /**
  * One file of a model at `url`, from the Cache API when a verified copy is there, else
- * downloaded (streamed: counted, hashed, stored; never assembled in memory when the Cache API
- * is available). `expect`: { size, sha256 } from a manifest, when known. Resolves to a Blob,
- * or null for an optional file the server does not have (404).
+ * downloaded: streamed, counted and hashed into a Blob, verified (size; sha256 when `expect`
+ * has one), and only then offered to the Cache API. A cache that refuses (quota, private
+ * mode, an internal error) never fails the load: the verified Blob is used uncached and the
+ * next load tries again. `expect`: { size, sha256 } from a manifest, when known.
+ * `onBytes(phase, url, n, total)` reports bytes; `onCached(url, cached, reason)` reports the
+ * outcome of a download. Resolves to a Blob, or null for an optional file the server does not
+ * have (404).
  */
-async function cachedFile(url, expect, { optional = false, onBytes = () => {} } = {}) {
+async function cachedFile(url, expect, { optional = false, onBytes = () => {}, onCached = () => {} } = {}) {
   const cache = await openCache();
-  const hit = cache && (await cache.match(url));
+  const hit = cache && (await cache.match(url).catch(() => null));
   if (hit) {
     const blob = await hit.blob();
     const sameHash = !expect?.sha256 || hit.headers.get("x-cria-sha256") === expect.sha256;
@@ -78,7 +83,7 @@ async function cachedFile(url, expect, { optional = false, onBytes = () => {} } 
       onBytes("cache", url, blob.size, blob.size);
       return blob;
     }
-    await cache.delete(url); // a stale or damaged copy: fetch again
+    await cache.delete(url).catch(() => {}); // a stale or damaged copy: fetch again
   }
   let response;
   try {
@@ -97,16 +102,15 @@ async function cachedFile(url, expect, { optional = false, onBytes = () => {} } 
   const declared = !encoded && response.headers.get("content-length") !== null ? Number(response.headers.get("content-length")) : undefined;
   const total = expect?.size ?? declared;
   const hasher = expect?.sha256 ? new Sha256() : null;
-  const staging = cache && (await openCache(STAGING_NAME));
-  let body = response.body;
-  let storing = null;
-  if (staging) {
-    const [forCache, forCheck] = body.tee();
-    storing = staging.put(url, new Response(forCache)).catch((e) => e);
-    body = forCheck;
-  }
-  const chunks = staging ? null : [];
-  const reader = body.getReader();
+  const parts = [];
+  let pending = [];
+  let pendingBytes = 0;
+  const flush = () => {
+    if (pending.length) parts.push(new Blob(pending));
+    pending = [];
+    pendingBytes = 0;
+  };
+  const reader = response.body.getReader();
   let received = 0;
   try {
     for (;;) {
@@ -114,40 +118,46 @@ async function cachedFile(url, expect, { optional = false, onBytes = () => {} } 
       if (done) break;
       received += value.byteLength;
       hasher?.update(value);
-      chunks?.push(value);
+      pending.push(value);
+      pendingBytes += value.byteLength;
+      if (pendingBytes >= BLOB_PART_BYTES) flush();
       onBytes("download", url, value.byteLength, total);
     }
   } catch (e) {
-    await storing;
-    await staging?.delete(url);
     throw new CriaError(
       "truncated",
       `the download of ${url} broke off after ${received}${total !== undefined ? ` of ${total}` : ""} bytes (${e.message}). Hint: load again; nothing partial was kept`,
     );
   }
-  const stored = await storing;
-  const fail = async (code, message) => {
-    await staging?.delete(url);
-    throw new CriaError(code, message);
-  };
-  if (stored instanceof Error) await fail("cache", `cannot store ${url} in the browser's cache: ${stored.message}. Hint: free disk space or allow site storage`);
+  flush();
   if (total !== undefined && received !== total) {
-    await fail("truncated", `the download of ${url} is ${received} bytes, but ${expect ? "the manifest says" : "the server announced"} ${total}. Hint: the file is truncated or changed; load again`);
+    throw new CriaError("truncated", `the download of ${url} is ${received} bytes, but ${expect ? "the manifest says" : "the server announced"} ${total}. Hint: the file is truncated or changed; load again`);
   }
   let sha256 = null;
   if (hasher) {
     sha256 = hasher.hexDigest();
-    if (sha256 !== expect.sha256) await fail("checksum", `sha256 of ${url} is ${sha256}, but the manifest says ${expect.sha256}. Hint: the file is corrupt or not the one the manifest describes`);
+    if (sha256 !== expect.sha256) throw new CriaError("checksum", `sha256 of ${url} is ${sha256}, but the manifest says ${expect.sha256}. Hint: the file is corrupt or not the one the manifest describes`);
   }
-  if (!staging) return new Blob(chunks);
-  const staged = await staging.match(url);
+  const blob = new Blob(parts, { type: response.headers.get("content-type") ?? "" });
+  if (!cache) {
+    onCached(url, false, "the Cache API is not available here (an opaque origin, or a private mode without it)");
+    return blob;
+  }
   // The verified hash travels with the cached copy: a later manifest with another hash refetches.
-  const headers = new Headers(staged.headers);
+  const headers = new Headers({ "content-length": String(blob.size) });
   if (sha256) headers.set("x-cria-sha256", sha256);
-  const blob = await staged.blob();
-  await cache.put(url, new Response(blob, { headers }));
-  await staging.delete(url);
-  return (await cache.match(url)).blob();
+  try {
+    await cache.put(url, new Response(blob, { headers }));
+    const stored = await cache.match(url);
+    if (!stored) throw new Error("the cache kept no copy");
+    onCached(url, true);
+    // The cached copy lives on disk; the downloaded Blob can go.
+    return await stored.blob();
+  } catch (e) {
+    await cache.delete(url).catch(() => {});
+    onCached(url, false, `the browser's cache refused ${url}: ${e?.name ? `${e.name}: ` : ""}${e?.message ?? e}`);
+    return blob;
+  }
 }
 
 /** A model's manifest: fresh from the network (it is small, and says whether cached files are
@@ -159,7 +169,7 @@ async function fetchManifest(url) {
     if (!response.ok) throw new CriaError("http", `HTTP ${response.status} ${response.statusText} fetching ${url}. Hint: the model folder has no manifest.json`);
     text = await response.text();
     const cache = await openCache();
-    await cache?.put(url, new Response(text, { headers: { "content-type": "application/json" } }));
+    await cache?.put(url, new Response(text, { headers: { "content-type": "application/json" } })).catch(() => {}); // a refusing cache only costs offline use
   } catch (e) {
     const hit = await (await openCache())?.match(url);
     if (!hit) throw e instanceof CriaError ? e : new CriaError("network", `cannot fetch ${url}: ${e.message}. Hint: check the connection`);
@@ -183,86 +193,76 @@ async function reader(name, blob) {
 }
 
 async function bytesOf(blob) {
-  return blob ? new Uint8Array(await blob.arrayBuffer()) : undefined;
+  return new Uint8Array(await blob.arrayBuffer());
 }
 
-function weightShards(indexText, url) {
-  let index;
+/** The small files of a model folder, as the runtime reads them (one table for every way in). */
+function folderFiles() {
+  return JSON.parse(modelFolderFiles());
+}
+
+/** The weights files of a folder: the shards its index lists, else model.safetensors. */
+function weightFiles(files, where) {
+  const index = files["model.safetensors.index.json"];
   try {
-    index = JSON.parse(indexText);
+    return modelWeightFiles(index ? new TextDecoder().decode(index) : undefined);
   } catch (e) {
-    throw new CriaError("bad-model", `${url} is not valid JSON (${e.message}). Hint: the sharded checkpoint index is corrupt`);
+    throw new CriaError("bad-model", `${where}: ${e.message}`);
   }
-  const shards = [...new Set(Object.values(index.weight_map ?? {}))];
-  if (!shards.length || shards.some((s) => typeof s !== "string" || s.includes("/"))) {
-    throw new CriaError("bad-model", `${url} lists no usable shards in weight_map. Hint: the sharded checkpoint index is corrupt`);
-  }
-  return shards;
 }
 
 /**
- * The files of a model folder at a URL (a Hugging Face `resolve/main/` folder, the bundled
- * model, any static folder with config.json, tokenizer.json and safetensors weights), or one
- * `.gguf` file. `manifest`: { files: { NAME: { size, sha256 } } } when known.
+ * A model folder at a URL (a Hugging Face `resolve/main/` folder, the bundled model, any static
+ * folder with config.json, tokenizer.json and safetensors weights), or one `.gguf` file.
+ * `manifest`: { files: { NAME: { size, sha256 } } } when known; it then lists every file the
+ * folder has, and no other is asked for.
  */
 async function fromUrl(url, manifest, progress) {
-  const bytes = progress.bytes;
+  const opts = (optional) => ({ optional, onBytes: progress.bytes, onCached: progress.cached });
   if (/\.gguf([?#].*)?$/i.test(url)) {
-    const blob = await cachedFile(url, manifest?.files?.[url.split("/").pop()], { onBytes: bytes });
-    return { format: "gguf", files: [await reader(url, blob)] };
+    const blob = await cachedFile(url, manifest?.files?.[url.split("/").pop()], opts(false));
+    return { format: "gguf", weights: [await reader(url, blob)] };
   }
   const base = url.endsWith("/") ? url : `${url}/`;
-  const get = (name, optional = false) => cachedFile(base + name, manifest?.files?.[name], { optional, onBytes: bytes });
-  const [config, tokenizer, tokenizerConfig, generationConfig] = await Promise.all([
-    get("config.json"),
-    get("tokenizer.json"),
-    get("tokenizer_config.json", true),
-    get("generation_config.json", true),
-  ]);
-  const listed = manifest?.files ? Object.keys(manifest.files).filter((n) => n.endsWith(".safetensors")) : null;
-  let shards = listed?.length ? listed : null;
-  if (!shards) {
-    const single = await get("model.safetensors", true);
-    if (single) {
-      return spec(config, tokenizer, tokenizerConfig, generationConfig, [await reader(`${base}model.safetensors`, single)]);
-    }
-    const index = await get("model.safetensors.index.json", true);
-    if (!index) {
+  const listed = manifest?.files;
+  const get = (name, optional) => cachedFile(base + name, listed?.[name], opts(optional));
+  const wanted = folderFiles().filter((f) => f.required || !listed || f.name in listed);
+  const blobs = await Promise.all(wanted.map((f) => get(f.name, !f.required)));
+  const files = {};
+  for (const [i, f] of wanted.entries()) if (blobs[i]) files[f.name] = await bytesOf(blobs[i]);
+  const weights = [];
+  for (const name of weightFiles(files, `${base}model.safetensors.index.json`)) {
+    const indexed = "model.safetensors.index.json" in files;
+    const blob = await get(name, !indexed);
+    if (!blob) {
       throw new CriaError("http", `${base} has neither model.safetensors nor model.safetensors.index.json (HTTP 404). Hint: point at a folder with safetensors weights, or at a .gguf file`);
     }
-    shards = weightShards(await index.text(), `${base}model.safetensors.index.json`);
+    weights.push(await reader(name, blob));
   }
-  const files = [];
-  for (const name of shards) files.push(await reader(base + name, await get(name)));
-  return spec(config, tokenizer, tokenizerConfig, generationConfig, files);
-}
-
-async function spec(config, tokenizer, tokenizerConfig, generationConfig, files) {
-  return {
-    format: "safetensors",
-    config: await config.text(),
-    tokenizer: await bytesOf(tokenizer),
-    tokenizerConfig: await bytesOf(tokenizerConfig),
-    generationConfig: generationConfig ? await generationConfig.text() : undefined,
-    files,
-  };
+  return { format: "folder", base, files, weights };
 }
 
 /** A model from the user's own files (a file picker or a drop): a .gguf, or a folder's files. */
-async function fromFiles(files) {
-  const byName = new Map(files.map((f) => [f.name, f]));
-  const gguf = files.find((f) => /\.gguf$/i.test(f.name));
-  if (gguf) return { format: "gguf", files: [await reader(gguf.name, gguf)] };
-  for (const need of ["config.json", "tokenizer.json"]) {
-    if (!byName.has(need)) {
-      throw new CriaError("bad-model", `the chosen files have no ${need}. Hint: pick config.json, tokenizer.json and the .safetensors files of one model together (or one .gguf file)`);
+async function fromFiles(chosen) {
+  const byName = new Map(chosen.map((f) => [f.name, f]));
+  const gguf = chosen.find((f) => /\.gguf$/i.test(f.name));
+  if (gguf) return { format: "gguf", weights: [await reader(gguf.name, gguf)] };
+  const files = {};
+  for (const f of folderFiles()) {
+    if (byName.has(f.name)) files[f.name] = await bytesOf(byName.get(f.name));
+    else if (f.required) {
+      throw new CriaError("bad-model", `the chosen files have no ${f.name}. Hint: pick all the files of one model folder together (config.json, tokenizer.json, the .safetensors weights, and chat_template.jinja, tokenizer_config.json, generation_config.json where it has them), or one .gguf file`);
     }
   }
-  const weights = files.filter((f) => f.name.endsWith(".safetensors")).sort((a, b) => a.name.localeCompare(b.name));
-  if (!weights.length) throw new CriaError("bad-model", "the chosen files have no .safetensors weights. Hint: pick model.safetensors (or every shard) as well");
-  const readers = [];
-  for (const w of weights) readers.push(await reader(w.name, w));
-  return spec(byName.get("config.json"), byName.get("tokenizer.json"), byName.get("tokenizer_config.json"), byName.get("generation_config.json"), readers);
+  const weights = [];
+  for (const name of weightFiles(files, "model.safetensors.index.json")) {
+    if (!byName.has(name)) {
+      const shards = !("model.safetensors.index.json" in files) && chosen.some((f) => f.name.endsWith(".safetensors"));
+      throw new CriaError("bad-model", `the chosen files have no ${name}. Hint: ${shards ? "a sharded checkpoint needs its model.safetensors.index.json too" : "pick the model's .safetensors weights (every shard its index lists) as well"}`);
+    }
+    weights.push(await reader(name, byName.get(name)));
+  }
+  return { format: "folder", base: "", files, weights };
 }
 
 // ---- the engine ----------------------------------------------------------------------------
@@ -336,13 +336,18 @@ export class Core {
     // manifest or the server says it), so `total` can grow while files start downloading.
     const loaded = { download: 0, cache: 0 };
     const sizes = { download: new Map(), cache: new Map() };
+    const total = (phase) => {
+      const known = [...sizes[phase].values()].reduce((a, b) => a + b, 0);
+      return known >= loaded[phase] ? known : undefined;
+    };
     const progress = {
       bytes: (phase, url, n, size) => {
         loaded[phase] += n;
         if (size !== undefined) sizes[phase].set(url, size);
-        const known = [...sizes[phase].values()].reduce((a, b) => a + b, 0);
-        onProgress({ phase, file: url, loaded: loaded[phase], total: known >= loaded[phase] ? known : undefined });
+        onProgress({ phase, file: url, loaded: loaded[phase], total: total(phase) });
       },
+      // A download's last event says whether the verified file went into the browser's cache.
+      cached: (url, cached, reason) => onProgress({ phase: "download", file: url, loaded: loaded.download, total: total("download"), cached, ...(reason ? { reason } : {}) }),
     };
     let model;
     if (source.kind === "files") {

@@ -25,15 +25,20 @@ export interface LoadProgress {
   loaded: number;
   /** Unknown for downloads whose size the server does not announce. */
   total?: number;
-  /** The tensor just uploaded (upload phase). */
+  /** The file downloaded or read from the cache, or the tensor just uploaded (upload phase). */
   file?: string;
+  /** Set on the last event of each download: whether the verified file went into the browser's
+   * cache. A cache that refuses (quota, private mode, an internal error) never fails the load:
+   * the file is used uncached, `reason` says why, and the next load tries again. */
+  cached?: boolean;
+  reason?: string;
 }
 
 export interface LoadOptions {
   onProgress?: (progress: LoadProgress) => void;
   /** Run the engine in a dedicated Web Worker (default true) or on this thread. */
   worker?: boolean;
-  /** Tokens of context to allocate (default: the model's maximum). */
+  /** Tokens of context to allocate (default: 4096, or the model's maximum if smaller). */
   context?: number;
   /** Convert weights while loading. */
   dtype?: "f32" | "f16" | "q8_0" | "q4_0";

@@ -12,6 +12,7 @@ use super::{bad, GgmlType, GgufFile, TensorInfo};
 use crate::error::{Error, Result};
 use crate::model::config::LlamaConfig;
 use crate::model::safetensors::{ByteSource, Dtype, HostTensor, TensorEntry};
+use std::ops::Range;
 use crate::model::weights::WeightSource;
 use crate::ops::WeightDType;
 
@@ -132,29 +133,34 @@ impl<S: ByteSource> GgufWeights<S> {
 }
 
 impl<S: ByteSource> WeightSource for GgufWeights<S> {
-    fn tensor(&mut self, name: &str) -> Result<(TensorEntry, HostTensor)> {
-        let (entry, gguf, rows) = self.locate(name)?;
-        let (_, mut bytes) = self.file.read(&gguf)?;
+    fn read_rows(&mut self, name: &str, rows: Range<usize>) -> Result<HostTensor> {
+        let (entry, gguf, order) = self.locate(name)?;
         let path = &self.file.path;
-        let (dtype, shape) = (entry.dtype, entry.shape.clone());
-        if let Rows::Unpermute(heads) = rows {
-            let n_rows = shape[0];
-            if shape.len() != 2 || heads == 0 || n_rows % (2 * heads) != 0 {
-                return Err(bad(
-                    path,
-                    format!("tensor `{gguf}` has shape {shape:?}; undoing llama.cpp's RoPE row permutation needs a matrix whose rows split into {heads} heads of an even size"),
-                    "the head counts in the metadata do not match the tensors",
-                ));
-            }
-            let row = bytes.len() / n_rows;
-            let stored = std::mem::take(&mut bytes);
-            bytes.reserve_exact(stored.len());
-            for r in 0..n_rows {
-                let s = source_row(r, n_rows / heads);
-                bytes.extend_from_slice(&stored[s * row..(s + 1) * row]);
-            }
+        let Rows::Unpermute(heads) = order else {
+            let range = entry.row_range(&gguf, path, rows)?;
+            return Ok(HostTensor::from_le_bytes(entry.dtype, self.file.read_range(&gguf, range)?));
+        };
+        let n_rows = entry.rows();
+        if entry.shape.len() != 2 || heads == 0 || n_rows % (2 * heads) != 0 {
+            return Err(bad(
+                path,
+                format!("tensor `{gguf}` has shape {:?}; undoing llama.cpp's RoPE row permutation needs a matrix whose rows split into {heads} heads of an even size", entry.shape),
+                "the head counts in the metadata do not match the tensors",
+            ));
         }
-        Ok((entry, HostTensor::from_le_bytes(dtype, bytes)))
+        // A row moves only within its head: read the whole heads the rows touch, then reorder.
+        let head_dim = n_rows / heads;
+        let first = rows.start / head_dim * head_dim;
+        let last = rows.end.div_ceil(head_dim) * head_dim;
+        let range = entry.row_range(&gguf, path, first..last)?;
+        let stored = self.file.read_range(&gguf, range)?;
+        let rb = entry.row_bytes() as usize;
+        let mut bytes = Vec::with_capacity(rows.len() * rb);
+        for r in rows {
+            let s = source_row(r, head_dim) - first;
+            bytes.extend_from_slice(&stored[s * rb..(s + 1) * rb]);
+        }
+        Ok(HostTensor::from_le_bytes(entry.dtype, bytes))
     }
 
     fn has(&self, name: &str) -> bool {

@@ -27,6 +27,7 @@ import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { serve } from "../serve.mjs";
+import { checks } from "./checks.mjs";
 
 const web = fileURLToPath(new URL("..", import.meta.url));
 const artifacts = fileURLToPath(new URL("../../target/artifacts/", import.meta.url));
@@ -83,21 +84,8 @@ const watch = (page) => {
   return page;
 };
 
-const results = [];
+const { check, results } = checks();
 const figures = { model_parameters: expected.parameters, model_bytes: weightsBytes, largest_tensor_bytes: largest, heap_bound_bytes: heapBound };
-const only = process.env.CRIA_E2E_ONLY; // a substring of the checks to run (while developing)
-async function check(name, body) {
-  if (only && !name.includes(only)) return;
-  const start = Date.now();
-  try {
-    await body();
-    results.push({ name, ok: true });
-    console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`FAIL ${name}\n     ${String(e?.stack ?? e).split("\n").join("\n     ")}`);
-  }
-}
 
 /**
  * In `page`: loads `source` (a URL) with a fresh engine, asks the chat question greedily, and

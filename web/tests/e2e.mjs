@@ -12,6 +12,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { serve } from "../serve.mjs";
+import { checks } from "./checks.mjs";
 
 const web = fileURLToPath(new URL("..", import.meta.url));
 const artifacts = fileURLToPath(new URL("../../target/artifacts/", import.meta.url));
@@ -119,7 +120,20 @@ const routes = (req, res, path) => {
     }
   }
   const b = path.match(/^\/fixtures\/big\/([\w.-]+)$/);
-  if (b) return send(res, big[b[1]] ?? bundledFile(b[1]));
+  if (b) {
+    if (big[b[1]]) return send(res, big[b[1]]);
+    return routes(req, res, `/fixtures/bundled/${b[1]}`);
+  }
+  const bf = path.match(/^\/fixtures\/bundled\/([\w.-]+)$/);
+  if (bf) {
+    try {
+      return send(res, bundledFile(bf[1]));
+    } catch {
+      res.writeHead(404);
+      res.end("not found");
+      return true;
+    }
+  }
   const sh = path.match(/^\/fixtures\/sharded\/litellama-mini\/([\w.-]+)$/);
   if (sh) {
     if (sharded[sh[1]]) return send(res, sharded[sh[1]]);
@@ -164,19 +178,8 @@ const consoleLines = [];
 page.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
 page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
 
-const results = [];
+const { check, results } = checks();
 const timings = {};
-async function check(name, body) {
-  const start = Date.now();
-  try {
-    await body();
-    results.push({ name, ok: true });
-    console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`FAIL ${name}\n     ${String(e?.stack ?? e).split("\n").join("\n     ")}`);
-  }
-}
 const ready = () => page.waitForSelector("body[data-state=ready]", { timeout: 180_000 });
 /** Runs `fn` in the page with the engine the demo created; errors come back as { error: { name, code, message } }. */
 const inPage = (fn, arg) =>
@@ -420,11 +423,11 @@ try {
     assert.equal(r.text, native);
   });
 
-  await check("a model too large for the device's buffers rejects; the engine loads another after", async () => {
+  await check("a context too large for the device's buffers rejects; the engine loads another after", async () => {
     const r = await inPage(async (cria, url) => {
       let error = null;
       try {
-        await cria.load(url);
+        await cria.load(url, { context: 1 << 28 });
       } catch (e) {
         error = { code: e.code, message: e.message };
       }

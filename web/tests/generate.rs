@@ -17,18 +17,24 @@ const ROMEO_GREEDY_32: [u32; 32] = [
     568, 269, 868, 15, 200, 200, 60, 524,
 ];
 
-/// The bundled model's files, handed to `Engine::load` as the npm package does: text for the
-/// JSON files, and the weights through a `read(offset, length)` function.
+/// The bundled model's files, handed to `Engine::load` as the npm package does: the folder's
+/// small files as bytes by name, and the weights through a `read(offset, length)` function.
 fn load_bundled(engine: &Engine) -> Result<(), JsValue> {
     const WEIGHTS: &[u8] = include_bytes!("../../models/shakespeare/model.safetensors");
     let spec = js_sys::Object::new();
-    let set = |k: &str, v: &JsValue| js_sys::Reflect::set(&spec, &JsValue::from_str(k), v).map(|_| ());
-    set("name", &"shakespeare".into())?;
-    set("format", &"safetensors".into())?;
-    set("config", &include_str!("../../models/shakespeare/config.json").into())?;
-    set("generationConfig", &include_str!("../../models/shakespeare/generation_config.json").into())?;
-    set("tokenizer", &js_sys::Uint8Array::from(&include_bytes!("../../models/shakespeare/tokenizer.json")[..]).into())?;
-    set("tokenizerConfig", &js_sys::Uint8Array::from(&include_bytes!("../../models/shakespeare/tokenizer_config.json")[..]).into())?;
+    let set = |obj: &js_sys::Object, k: &str, v: &JsValue| js_sys::Reflect::set(obj, &JsValue::from_str(k), v).map(|_| ());
+    set(&spec, "name", &"shakespeare".into())?;
+    set(&spec, "format", &"folder".into())?;
+    let files = js_sys::Object::new();
+    for (name, bytes) in [
+        ("config.json", &include_bytes!("../../models/shakespeare/config.json")[..]),
+        ("generation_config.json", &include_bytes!("../../models/shakespeare/generation_config.json")[..]),
+        ("tokenizer.json", &include_bytes!("../../models/shakespeare/tokenizer.json")[..]),
+        ("tokenizer_config.json", &include_bytes!("../../models/shakespeare/tokenizer_config.json")[..]),
+    ] {
+        set(&files, name, &js_sys::Uint8Array::from(bytes).into())?;
+    }
+    set(&spec, "files", &files.into())?;
     let read = Closure::<dyn Fn(f64, f64) -> js_sys::Uint8Array>::new(|offset: f64, length: f64| {
         js_sys::Uint8Array::from(&WEIGHTS[offset as usize..(offset + length) as usize])
     });
@@ -36,7 +42,7 @@ fn load_bundled(engine: &Engine) -> Result<(), JsValue> {
     js_sys::Reflect::set(&file, &"name".into(), &"model.safetensors".into())?;
     js_sys::Reflect::set(&file, &"size".into(), &(WEIGHTS.len() as f64).into())?;
     js_sys::Reflect::set(&file, &"read".into(), read.as_ref())?;
-    set("files", &js_sys::Array::of1(&file).into())?;
+    set(&spec, "weights", &js_sys::Array::of1(&file).into())?;
     let uploaded = std::rc::Rc::new(std::cell::Cell::new((0.0, 0.0)));
     let seen = uploaded.clone();
     let on_progress = Closure::<dyn Fn(String, f64, f64)>::new(move |_tensor: String, done: f64, total: f64| seen.set((done, total)));

@@ -604,10 +604,7 @@ impl<S: ByteSource> GgufFile<S> {
     /// The raw bytes of one tensor.
     pub fn read(&mut self, name: &str) -> Result<(TensorInfo, Vec<u8>)> {
         let info = self.tensor_info(name).cloned().ok_or_else(|| Error::MissingTensor { name: name.to_string(), path: self.path.clone() })?;
-        let len = usize::try_from(info.end - info.start)
-            .map_err(|_| Error::Unsupported { what: format!("tensor `{name}` of {} bytes on this 32-bit target", info.end - info.start), hint: "use a smaller model".into() })?;
-        let mut bytes = vec![0u8; len];
-        self.src.read_at(info.start, &mut bytes)?;
+        let bytes = self.read_range(name, info.start..info.end)?;
         Ok((info, bytes))
     }
 

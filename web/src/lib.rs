@@ -248,7 +248,7 @@ mod wasm {
     /// text) lists, or model.safetensors.
     #[wasm_bindgen(js_name = modelWeightFiles)]
     pub fn model_weight_files(index: Option<String>) -> Result<Vec<String>, JsValue> {
-        folder::weight_files(index.as_deref()).map_err(js_error)
+        folder::weight_files(folder::WEIGHTS_INDEX, index.as_deref()).map_err(js_error)
     }
 
     /// A file the page holds (a cached download, a dropped `File`): `read(offset, length)`

@@ -45,11 +45,11 @@ pub const FOLDER_FILES: &[FolderFile] = &[
     FolderFile { name: WEIGHTS_INDEX, required: false, holds: "which shard holds each tensor of a sharded checkpoint" },
 ];
 
-/// The weight files of a folder: the shards its index lists (`index`: the index's text), else
-/// [`WEIGHTS`].
-pub fn weight_files(index: Option<&str>) -> Result<Vec<String>> {
+/// The weight files of a folder: the shards its index lists (`index`: the index's text; its
+/// path, for messages), else [`WEIGHTS`].
+pub fn weight_files(index_path: &str, index: Option<&str>) -> Result<Vec<String>> {
     match index {
-        Some(text) => shard_names(WEIGHTS_INDEX, text),
+        Some(text) => shard_names(index_path, text),
         None => Ok(vec![WEIGHTS.to_string()]),
     }
 }
@@ -115,10 +115,7 @@ impl ModelFiles {
             Some(bytes) => Some(text(folder, WEIGHTS_INDEX, bytes)?),
             None => None,
         };
-        let names = match index {
-            Some(text) => shard_names(&folder.path(WEIGHTS_INDEX), &text)?,
-            None => weight_files(None)?,
-        };
+        let names = weight_files(&folder.path(WEIGHTS_INDEX), index.as_deref())?;
         let mut files = Vec::with_capacity(names.len());
         for name in names {
             let source = folder.open(&name)?;
@@ -189,10 +186,10 @@ mod tests {
 
     #[test]
     fn weights_are_the_index_shards_or_the_single_file() {
-        assert_eq!(weight_files(None).unwrap(), [WEIGHTS]);
+        assert_eq!(weight_files(WEIGHTS_INDEX, None).unwrap(), [WEIGHTS]);
         let index = r#"{"metadata": {}, "weight_map": {"a": "model-00002-of-00002.safetensors", "b": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}}"#;
-        assert_eq!(weight_files(Some(index)).unwrap(), ["model-00002-of-00002.safetensors", "model-00001-of-00002.safetensors"]);
-        let err = weight_files(Some(r#"{"weight_map": {"a": "../x.safetensors"}}"#)).unwrap_err().to_string();
+        assert_eq!(weight_files(WEIGHTS_INDEX, Some(index)).unwrap(), ["model-00002-of-00002.safetensors", "model-00001-of-00002.safetensors"]);
+        let err = weight_files(WEIGHTS_INDEX, Some(r#"{"weight_map": {"a": "../x.safetensors"}}"#)).unwrap_err().to_string();
         assert!(err.contains("outside the model directory"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
 // Causal attention with grouped-query heads over a KV cache.
-// q [n_tokens, n_heads, head_dim]; k_cache, v_cache [positions, n_kv_heads, head_dim]; query
+// q [n_tokens, n_heads, head_dim] f32; k_cache, v_cache [positions, n_kv_heads, head_dim] of
+// f16 or f32 values (kv_pair, see the Prelude in runtime/src/gpu/kernel.rs; head_dim even); query
 // head h reads kv head h / (n_heads / n_kv_heads) (HF: repeat_kv). Query t sits at position
 // start_pos + t and attends to keys 0 ..= start_pos + t (HF: eager_attention_forward with the
 // causal mask): out = softmax(q k^T * scale) v.
@@ -27,8 +28,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k_cache: array<f32>;
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>;
+@group(0) @binding(2) var<storage, read> k_cache: array<kv_pair>;
+@group(0) @binding(3) var<storage, read> v_cache: array<kv_pair>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 64u;
@@ -60,7 +61,10 @@ fn attend(q_base: u32, h: u32, lo: u32, hi: u32, lane: u32) -> State {
         if (j < hi) {
             let kb = j * row + kvh * hd;
             var dotp = 0.0;
-            for (var d = 0u; d < hd; d++) { dotp += sh_q[d] * k_cache[kb + d]; }
+            for (var d = 0u; d < hd; d += 2u) {
+                let kv = kv_load(k_cache[(kb + d) / 2u]);
+                dotp += sh_q[d] * kv.x + sh_q[d + 1u] * kv.y;
+            }
             s = dotp * p.scale;
         }
         sh_p[lane] = s;
@@ -80,7 +84,11 @@ fn attend(q_base: u32, h: u32, lo: u32, hi: u32, lane: u32) -> State {
             let d = lane + c * WG;
             if (d < hd) {
                 var a = st.acc[c] * corr;
-                for (var i = 0u; i < nb; i++) { a += sh_p[i] * v_cache[(b0 + i) * row + kvh * hd + d]; }
+                let odd = (d & 1u) == 1u; // row and head offsets are even
+                for (var i = 0u; i < nb; i++) {
+                    let pair = kv_load(v_cache[((b0 + i) * row + kvh * hd + d) / 2u]);
+                    a += sh_p[i] * select(pair.x, pair.y, odd);
+                }
                 st.acc[c] = a;
             }
         }

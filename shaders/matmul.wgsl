@@ -4,8 +4,9 @@
 //
 // Each 16x16 workgroup computes a 64x64 output tile, 4x4 per invocation, stepping through k in
 // slices of 16 staged in workgroup memory (8 KiB): each loaded value is reused 64 times.
-// f16 weights are unpacked from u32 pairs and Q8_0/Q4_0 blocks dequantized while staging (a
-// 16-wide k-slice never straddles a 32-value block): no shader-f16 needed.
+// f16/bf16 weights are unpacked from u32 pairs and Q8_0/Q4_0 blocks dequantized while staging
+// (a 16-wide k-slice never straddles a 32-value block): no shader-f16 needed. The weight type
+// is the KIND override constant (WeightDType::kind).
 
 struct Params {
     m: u32,
@@ -26,12 +27,18 @@ const BK: u32 = 16u;
 var<workgroup> xs: array<f32, 1024>; // [TILE][BK]
 var<workgroup> ws: array<f32, 1024>; // [TILE][BK]
 
+// Weight type: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 bf16.
+override KIND: u32 = 0;
+
 fn weight_f32(n: u32, k: u32) -> f32 {
     return bitcast<f32>(w[n * p.row_words + k]);
 }
 
-fn weight_f16(n: u32, k: u32) -> f32 {
-    let pair = unpack2x16float(w[n * p.row_words + k / 2u]);
+// f16 (unpack2x16float) or bf16 (the top half of an f32) value k of row n.
+fn weight_half(n: u32, k: u32) -> f32 {
+    let q = w[n * p.row_words + k / 2u];
+    if (KIND == 4u) { return bitcast<f32>(select(q << 16u, q & 0xffff0000u, (k & 1u) == 1u)); }
+    let pair = unpack2x16float(q);
     return select(pair.x, pair.y, (k & 1u) == 1u);
 }
 
@@ -57,17 +64,16 @@ fn weight_q4_0(n: u32, k: u32) -> f32 {
     return q * block_scale(row, ((p.k + 31u) / 32u) * 4u, b);
 }
 
-// kind: 0 f32, 1 f16, 2 q8_0, 3 q4_0 (a constant of each entry point).
-fn weight(kind: u32, n: u32, k: u32) -> f32 {
-    switch kind {
+fn weight(n: u32, k: u32) -> f32 {
+    switch KIND {
         case 0u: { return weight_f32(n, k); }
-        case 1u: { return weight_f16(n, k); }
         case 2u: { return weight_q8_0(n, k); }
-        default: { return weight_q4_0(n, k); }
+        case 3u: { return weight_q4_0(n, k); }
+        default: { return weight_half(n, k); }
     }
 }
 
-fn stage(m0: u32, n0: u32, k0: u32, t: u32, kind: u32) {
+fn stage(m0: u32, n0: u32, k0: u32, t: u32) {
     for (var l = 0u; l < 4u; l++) {
         let idx = t + l * 256u;
         let r = idx / BK;
@@ -78,19 +84,20 @@ fn stage(m0: u32, n0: u32, k0: u32, t: u32, kind: u32) {
         xs[idx] = xv;
         var wv = 0.0;
         if (n0 + r < p.n && kk < p.k) {
-            wv = weight(kind, n0 + r, kk);
+            wv = weight(n0 + r, kk);
         }
         ws[idx] = wv;
     }
 }
 
-fn tile(wid: vec3<u32>, lid: vec3<u32>, kind: u32) {
+@compute @workgroup_size(16, 16)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m0 = wid.y * TILE;
     let n0 = wid.x * TILE;
     let t = lid.y * 16u + lid.x;
     var acc: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        stage(m0, n0, k0, t, kind);
+        stage(m0, n0, k0, t);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
             let b = vec4<f32>(ws[(lid.x * 4u) * BK + kk], ws[(lid.x * 4u + 1u) * BK + kk],
@@ -109,24 +116,4 @@ fn tile(wid: vec3<u32>, lid: vec3<u32>, kind: u32) {
             if (n < p.n) { out[m * p.out_stride + p.out_offset + n] = acc[i][j]; }
         }
     }
-}
-
-@compute @workgroup_size(16, 16)
-fn matmul_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    tile(wid, lid, 0u);
-}
-
-@compute @workgroup_size(16, 16)
-fn matmul_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    tile(wid, lid, 1u);
-}
-
-@compute @workgroup_size(16, 16)
-fn matmul_q8_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    tile(wid, lid, 2u);
-}
-
-@compute @workgroup_size(16, 16)
-fn matmul_q4_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    tile(wid, lid, 3u);
 }

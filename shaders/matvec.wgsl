@@ -6,7 +6,8 @@
 //
 // ROWS rows per workgroup; the WG invocations stride along each row (adjacent invocations read
 // adjacent 16-byte words, so loads coalesce) and a tree reduction in workgroup memory finishes.
-// f32, f16, Q8_0 and Q4_0 weights: no f16 arithmetic, no subgroups (the portability floor).
+// f32, f16, bf16, Q8_0 and Q4_0 weights (KIND, see runtime/src/ops/matrix.rs): no f16
+// arithmetic, no subgroups (the portability floor).
 // Quantized rows (see runtime/src/quant): each invocation takes whole 32-value blocks (Q8_0: two
 // vec4<u32> of int8, Q4_0: one vec4<u32> of nibbles), scales as f16 pairs after the quants.
 
@@ -28,6 +29,8 @@ override ROWS: u32 = 4; // WG * ROWS <= 1024
 // Fused SwiGLU: rows come in (gate, up) pairs (an interleaved Matrix; chunks start at even
 // rows, ROWS is even) and y[pair] = silu(gate · x) * (up · x), y_stride counting pairs.
 override GLU: bool = false;
+// Weight type: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 bf16 (WeightDType::kind).
+override KIND: u32 = 0;
 var<workgroup> partial: array<f32, 1024>;
 
 var<private> x0: u32; // this token's offset in x
@@ -60,20 +63,27 @@ fn dot_f32(row: u32, lane: u32) -> f32 {
     return acc;
 }
 
-// Per-row partial dot products of the f16 layout: a vec4<u32> holds 8 halves.
-fn dot_f16(row: u32, lane: u32) -> f32 {
+// The two 16-bit values of a word (element 2i in the low half): f16 through unpack2x16float,
+// bf16 as the top halves of f32s (a shift and a mask, no shader-f16).
+fn halves(q: u32) -> vec2<f32> {
+    if (KIND == 4u) { return bitcast<vec2<f32>>(vec2<u32>(q << 16u, q & 0xffff0000u)); }
+    return unpack2x16float(q);
+}
+
+// Per-row partial dot products of the 16-bit layouts: a vec4<u32> holds 8 halves.
+fn dot_halves(row: u32, lane: u32) -> f32 {
     let base = row * p.row_words / 4u;
     let full = p.k / 8u;
     var acc = 0.0;
     for (var i = lane; i < full; i += WG) {
         let q = w[base + i];
         let k0 = i * 8u;
-        acc += dot(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), x4(k0));
-        acc += dot(vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)), x4(k0 + 4u));
+        acc += dot(vec4<f32>(halves(q.x), halves(q.y)), x4(k0));
+        acc += dot(vec4<f32>(halves(q.z), halves(q.w)), x4(k0 + 4u));
     }
     for (var kk = full * 8u + lane; kk < p.k; kk += WG) {
         let word = row * p.row_words + kk / 2u;
-        let pair = unpack2x16float(w[word / 4u][word % 4u]);
+        let pair = halves(w[word / 4u][word % 4u]);
         acc += select(pair.x, pair.y, (kk & 1u) == 1u) * x1(kk);
     }
     return acc;
@@ -167,47 +177,25 @@ fn reduce_and_store(row0: u32, lane: u32, token: u32) {
     }
 }
 
-// kind: 0 f32, 1 f16, 2 q8_0, 3 q4_0 (a constant of each entry point).
-fn dot_row(kind: u32, row: u32, lane: u32) -> f32 {
-    switch kind {
+fn dot_row(row: u32, lane: u32) -> f32 {
+    switch KIND {
         case 0u: { return dot_f32(row, lane); }
-        case 1u: { return dot_f16(row, lane); }
         case 2u: { return dot_q8_0(row, lane); }
-        default: { return dot_q4_0(row, lane); }
+        case 3u: { return dot_q4_0(row, lane); }
+        default: { return dot_halves(row, lane); }
     }
 }
 
-fn rows_of_group(kind: u32, wid: vec3<u32>, nwg: vec3<u32>, lane: u32) {
+@compute @workgroup_size(WG)
+fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
+    let lane = lid.x;
     let row0 = (wid.x + wid.y * nwg.x) * ROWS;
     x0 = wid.z * p.k;
     for (var r = 0u; r < ROWS; r++) {
         var acc = 0.0;
-        if (row0 + r < p.rows) { acc = dot_row(kind, row0 + r, lane); }
+        if (row0 + r < p.rows) { acc = dot_row(row0 + r, lane); }
         partial[r * WG + lane] = acc;
     }
     reduce_and_store(row0, lane, wid.z);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_id) lid: vec3<u32>) {
-    rows_of_group(0u, wid, nwg, lid.x);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_id) lid: vec3<u32>) {
-    rows_of_group(1u, wid, nwg, lid.x);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q8_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_id) lid: vec3<u32>) {
-    rows_of_group(2u, wid, nwg, lid.x);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_q4_0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_id) lid: vec3<u32>) {
-    rows_of_group(3u, wid, nwg, lid.x);
 }

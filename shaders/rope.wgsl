@@ -1,7 +1,9 @@
 // Rotary position embedding, Hugging Face convention (rotate_half), fused with the KV-cache
 // append: reads the fused projection qkv [n_tokens, q_dim + 2 kv_dim] (q heads, then k heads,
-// then v heads), writes rotated q to q_out [n_tokens, n_heads, head_dim], rotated k and plain v
-// into the caches [context, n_kv_heads, head_dim] at rows start_pos + t.
+// then v heads), writes rotated q to q_out [n_tokens, n_heads, head_dim] (f32), rotated k and
+// plain v into the caches [context, n_kv_heads, head_dim] (pairs of f16 or f32 values: kv_pair,
+// see the Prelude in runtime/src/gpu/kernel.rs) at rows start_pos + t. head_dim is even, so a pair never
+// straddles heads or tokens, and each pair is written whole by one invocation.
 // cos_sin [max_pos, head_dim / 2] holds (cos, sin) of pos * inv_freq[i], computed on the host
 // in f64 (GPU sin/cos lose accuracy for large angles).
 // HF: apply_rotary_pos_emb: x * cos + rotate_half(x) * sin, i.e. for i < half:
@@ -18,11 +20,22 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read_write> q_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;
-@group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(3) var<storage, read_write> k_cache: array<kv_pair>;
+@group(0) @binding(4) var<storage, read_write> v_cache: array<kv_pair>;
 @group(0) @binding(5) var<storage, read> cos_sin: array<vec2<f32>>;
 
 override WG: u32 = 256;
+
+// Element d of a head of x (at qkv[src..]) rotated to position pos.
+fn rotated(src: u32, d: u32, pos: u32) -> f32 {
+    let half = p.head_dim / 2u;
+    let j = d % half;
+    let cs = cos_sin[pos * half + j];
+    let a = qkv[src + j];
+    let b = qkv[src + j + half];
+    if (d < half) { return a * cs.x - b * cs.y; }
+    return b * cs.x + a * cs.y;
+}
 
 @compute @workgroup_size(WG)
 fn rope_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -31,33 +44,33 @@ fn rope_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let half = hd / 2u;
     let q_dim = p.n_heads * hd;
     let kv_dim = p.n_kv_heads * hd;
-    // Per token: one item per rotated pair of q and of k, one per value of v.
-    let per_token = (p.n_heads + p.n_kv_heads) * half + kv_dim;
+    // Per token: one item per rotated pair (i, i + half) of q, one per cache word (two
+    // adjacent values) of k and of v.
+    let q_items = p.n_heads * half;
+    let per_token = q_items + kv_dim;
     let i = (wid.x + wid.y * nwg.x) * WG + lid.x;
     if (i >= p.n_tokens * per_token) { return; }
     let t = i / per_token;
-    var r = i % per_token;
+    let r = i % per_token;
+    let pos = p.start_pos + t;
     let src = t * (q_dim + 2u * kv_dim);
-    let row = (p.start_pos + t) * kv_dim;
-    if (r >= (p.n_heads + p.n_kv_heads) * half) {
-        let e = r - (p.n_heads + p.n_kv_heads) * half;
-        v_cache[row + e] = qkv[src + q_dim + kv_dim + e];
+    let row = pos * kv_dim / 2u; // in words
+    if (r < q_items) {
+        let h = r / half;
+        let j = r % half;
+        let dst = (t * p.n_heads + h) * hd;
+        q_out[dst + j] = rotated(src + h * hd, j, pos);
+        q_out[dst + j + half] = rotated(src + h * hd, j + half, pos);
         return;
     }
-    let j = r % half;
-    let h = r / half;
-    let cs = cos_sin[(p.start_pos + t) * half + j];
-    if (h < p.n_heads) {
-        let a = qkv[src + h * hd + j];
-        let b = qkv[src + h * hd + j + half];
-        let dst = (t * p.n_heads + h) * hd;
-        q_out[dst + j] = a * cs.x - b * cs.y;
-        q_out[dst + j + half] = b * cs.x + a * cs.y;
+    let w = r - q_items; // word of the k row, then of the v row
+    if (w < kv_dim / 2u) {
+        let e = 2u * w;
+        let head = src + q_dim + (e / hd) * hd;
+        k_cache[row + w] = kv_store(vec2<f32>(rotated(head, e % hd, pos), rotated(head, e % hd + 1u, pos)));
     } else {
-        let kh = h - p.n_heads;
-        let a = qkv[src + q_dim + kh * hd + j];
-        let b = qkv[src + q_dim + kh * hd + j + half];
-        k_cache[row + kh * hd + j] = a * cs.x - b * cs.y;
-        k_cache[row + kh * hd + j + half] = b * cs.x + a * cs.y;
+        let e = 2u * (w - kv_dim / 2u);
+        let v = src + q_dim + kv_dim + e;
+        v_cache[row + w - kv_dim / 2u] = kv_store(vec2<f32>(qkv[v], qkv[v + 1u]));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //!   cria generate --model DIR --prompt TEXT [--max-tokens N --temperature T --top-p P --top-k K --seed S]
 //!   cria chat --model DIR
-//!   cria info [--model DIR]
+//!   cria info [--model DIR|FILE.gguf | --synthetic NAME] [--context N --quant T --kv-cache T --gpu-memory MIB]
 //!   cria bench [--model DIR | --synthetic NAME] [--quant q4_0] [--json]
 //!   cria quantize --model DIR --to q4_0|q8_0|f16 --out DIR2
 
@@ -10,6 +10,7 @@
 use clap::{Args, Parser, Subcommand};
 use cria::generate::{generate, ChatPrompt, GenerateOptions, Generation};
 use cria::model::{self, bundled, GenerationConfig, Llama, LoadProgress, ModelOptions};
+use cria::ops::attention::KvDType;
 use cria::ops::WeightDType;
 use cria::sampling::SamplingOptions;
 use cria::tokenizer::{ChatMessage, Tokenizer};
@@ -59,6 +60,10 @@ enum Command {
         /// tinyllama-1.1b, litellama-460m or stories15m.
         #[arg(long, conflicts_with = "model")]
         synthetic: Option<String>,
+        /// The file type of the synthetic model's matrices: f16 (default), bf16 or f32 (each
+        /// kept as is on the GPU unless --quant converts it).
+        #[arg(long, default_value = "f16", requires = "synthetic")]
+        dtype: String,
         /// Prompt tokens for the prefill measurement.
         #[arg(long, default_value_t = 64)]
         prompt_len: usize,
@@ -85,11 +90,15 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Show the GPU adapter, its features and limits, and optionally a model's config and size.
+    /// Show the GPU adapter, its features and limits, and for a model its config and the GPU
+    /// memory it will need (weights, KV cache, activations), checked against this device.
     Info {
-        /// A Hugging Face model directory or a GGUF file.
-        #[arg(long)]
-        model: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A synthetic model (real shapes, random weights) instead of --model:
+        /// tinyllama-1.1b, litellama-460m or stories15m.
+        #[arg(long, conflicts_with = "model")]
+        synthetic: Option<String>,
     },
 }
 
@@ -103,15 +112,28 @@ struct ModelArgs {
     /// Context length to allocate (default 4096, or the model's max_position_embeddings if smaller).
     #[arg(long)]
     context: Option<usize>,
-    /// Store the weight matrices as f16, q8_0 or q4_0 on the GPU, converting at load.
+    /// Store the weight matrices as f32, f16, bf16, q8_0 or q4_0 on the GPU, converting at
+    /// load (default: each tensor keeps its checkpoint's type).
     #[arg(long)]
     quant: Option<String>,
+    /// Element type of the KV cache: f16 (default) or f32.
+    #[arg(long, default_value = "f16")]
+    kv_cache: String,
+    /// GPU memory models may use, in MiB, instead of what the driver reports (a GPU shared
+    /// with other work). A model that needs more is refused before loading.
+    #[arg(long)]
+    gpu_memory: Option<u64>,
 }
 
 impl ModelArgs {
     fn options(&self) -> cria::Result<ModelOptions> {
         let weight_dtype = self.quant.as_deref().map(WeightDType::parse).transpose()?;
-        Ok(ModelOptions { context: self.context, weight_dtype })
+        Ok(ModelOptions { context: self.context, weight_dtype, kv_cache: KvDType::parse(&self.kv_cache)? })
+    }
+
+    fn gpu(&self) -> cria::Result<Arc<Gpu>> {
+        let options = GpuOptions { memory_budget: self.gpu_memory.map(|mib| mib << 20), ..GpuOptions::default() };
+        Ok(Arc::new(pollster::block_on(Gpu::new(options))?))
     }
 }
 
@@ -169,7 +191,7 @@ fn main() {
 
 fn run(cli: Cli) -> cria::Result<()> {
     match cli.command {
-        Command::Info { model } => info(model),
+        Command::Info { model, synthetic } => info(&model, synthetic.as_deref()),
         Command::Generate { model, prompt, sampling, print_ids } => {
             let (mut llama, tokenizer, defaults) = load(&model)?;
             let options = sampling.options(&defaults);
@@ -181,17 +203,13 @@ fn run(cli: Cli) -> cria::Result<()> {
             Ok(())
         }
         Command::Chat { model, system, sampling } => chat(&model, system, &sampling),
-        Command::Bench { model, synthetic, prompt_len, gen_len, json } => bench(&model, synthetic.as_deref(), prompt_len, gen_len, json),
+        Command::Bench { model, synthetic, dtype, prompt_len, gen_len, json } => bench(&model, synthetic.as_deref(), &dtype, prompt_len, gen_len, json),
         Command::Quantize { model, synthetic, to, out } => quantize(model.as_deref(), synthetic.as_deref(), &to, &out),
     }
 }
 
-fn gpu() -> cria::Result<Arc<Gpu>> {
-    Ok(Arc::new(pollster::block_on(Gpu::new(GpuOptions::default()))?))
-}
-
 fn load(args: &ModelArgs) -> cria::Result<(Llama, Tokenizer, GenerationConfig)> {
-    let gpu = gpu()?;
+    let gpu = args.gpu()?;
     let options = args.options()?;
     let Some(path) = &args.model else {
         let mut files = bundled::files()?;
@@ -282,53 +300,75 @@ fn chat(args: &ModelArgs, system: Option<String>, sampling: &SamplingArgs) -> cr
     }
 }
 
-fn info(model_dir: Option<PathBuf>) -> cria::Result<()> {
-    let gpu = gpu()?;
-    println!("{}", gpu.describe());
-    if let Some(dir) = model_dir {
-        let files = model::open(&dir)?;
-        let (c, bytes) = (&files.config, files.weight_bytes());
-        println!(
-            "model: {}\n  layers {}, hidden {}, intermediate {}, heads {} (kv {}), head_dim {}, vocab {}, context {}\n  rope_theta {}, rope_scaling {:?}, tied embeddings {}\n  parameters {:.1} M, weights {:.1} MiB",
-            dir.display(),
-            c.num_hidden_layers,
-            c.hidden_size,
-            c.intermediate_size,
-            c.num_attention_heads,
-            c.num_key_value_heads,
-            c.head_dim,
-            c.vocab_size,
-            c.max_position_embeddings,
-            c.rope_theta,
-            c.rope_scaling,
-            c.tie_word_embeddings,
-            c.parameter_count() as f64 / 1e6,
-            bytes as f64 / (1 << 20) as f64,
-        );
+/// The file type of a synthetic model's matrices, as `--dtype` spells it.
+fn synthetic_dtype(name: &str) -> cria::Result<model::safetensors::Dtype> {
+    use model::safetensors::Dtype;
+    match WeightDType::parse(name)? {
+        WeightDType::F32 => Ok(Dtype::F32),
+        WeightDType::F16 => Ok(Dtype::F16),
+        WeightDType::BF16 => Ok(Dtype::BF16),
+        other => Err(cria::Error::Unsupported { what: format!("synthetic {} checkpoints", other.name()), hint: "choose --dtype f32, f16 or bf16 and convert with --quant".into() }),
     }
+}
+
+fn info(args: &ModelArgs, synthetic: Option<&str>) -> cria::Result<()> {
+    let gpu = args.gpu()?;
+    println!("{}", gpu.describe());
+    let (name, files) = match (synthetic, &args.model) {
+        (Some(name), _) => {
+            let config = model::synthetic::config(name)?;
+            let weights = model::synthetic::SyntheticWeights::new(&config);
+            (format!("synthetic {name}"), model::ModelFiles::without_tokenizer(config, GenerationConfig::default(), Box::new(weights)))
+        }
+        (None, Some(path)) => (path.display().to_string(), model::open(path)?),
+        (None, None) => return Ok(()),
+    };
+    let (c, bytes) = (&files.config, files.weight_bytes());
+    println!(
+        "model: {name}\n  layers {}, hidden {}, intermediate {}, heads {} (kv {}), head_dim {}, vocab {}, context {}\n  rope_theta {}, rope_scaling {:?}, tied embeddings {}\n  parameters {:.1} M, weights {:.1} MiB in the file",
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim,
+        c.vocab_size,
+        c.max_position_embeddings,
+        c.rope_theta,
+        c.rope_scaling,
+        c.tie_word_embeddings,
+        c.parameter_count() as f64 / 1e6,
+        bytes as f64 / (1 << 20) as f64,
+    );
+    let plan = files.memory_plan(&args.options()?)?;
+    println!("GPU memory at a context of {} tokens: {plan}", plan.context);
+    let available = gpu.memory_budget().map_or("the device reports no memory size".to_string(), |(b, what)| format!("{} ({what})", model::memory::mib(b)));
+    println!("  device: {available}; largest unsplit buffer {} ({}) of {} per binding", model::memory::mib(plan.largest.1), plan.largest.0, model::memory::mib(gpu.max_binding_bytes()));
+    plan.check(&gpu)?;
+    println!("  fits this device");
     Ok(())
 }
 
 /// Prefill and decode throughput of one model, and the decode rate as a fraction of the
 /// adapter's copy bandwidth measured in the same run (decode reads every weight once per token).
-fn bench(args: &ModelArgs, synthetic: Option<&str>, prompt_len: usize, gen_len: usize, json: bool) -> cria::Result<()> {
+fn bench(args: &ModelArgs, synthetic: Option<&str>, dtype: &str, prompt_len: usize, gen_len: usize, json: bool) -> cria::Result<()> {
     use cria::generate::now_seconds;
     let mut llama = match synthetic {
         Some(name) => {
             let config = model::synthetic::config(name)?;
-            let mut weights = model::synthetic::SyntheticWeights::new(&config);
+            let mut weights = model::synthetic::SyntheticWeights::with_dtype(&config, synthetic_dtype(dtype)?)?;
             let context = args.context.unwrap_or(prompt_len + gen_len + 1).min(config.max_position_embeddings);
             let options = ModelOptions { context: Some(context), ..args.options()? };
-            Llama::load(gpu()?, config, &mut weights, &options, &mut |_| {})?
+            Llama::load(args.gpu()?, config, &mut weights, &options, &mut |_| {})?
         }
         // No tokenizer needed: the prompt is random ids.
         None => match &args.model {
-            Some(path) => model::open(path)?.load(gpu()?, &args.options()?, &mut |_| {})?,
+            Some(path) => model::open(path)?.load(args.gpu()?, &args.options()?, &mut |_| {})?,
             None => load(args)?.0,
         },
     };
     let model_name = match (synthetic, &args.model) {
-        (Some(name), _) => format!("synthetic {name}"),
+        (Some(name), _) => format!("synthetic {name} ({dtype} checkpoint)"),
         (None, Some(dir)) => dir.display().to_string(),
         (None, None) => bundled::NAME.to_string(),
     };
@@ -374,6 +414,9 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, prompt_len: usize, gen_len: 
             "ratio_to_copy": achieved / copy_bw,
             "dispatches_per_token": dispatches,
             "submits_per_token": submits,
+            "kv_cache": llama.memory.kv_dtype.name(),
+            "context": llama.context,
+            "gpu_memory_bytes": llama.memory.total(),
         });
         println!("{report}");
     } else {
@@ -384,6 +427,7 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, prompt_len: usize, gen_len: 
         println!("weights read per token: {:.2} MiB; achieved {:.2} GB/s", bytes as f64 / (1 << 20) as f64, achieved / 1e9);
         println!("copy-kernel bandwidth (same run): {:.2} GB/s; decode at {:.1}% of it", copy_bw / 1e9, 100.0 * achieved / copy_bw);
         println!("per token: {dispatches} dispatches, {submits} submits");
+        println!("GPU memory: {}", llama.memory);
     }
     Ok(())
 }

@@ -38,8 +38,10 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
+/// An f32 KV cache: these tests compare file formats and dequantization at MODEL_TOLERANCE;
+/// what the default f16 cache changes is tested once, in golden.rs.
 fn options() -> ModelOptions {
-    ModelOptions { context: Some(128), ..ModelOptions::default() }
+    ModelOptions { context: Some(128), kv_cache: cria::ops::attention::KvDType::F32, ..ModelOptions::default() }
 }
 
 /// Serves another source's tensors with block-quantized ones dequantized on the CPU
@@ -109,7 +111,7 @@ fn check_model(name: &str, float_tag: &str) {
     let want = prefill(&mut reference, &prompt);
     let vocab = reference.config.vocab_size;
 
-    // Float file: the same weights as the safetensors file (BF16 widened to F32 in both).
+    // Float file: the same weights as the safetensors file (BF16 kept as BF16 in both).
     let mut m = model::open_gguf(&gguf_path(name, float_tag)).unwrap();
     let mut llama = m.load(gpu.clone(), &options(), &mut |_| {}).unwrap();
     let got = prefill(&mut llama, &prompt);

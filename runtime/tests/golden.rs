@@ -1,11 +1,15 @@
 //! Whole-model parity with Hugging Face transformers: prefill logits for every prompt position
-//! and every step of a 32-token greedy continuation, for three tiny Llama-family models.
+//! and every step of a 32-token greedy continuation, for three tiny Llama-family models (F32,
+//! F16 and BF16 checkpoints, each kept in its own type on the GPU), with the KV cache in f32
+//! (logits within MODEL_TOLERANCE) and in f16, the default (KV16_MODEL_TOLERANCE; the same
+//! greedy tokens).
 //! Fixtures: tests/fixtures/models/*/ made by tests/fixtures/make_fixtures.py (see its README).
 
 mod common;
 
 use cria::model::{self, ModelOptions};
-use cria::ops::check::{compare, MODEL_TOLERANCE};
+use cria::ops::attention::KvDType;
+use cria::ops::check::{compare, model_tolerance, Tolerance};
 use safetensors::SafeTensors;
 use std::path::PathBuf;
 
@@ -29,7 +33,7 @@ fn floats(st: &SafeTensors<'_>, name: &str) -> (Vec<f32>, Vec<usize>) {
     (bytemuck::pod_collect_to_vec(t.data()), t.shape().to_vec())
 }
 
-fn check_model(name: &str) {
+fn check_model(name: &str, stored: &str) {
     let Some(gpu) = common::gpu() else { return };
     let dir = fixture(name);
     let bytes = std::fs::read(dir.join("golden.safetensors")).expect("golden.safetensors (run tests/fixtures/make_fixtures.py)");
@@ -40,27 +44,31 @@ fn check_model(name: &str) {
     let (steps, _) = floats(&golden, "step_logits");
     let vocab = *shape.last().unwrap();
 
-    let mut llama = model::load_llama(gpu, &dir, &ModelOptions::default(), &mut |_| {}).unwrap();
-    assert_eq!(llama.config.vocab_size, vocab);
-    let got = llama.forward_all_logits(&prompt, 0).unwrap();
-    compare(&format!("{name} prefill logits ({} tokens)", prompt.len()), 0, &got, &prefill, MODEL_TOLERANCE).unwrap_or_else(|m| panic!("{m}"));
+    for kv_cache in KvDType::ALL {
+        let mut llama = model::load_llama(gpu.clone(), &dir, &ModelOptions { kv_cache, ..ModelOptions::default() }, &mut |_| {}).unwrap();
+        assert_eq!(llama.config.vocab_size, vocab);
+        assert_eq!(llama.weight_types(), stored, "{name}: weights must keep their checkpoint's type on the GPU");
+        let (name, tol) = (format!("{name} ({} KV cache)", kv_cache.name()), model_tolerance(kv_cache));
+        let got = llama.forward_all_logits(&prompt, 0).unwrap();
+        compare(&format!("{name} prefill logits ({} tokens)", prompt.len()), 0, &got, &prefill, tol).unwrap_or_else(|m| panic!("{m}"));
 
-    greedy(&mut llama, name, prompt.len(), &generated, &steps, vocab);
+        greedy(&mut llama, &name, prompt.len(), &generated, &steps, vocab, tol);
 
-    // A prompt of ~300 tokens: prefill in several chunks, decode attention over two key splits.
-    let long = ints(&golden, "long_prompt_ids");
-    let (long_steps, _) = floats(&golden, "long_step_logits");
-    assert!(long.len() > 2 * cria::model::llama::PREFILL_CHUNK && long.len() > cria::ops::attention::DECODE_CHUNK);
-    llama.forward(&long, 0).unwrap();
-    greedy(&mut llama, &format!("{name} long prompt"), long.len(), &ints(&golden, "long_generated_ids"), &long_steps, vocab);
+        // A prompt of ~300 tokens: prefill in several chunks, decode attention over two key splits.
+        let long = ints(&golden, "long_prompt_ids");
+        let (long_steps, _) = floats(&golden, "long_step_logits");
+        assert!(long.len() > 2 * cria::model::llama::PREFILL_CHUNK && long.len() > cria::ops::attention::DECODE_CHUNK);
+        llama.forward(&long, 0).unwrap();
+        greedy(&mut llama, &format!("{name} long prompt"), long.len(), &ints(&golden, "long_generated_ids"), &long_steps, vocab, tol);
+    }
 }
 
 /// Greedy continuation after a prefill of `pos` tokens: the logits before each step must match
 /// transformers', and so must each chosen token.
-fn greedy(llama: &mut cria::model::Llama, name: &str, mut pos: usize, generated: &[u32], steps: &[f32], vocab: usize) {
+fn greedy(llama: &mut cria::model::Llama, name: &str, mut pos: usize, generated: &[u32], steps: &[f32], vocab: usize, tol: Tolerance) {
     for (step, &want) in generated.iter().enumerate() {
         let logits = pollster::block_on(llama.logits()).unwrap();
-        compare(&format!("{name} logits at greedy step {step}"), 0, &logits, &steps[step * vocab..(step + 1) * vocab], MODEL_TOLERANCE).unwrap_or_else(|m| panic!("{m}"));
+        compare(&format!("{name} logits at greedy step {step}"), 0, &logits, &steps[step * vocab..(step + 1) * vocab], tol).unwrap_or_else(|m| panic!("{m}"));
         let token = pollster::block_on(llama.argmax()).unwrap();
         assert_eq!(token, want, "{name}: greedy token at step {step}");
         llama.forward(&[token], pos).unwrap();
@@ -70,15 +78,15 @@ fn greedy(llama: &mut cria::model::Llama, name: &str, mut pos: usize, generated:
 
 #[test]
 fn tinyllama_architecture_matches_transformers() {
-    check_model("tinyllama-mini");
+    check_model("tinyllama-mini", "f32");
 }
 
 #[test]
 fn litellama_architecture_matches_transformers() {
-    check_model("litellama-mini");
+    check_model("litellama-mini", "f16");
 }
 
 #[test]
 fn smollm_llama3_architecture_matches_transformers() {
-    check_model("smollm-mini");
+    check_model("smollm-mini", "bf16");
 }

@@ -54,6 +54,18 @@ impl GpuBuffer {
     pub async fn read_u32(&self, gpu: &Gpu) -> Result<Vec<u32>> {
         Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(gpu).await?))
     }
+
+    /// A buffer of f16 values (the `half2` storage of the KV cache), rounded from `values`.
+    pub fn from_halves(gpu: &Gpu, label: &str, values: &[f32]) -> Result<GpuBuffer> {
+        let bits: Vec<u16> = values.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+        Self::from_bytes(gpu, label, bytemuck::cast_slice(&bits))
+    }
+
+    /// The buffer read as f16 values, widened.
+    pub async fn read_halves(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let bits: Vec<u16> = bytemuck::pod_collect_to_vec(&self.read_bytes(gpu).await?);
+        Ok(bits.into_iter().map(|b| half::f16::from_bits(b).to_f32()).collect())
+    }
 }
 
 fn new_storage(gpu: &Gpu, label: &str, len: u64, mapped_at_creation: bool) -> Result<wgpu::Buffer> {
@@ -135,6 +147,11 @@ impl Readback {
             mapped_at_creation: false,
         });
         Readback { staging }
+    }
+
+    /// Bytes of the staging buffer.
+    pub fn capacity(&self) -> u64 {
+        self.staging.size()
     }
 
     /// Copies `len` bytes at `offset` of `buffer` back to the host, after all submitted work.

@@ -25,17 +25,62 @@ pub struct KernelSpec {
     pub bindings: &'static [Binding],
 }
 
-/// Pipeline-creation choices for one kernel: `override` constants and whether the shader gets
-/// `enable f16;` (the only textual change Cria makes to a shader).
+/// Pipeline-creation choices for one kernel: `override` constants and the [`Prelude`] the
+/// shader gets (the only textual change Cria makes to a shader).
 #[derive(Clone, Debug, Default)]
 pub struct Variant {
     pub constants: Vec<(&'static str, f64)>,
-    pub f16: bool,
+    pub prelude: Prelude,
 }
 
 impl Variant {
     pub fn constants(constants: &[(&'static str, f64)]) -> Self {
-        Variant { constants: constants.to_vec(), f16: false }
+        Variant { constants: constants.to_vec(), prelude: Prelude::default() }
+    }
+
+    pub fn with_prelude(mut self, prelude: Prelude) -> Self {
+        self.prelude = prelude;
+        self
+    }
+}
+
+/// Text prepended to a shader. Each defines `kv_pair`, the storage of two adjacent values of
+/// the KV cache (element 2i of an `array<kv_pair>` first), with `kv_load`/`kv_store` to and
+/// from `vec2<f32>`; shaders that do not use it ignore it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Prelude {
+    /// f16 pairs in a u32, packed by WGSL's builtins: no shader-f16 needed (the floor).
+    #[default]
+    F16Packed,
+    /// `vec2<f16>` with shader-f16: the same bytes as [`Prelude::F16Packed`].
+    F16Native,
+    /// `vec2<f32>`: a full-precision cache.
+    F32,
+}
+
+impl Prelude {
+    pub fn source(self) -> &'static str {
+        match self {
+            Prelude::F16Packed => {
+                "alias kv_pair = u32;
+fn kv_load(v: kv_pair) -> vec2<f32> { return unpack2x16float(v); }
+fn kv_store(v: vec2<f32>) -> kv_pair { return pack2x16float(v); }
+"
+            }
+            Prelude::F16Native => {
+                "enable f16;
+alias kv_pair = vec2<f16>;
+fn kv_load(v: kv_pair) -> vec2<f32> { return vec2<f32>(v); }
+fn kv_store(v: vec2<f32>) -> kv_pair { return vec2<f16>(v); }
+"
+            }
+            Prelude::F32 => {
+                "alias kv_pair = vec2<f32>;
+fn kv_load(v: kv_pair) -> vec2<f32> { return v; }
+fn kv_store(v: vec2<f32>) -> kv_pair { return v; }
+"
+            }
+        }
     }
 }
 
@@ -44,7 +89,7 @@ pub(crate) struct PipelineKey {
     name: &'static str,
     entry: &'static str,
     constants: Vec<(&'static str, u64)>,
-    f16: bool,
+    prelude: Prelude,
 }
 
 pub struct Kernel {
@@ -60,7 +105,7 @@ impl Gpu {
         let mut constants: Vec<(&'static str, u64)> =
             variant.constants.iter().map(|(k, v)| (*k, v.to_bits())).collect();
         constants.sort();
-        let key = PipelineKey { name: spec.name, entry: spec.entry, constants, f16: variant.f16 };
+        let key = PipelineKey { name: spec.name, entry: spec.entry, constants, prelude: variant.prelude };
         if let Some(k) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(k.clone());
         }
@@ -70,17 +115,13 @@ impl Gpu {
     }
 
     fn compile(&self, spec: &KernelSpec, variant: &Variant) -> Result<Kernel> {
-        if variant.f16 && !self.features.shader_f16 {
+        if variant.prelude == Prelude::F16Native && !self.features.shader_f16 {
             return Err(Error::Unsupported {
                 what: format!("the f16 variant of kernel '{}'", spec.name),
                 hint: "this device has no shader-f16; use the floor (packed-u32) variant".into(),
             });
         }
-        let source = if variant.f16 {
-            format!("enable f16;\n{}", spec.source)
-        } else {
-            spec.source.to_string()
-        };
+        let source = format!("{}{}", variant.prelude.source(), spec.source);
         // Natively an error scope resolves at once and turns a bad shader into a typed error
         // here. In the browser it resolves only after the GPU process answers, and dropping an
         // unpopped scope discards what it caught (the real WGSL diagnostic): there no scope is

@@ -9,7 +9,7 @@ mod kernel;
 mod recorder;
 
 pub use buffer::{split_rows, BufferWriter, GpuBuffer, Readback};
-pub use kernel::{Binding, KernelSpec, Variant};
+pub use kernel::{Binding, KernelSpec, Prelude, Variant};
 pub use recorder::Recorder;
 
 use crate::error::{Error, Result};
@@ -37,6 +37,9 @@ pub struct GpuOptions {
     pub disable_subgroups: bool,
     /// Substring of the adapter name to pick; overrides `WGPU_ADAPTER_NAME`.
     pub adapter_name: Option<String>,
+    /// Bytes of GPU memory models may use, instead of what the platform reports (for a device
+    /// shared with other work, and for tests of the refusal).
+    pub memory_budget: Option<u64>,
 }
 
 /// State shared with wgpu's callbacks, which may run on other threads.
@@ -73,6 +76,8 @@ pub struct Gpu {
     pub features: GpuFeatures,
     pub limits: wgpu::Limits,
     pub tuning: Tuning,
+    /// Device memory a model may use and where that figure comes from (see [`Gpu::memory_budget`]).
+    memory: Option<(u64, String)>,
     health: Arc<Health>,
     pipelines: Mutex<HashMap<kernel::PipelineKey, Arc<kernel::Kernel>>>,
     /// Bind groups by layout and buffers: a decode step binds the same buffers every token.
@@ -87,6 +92,24 @@ impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gpu").field("adapter", &self.info.name).field("features", &self.features).finish()
     }
+}
+
+/// The device memory the platform reports for `adapter`: on Vulkan, the largest device-local
+/// heap (VkPhysicalDeviceMemoryProperties). Other backends report none through wgpu.
+#[cfg(all(not(target_arch = "wasm32"), any(target_os = "linux", target_os = "windows", target_os = "android")))]
+fn platform_memory(adapter: &wgpu::Adapter) -> Option<(u64, &'static str)> {
+    const DEVICE_LOCAL: u32 = 0x1; // VK_MEMORY_HEAP_DEVICE_LOCAL_BIT
+    // SAFETY: the hal adapter is only borrowed for two read-only queries while `adapter` lives.
+    let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
+    let instance = hal.shared_instance().raw_instance();
+    let props = unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
+    let heaps = &props.memory_heaps[..(props.memory_heap_count as usize).min(props.memory_heaps.len())];
+    heaps.iter().filter(|h| h.flags.as_raw() & DEVICE_LOCAL != 0).map(|h| h.size).max().map(|bytes| (bytes, "the largest device-local memory heap"))
+}
+
+#[cfg(not(all(not(target_arch = "wasm32"), any(target_os = "linux", target_os = "windows", target_os = "android"))))]
+fn platform_memory(_adapter: &wgpu::Adapter) -> Option<(u64, &'static str)> {
+    None
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -161,6 +184,10 @@ impl Gpu {
             }));
         }
         let limits = device.limits();
+        let memory = match options.memory_budget {
+            Some(bytes) => Some((bytes, "the memory budget set for this device".to_string())),
+            None => platform_memory(&adapter).map(|(bytes, what)| (bytes, format!("{what} of '{}'", info.name))),
+        };
         Ok(Gpu {
             device,
             queue,
@@ -168,6 +195,7 @@ impl Gpu {
             info,
             features: GpuFeatures { shader_f16, subgroups, timestamps },
             limits,
+            memory,
             health,
             pipelines: Mutex::new(HashMap::new()),
             bind_groups: Mutex::new(HashMap::new()),
@@ -187,6 +215,13 @@ impl Gpu {
             return Err(Error::Validation { context: context.to_string(), message });
         }
         Ok(())
+    }
+
+    /// Bytes of memory models may use on this device, and where the figure comes from: the
+    /// budget set in [`GpuOptions::memory_budget`], else what the platform reports (Vulkan: the
+    /// largest device-local heap). None where nothing reports it (WebGPU exposes no total).
+    pub fn memory_budget(&self) -> Option<(u64, String)> {
+        self.memory.clone()
     }
 
     /// Largest byte size one storage binding may have on this device.

@@ -39,6 +39,11 @@ impl<'g> Recorder<'g> {
         Recorder { gpu, arena, slots, params: Vec::new(), encoder: None, pass: None, dispatches: 0, submits: 0 }
     }
 
+    /// Bytes of the arena of a recorder with `max_dispatches` slots.
+    pub fn arena_bytes(max_dispatches: u32) -> u64 {
+        u64::from(max_dispatches.max(1)) * SLOT
+    }
+
     /// A recorder on an existing arena (from [`Recorder::into_arena`]): no allocation.
     pub fn with_arena(gpu: &'g Gpu, arena: wgpu::Buffer) -> Recorder<'g> {
         let slots = arena.size() / SLOT;

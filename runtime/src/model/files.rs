@@ -25,6 +25,12 @@ impl ModelFiles {
         Self::with_tokenizer(config, Ok(tokenizer), generation, weights)
     }
 
+    /// A model with no tokenizer (synthetic models: benchmarks and `info` need none).
+    pub fn without_tokenizer(config: LlamaConfig, generation: GenerationConfig, weights: Box<dyn WeightSource>) -> ModelFiles {
+        let missing = crate::Error::Unsupported { what: "a tokenizer for this model".into(), hint: "synthetic models have none; use a model directory or GGUF file".into() };
+        Self::with_tokenizer(config, Err(missing), generation, weights)
+    }
+
     pub(crate) fn with_tokenizer(config: LlamaConfig, tokenizer: Result<Tokenizer>, generation: GenerationConfig, weights: Box<dyn WeightSource>) -> ModelFiles {
         ModelFiles { config, generation, weights, tokenizer: Some(tokenizer) }
     }
@@ -40,7 +46,14 @@ impl ModelFiles {
         self.weights.total_bytes()
     }
 
-    /// Uploads the weights to `gpu`, tensor by tensor.
+    /// The GPU memory loading with `options` will take (see [`Llama::memory_plan`]); nothing is
+    /// read but headers.
+    pub fn memory_plan(&self, options: &ModelOptions) -> Result<super::MemoryPlan> {
+        Llama::memory_plan(&self.config, self.weights.as_ref(), options)
+    }
+
+    /// Uploads the weights to `gpu`, tensor by tensor (refused first if the memory plan does
+    /// not fit the device).
     pub fn load(&mut self, gpu: Arc<crate::Gpu>, options: &ModelOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Llama> {
         Llama::load(gpu, self.config.clone(), self.weights.as_mut(), options, progress)
     }

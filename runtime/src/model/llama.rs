@@ -7,11 +7,12 @@ use super::config::LlamaConfig;
 use super::weights::{LoadProgress, WeightSource};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBuffer, Readback, Recorder};
-use crate::ops::attention::{self, DecodeScratch, Heads};
+use crate::ops::attention::{self, DecodeScratch, Heads, KvCache, KvDType};
 use crate::ops::rope::RopeTable;
 use crate::model::safetensors::TensorEntry;
 use crate::ops::sample::{self, SampleScratch};
 use crate::ops::{argmax, embedding, matmul, matvec, rms_norm, rope, swiglu, Layout, Matrix, WeightDType};
+use super::memory::MemoryPlan;
 use crate::sampling::SamplingOptions;
 use std::sync::Arc;
 
@@ -31,50 +32,152 @@ pub struct ModelOptions {
     /// Store every weight matrix as this type, converting at load (for example Q4_0 from an
     /// F16 checkpoint); None keeps each tensor's own type.
     pub weight_dtype: Option<crate::ops::WeightDType>,
+    /// Element type of the KV cache (f16 unless asked otherwise).
+    pub kv_cache: KvDType,
 }
 
-struct Layer {
-    attn_norm: GpuBuffer,
+/// The decoder's weights, described once ([`describe_weights`]) and built by a [`Build`]: the
+/// loader uploads them (`M` = [`Matrix`], `V` = [`GpuBuffer`]); the memory plan counts their
+/// bytes before anything is uploaded (`M` = (type, bytes), `V` = bytes).
+pub(crate) struct LayerOf<M, V> {
+    attn_norm: V,
     /// q_proj, k_proj and v_proj stacked: one pass over x.
-    wqkv: Matrix,
-    wo: Matrix,
-    mlp_norm: GpuBuffer,
+    wqkv: M,
+    wo: M,
+    mlp_norm: V,
     /// gate_proj and up_proj rows interleaved: one pass, SwiGLU fused into its output.
-    w_gate_up: Matrix,
-    w_down: Matrix,
-    k_cache: GpuBuffer,
-    v_cache: GpuBuffer,
+    w_gate_up: M,
+    w_down: M,
 }
 
-/// Activations for up to PREFILL_CHUNK tokens.
+pub(crate) struct WeightsOf<M, V> {
+    embed: M,
+    layers: Vec<LayerOf<M, V>>,
+    norm: V,
+    /// None for tied embeddings: the LM head is `embed`.
+    lm_head: Option<M>,
+}
+
+impl<M, V> WeightsOf<M, V> {
+    /// Every matrix once (the embedding included; a tied LM head is not a second matrix).
+    fn matrices(&self) -> impl Iterator<Item = &M> {
+        let layers = self.layers.iter().flat_map(|l| [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down]);
+        [&self.embed].into_iter().chain(layers).chain(self.lm_head.iter())
+    }
+
+    fn vectors(&self) -> impl Iterator<Item = &V> {
+        self.layers.iter().flat_map(|l| [&l.attn_norm, &l.mlp_norm]).chain([&self.norm])
+    }
+}
+
+/// What builds the weights of [`describe_weights`].
+pub(crate) trait Build {
+    type M;
+    type V;
+    /// A matrix of `cols` columns from the file tensors `parts` (name, rows), combined by `layout`.
+    fn matrix(&mut self, name: &str, parts: &[(&str, usize)], cols: usize, layout: Layout) -> Result<Self::M>;
+    fn vector(&mut self, name: &str, len: usize) -> Result<Self::V>;
+    fn has(&self, name: &str) -> bool;
+}
+
+/// The Llama decoder's weights in HF names, fused as the kernels read them.
+fn describe_weights<B: Build>(c: &LlamaConfig, b: &mut B) -> Result<WeightsOf<B::M, B::V>> {
+    let (h, q_dim, kv_dim, inter, vocab) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size, c.vocab_size);
+    let embed = b.matrix("model.embed_tokens.weight", &[("model.embed_tokens.weight", vocab)], h, Layout::Stacked)?;
+    let mut layers = Vec::with_capacity(c.num_hidden_layers);
+    for i in 0..c.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        let n = |s: &str| format!("{p}.{s}");
+        layers.push(LayerOf {
+            attn_norm: b.vector(&n("input_layernorm.weight"), h)?,
+            wqkv: b.matrix(
+                &n("self_attn.qkv"),
+                &[(&n("self_attn.q_proj.weight"), q_dim), (&n("self_attn.k_proj.weight"), kv_dim), (&n("self_attn.v_proj.weight"), kv_dim)],
+                h,
+                Layout::Stacked,
+            )?,
+            wo: b.matrix(&n("self_attn.o_proj.weight"), &[(&n("self_attn.o_proj.weight"), h)], q_dim, Layout::Stacked)?,
+            mlp_norm: b.vector(&n("post_attention_layernorm.weight"), h)?,
+            w_gate_up: b.matrix(&n("mlp.gate_up"), &[(&n("mlp.gate_proj.weight"), inter), (&n("mlp.up_proj.weight"), inter)], h, Layout::Interleaved)?,
+            w_down: b.matrix(&n("mlp.down_proj.weight"), &[(&n("mlp.down_proj.weight"), h)], inter, Layout::Stacked)?,
+        });
+    }
+    let norm = b.vector("model.norm.weight", h)?;
+    // Tied embeddings reuse embed_tokens as the LM head (HF drops lm_head.weight then).
+    let lm_head = if c.tie_word_embeddings && !b.has("lm_head.weight") {
+        None
+    } else {
+        Some(b.matrix("lm_head.weight", &[("lm_head.weight", vocab)], h, Layout::Stacked)?)
+    };
+    Ok(WeightsOf { embed, layers, norm, lm_head })
+}
+
+/// Activations for up to PREFILL_CHUNK tokens, described once ([`describe_activations`]):
+/// allocated at load (`B` = [`GpuBuffer`]) or counted by the memory plan (`B` = bytes).
+pub(crate) struct ActivationsOf<B> {
+    ids: B,
+    x: B,
+    xn: B,
+    qkv: B,
+    q: B,
+    attn: B,
+    o: B,
+    gate_up: B,
+    act: B,
+    down: B,
+    last: B,
+    logits: B,
+    token: B,
+}
+
+impl<B> ActivationsOf<B> {
+    fn all(&self) -> [&B; 13] {
+        [&self.ids, &self.x, &self.xn, &self.qkv, &self.q, &self.attn, &self.o, &self.gate_up, &self.act, &self.down, &self.last, &self.logits, &self.token]
+    }
+}
+
+/// `f(name, bytes)` for every activation buffer.
+fn describe_activations<B>(c: &LlamaConfig, mut f: impl FnMut(&str, u64) -> Result<B>) -> Result<ActivationsOf<B>> {
+    let (n, h, q_dim, kv_dim, inter) = (PREFILL_CHUNK, c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size);
+    let mut f32s = |name: &str, elems: usize| f(name, (elems * 4) as u64);
+    Ok(ActivationsOf {
+        ids: f32s("ids", n)?,
+        x: f32s("x", n * h)?,
+        xn: f32s("xn", n * h)?,
+        qkv: f32s("qkv", n * (q_dim + 2 * kv_dim))?,
+        q: f32s("q", n * q_dim)?,
+        attn: f32s("attn", n * q_dim)?,
+        o: f32s("o", n * h)?,
+        gate_up: f32s("gate_up", n * 2 * inter)?,
+        act: f32s("act", n * inter)?,
+        down: f32s("down", n * h)?,
+        last: f32s("last hidden", h)?,
+        logits: f32s("logits", c.vocab_size)?,
+        token: f32s("next token", 1)?,
+    })
+}
+
+/// Activations and the buffers of sampling, decode attention and readback.
 struct Scratch {
-    ids: GpuBuffer,
-    x: GpuBuffer,
-    xn: GpuBuffer,
-    qkv: GpuBuffer,
-    q: GpuBuffer,
-    attn: GpuBuffer,
-    o: GpuBuffer,
-    gate_up: GpuBuffer,
-    act: GpuBuffer,
-    down: GpuBuffer,
-    last: GpuBuffer,
-    logits: GpuBuffer,
-    token: GpuBuffer,
+    a: ActivationsOf<GpuBuffer>,
     sample: SampleScratch,
     decode: DecodeScratch,
     arena: wgpu::Buffer,
     readback: Readback,
 }
 
+/// Parameter slots of the recorder a forward pass records into.
+const ARENA_DISPATCHES: u32 = 1024;
+
 pub struct Llama {
     pub gpu: Arc<Gpu>,
     pub config: LlamaConfig,
     pub context: usize,
-    embed: Matrix,
-    layers: Vec<Layer>,
-    norm: GpuBuffer,
-    lm_head: Option<Matrix>,
+    /// What the model holds on the GPU, computed before loading.
+    pub memory: MemoryPlan,
+    w: WeightsOf<Matrix, GpuBuffer>,
+    /// Each layer's KV cache.
+    kv: Vec<KvCache>,
     rope: RopeTable,
     s: Scratch,
     /// Dispatches and submits of the last forward call.
@@ -83,8 +186,51 @@ pub struct Llama {
 }
 
 impl Llama {
+    /// What loading `config`'s model from `weights` with `options` will put on the GPU, known
+    /// before anything is read or uploaded: weights by stored type, the KV cache, activations.
+    pub fn memory_plan(config: &LlamaConfig, weights: &dyn WeightSource, options: &ModelOptions) -> Result<MemoryPlan> {
+        let c = config;
+        let heads = Heads { n_heads: c.num_attention_heads, n_kv_heads: c.num_key_value_heads, head_dim: c.head_dim };
+        heads.validate()?;
+        let context = options.context.unwrap_or(DEFAULT_CONTEXT).min(c.max_position_embeddings).max(1);
+        let w = describe_weights(c, &mut Counter { weights, to: options.weight_dtype })?;
+        let mut weight_bytes: Vec<(WeightDType, u64)> = Vec::new();
+        for &(dtype, bytes) in w.matrices() {
+            match weight_bytes.iter_mut().find(|(d, _)| *d == dtype) {
+                Some((_, b)) => *b += bytes,
+                None => weight_bytes.push((dtype, bytes)),
+            }
+        }
+        let mut largest = ("the largest activation".to_string(), 0u64);
+        let a = describe_activations(c, |name, bytes| {
+            if bytes > largest.1 {
+                largest = (format!("the activation buffer `{name}`"), bytes);
+            }
+            Ok(bytes)
+        })?;
+        let cache = heads.cache_bytes(context, options.kv_cache);
+        if cache > largest.1 {
+            largest = (format!("the KV cache of one layer for a context of {context} tokens"), cache);
+        }
+        let others = SampleScratch::bytes(c.vocab_size, context)
+            + DecodeScratch::bytes(heads, context)
+            + RopeTable::bytes(c.head_dim, context)
+            + Recorder::arena_bytes(ARENA_DISPATCHES)
+            + (c.vocab_size * 4) as u64; // readback
+        Ok(MemoryPlan {
+            context,
+            weights: weight_bytes,
+            norms: w.vectors().sum(),
+            kv_cache: 2 * cache * c.num_hidden_layers as u64,
+            kv_dtype: options.kv_cache,
+            activations: a.all().into_iter().sum::<u64>() + others,
+            largest,
+        })
+    }
+
     /// Uploads the weights a piece at a time (host memory stays near [`crate::ops::PIECE_BYTES`],
-    /// whatever the size of the tensors).
+    /// whatever the size of the tensors), after checking against [`Llama::memory_plan`] that the
+    /// model fits the device: a model that does not is refused before the first upload.
     pub fn load(
         gpu: Arc<Gpu>,
         config: LlamaConfig,
@@ -92,80 +238,22 @@ impl Llama {
         options: &ModelOptions,
         progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<Llama> {
+        let memory = Self::memory_plan(&config, weights, options)?;
+        memory.check(&gpu)?;
         let c = &config;
-        let heads = Heads { n_heads: c.num_attention_heads, n_kv_heads: c.num_key_value_heads, head_dim: c.head_dim };
-        heads.validate()?;
-        let context = options.context.unwrap_or(DEFAULT_CONTEXT).min(c.max_position_embeddings).max(1);
-        let (h, q_dim, kv_dim, inter, vocab) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size, c.vocab_size);
+        let (context, heads) = (memory.context, Heads { n_heads: c.num_attention_heads, n_kv_heads: c.num_key_value_heads, head_dim: c.head_dim });
         let g = &*gpu;
-        // Before any upload: the per-layer KV cache is one buffer, and a long context can
-        // outgrow the device's buffers however the weights are split.
-        let kv_bytes = (context as u64) * (kv_dim as u64) * 4;
-        if kv_bytes > g.max_binding_bytes() {
-            let fits = g.max_binding_bytes() / (kv_dim as u64 * 4);
-            return Err(Error::ModelTooLarge {
-                what: format!("the KV cache of one layer for a context of {context} tokens"),
-                bytes: kv_bytes,
-                limit: g.max_binding_bytes(),
-                hint: format!("load it with a shorter context (at most {fits} tokens on this device)"),
-            });
-        }
-        let mut loader = Loader { gpu: g, weights, progress, to: options.weight_dtype };
-        let embed = loader.matrix("model.embed_tokens.weight", vocab, h)?;
-        let mut layers = Vec::with_capacity(c.num_hidden_layers);
-        for i in 0..c.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            layers.push(Layer {
-                attn_norm: loader.vector(&format!("{p}.input_layernorm.weight"), h)?,
-                wqkv: loader.matrices(
-                    &format!("{p}.self_attn.qkv"),
-                    &[(&format!("{p}.self_attn.q_proj.weight"), q_dim), (&format!("{p}.self_attn.k_proj.weight"), kv_dim), (&format!("{p}.self_attn.v_proj.weight"), kv_dim)],
-                    h,
-                    Layout::Stacked,
-                )?,
-                wo: loader.matrix(&format!("{p}.self_attn.o_proj.weight"), h, q_dim)?,
-                mlp_norm: loader.vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
-                w_gate_up: loader.matrices(
-                    &format!("{p}.mlp.gate_up"),
-                    &[(&format!("{p}.mlp.gate_proj.weight"), inter), (&format!("{p}.mlp.up_proj.weight"), inter)],
-                    h,
-                    Layout::Interleaved,
-                )?,
-                w_down: loader.matrix(&format!("{p}.mlp.down_proj.weight"), h, inter)?,
-                k_cache: GpuBuffer::zeroed(g, &format!("{p} k cache"), (context * kv_dim * 4) as u64)?,
-                v_cache: GpuBuffer::zeroed(g, &format!("{p} v cache"), (context * kv_dim * 4) as u64)?,
-            });
-        }
-        let norm = loader.vector("model.norm.weight", h)?;
-        // Tied embeddings reuse embed_tokens as the LM head (HF drops lm_head.weight then).
-        let lm_head = if c.tie_word_embeddings && !loader.weights.has("lm_head.weight") {
-            None
-        } else {
-            Some(loader.matrix("lm_head.weight", vocab, h)?)
-        };
+        let w = describe_weights(c, &mut Loader { gpu: g, weights, progress, to: options.weight_dtype })?;
+        let kv = (0..c.num_hidden_layers).map(|i| KvCache::new(g, &format!("layer {i} cache"), heads, context, options.kv_cache)).collect::<Result<Vec<_>>>()?;
         let rope = RopeTable::new(g, &c.inv_freq(), context)?;
-        let n = PREFILL_CHUNK;
-        let f = |name: &str, elems: usize| GpuBuffer::zeroed(g, name, (elems * 4) as u64);
         let s = Scratch {
-            ids: f("ids", n)?,
-            x: f("x", n * h)?,
-            xn: f("xn", n * h)?,
-            qkv: f("qkv", n * (q_dim + 2 * kv_dim))?,
-            q: f("q", n * q_dim)?,
-            attn: f("attn", n * q_dim)?,
-            o: f("o", n * h)?,
-            gate_up: f("gate_up", n * 2 * inter)?,
-            act: f("act", n * inter)?,
-            down: f("down", n * h)?,
-            last: f("last hidden", h)?,
-            logits: f("logits", vocab)?,
-            token: f("next token", 1)?,
-            sample: SampleScratch::new(g, vocab, context)?,
+            a: describe_activations(c, |name, bytes| GpuBuffer::zeroed(g, name, bytes))?,
+            sample: SampleScratch::new(g, c.vocab_size, context)?,
             decode: DecodeScratch::new(g, heads, context)?,
-            arena: Recorder::new(g, 1024).into_arena(),
-            readback: Readback::new(g, (vocab * 4) as u64),
+            arena: Recorder::new(g, ARENA_DISPATCHES).into_arena(),
+            readback: Readback::new(g, (c.vocab_size * 4) as u64),
         };
-        Ok(Llama { gpu: gpu.clone(), config, context, embed, layers, norm, lm_head, rope, s, last_dispatches: 0, last_submits: 0 })
+        Ok(Llama { gpu: gpu.clone(), config, context, memory, w, kv, rope, s, last_dispatches: 0, last_submits: 0 })
     }
 
     fn heads(&self) -> Heads {
@@ -175,8 +263,7 @@ impl Llama {
     /// The storage types of the weight matrices, e.g. "q4_0" or "f32+q4_0" when they differ.
     pub fn weight_types(&self) -> String {
         let mut types: Vec<&str> = Vec::new();
-        let matrices = self.layers.iter().flat_map(|l| [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down]);
-        for m in matrices.chain(self.lm_head.iter()).chain([&self.embed]) {
+        for m in self.w.matrices() {
             if !types.contains(&m.dtype.name()) {
                 types.push(m.dtype.name());
             }
@@ -185,10 +272,22 @@ impl Llama {
         types.join("+")
     }
 
+    /// Bytes of every buffer the model holds on the GPU, counted from the buffers themselves
+    /// (what [`Llama::memory_plan`] predicts before loading).
+    pub fn allocated_bytes(&self) -> u64 {
+        let weights: u64 = self.w.matrices().map(|m| m.bytes()).sum::<u64>() + self.w.vectors().map(|v| v.len).sum::<u64>();
+        let kv: u64 = self.kv.iter().map(|c| c.k.len + c.v.len).sum();
+        let s = &self.s;
+        let sample = s.sample.penalty_ids.len + s.sample.work.len + s.sample.token.len;
+        let scratch = s.a.all().iter().map(|b| b.len).sum::<u64>() + sample + s.decode.partials.len + s.arena.size() + s.readback.capacity();
+        weights + kv + scratch + self.rope.buffer.len
+    }
+
     /// Bytes of weights one decode step reads: every layer's matrices and norms, the final norm,
     /// the LM head, and one embedding row.
     pub fn weight_bytes_per_token(&self) -> u64 {
         let layers: u64 = self
+            .w
             .layers
             .iter()
             .map(|l| {
@@ -197,9 +296,9 @@ impl Llama {
                     + l.mlp_norm.len
             })
             .sum();
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed).bytes();
-        let embed_row = self.embed.bytes() / self.embed.rows.max(1) as u64;
-        layers + head + self.norm.len + embed_row
+        let head = self.lm_head().bytes();
+        let embed_row = self.w.embed.bytes() / self.w.embed.rows.max(1) as u64;
+        layers + head + self.w.norm.len + embed_row
     }
 
     /// Runs `tokens` at positions `start..` through the model, filling the KV cache; the logits
@@ -260,7 +359,7 @@ impl Llama {
         let mut rec = Recorder::with_arena(&gpu, self.s.arena.clone());
         for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
             let pos = start + i * PREFILL_CHUNK;
-            self.s.ids.write(&gpu, 0, bytemuck::cast_slice(chunk))?;
+            self.s.a.ids.write(&gpu, 0, bytemuck::cast_slice(chunk))?;
             self.record_chunk(&mut rec, chunk.len(), pos)?;
             if let Some(all) = all.as_deref_mut() {
                 all.extend(self.all_logits(&mut rec, chunk.len())?);
@@ -270,11 +369,11 @@ impl Llama {
                 match choice {
                     Choice::None => {}
                     Choice::Greedy => {
-                        argmax::encode(&mut rec, &self.s.logits, &self.s.token, 1, vocab)?;
-                        rec.copy_to_readback(&self.s.token, 0, &self.s.readback, 4)?;
+                        argmax::encode(&mut rec, &self.s.a.logits, &self.s.a.token, 1, vocab)?;
+                        rec.copy_to_readback(&self.s.a.token, 0, &self.s.readback, 4)?;
                     }
                     Choice::Sample { options, u, n_penalty } => {
-                        sample::encode(&mut rec, &self.s.logits, vocab, &self.s.sample, n_penalty, options, u)?;
+                        sample::encode(&mut rec, &self.s.a.logits, vocab, &self.s.sample, n_penalty, options, u)?;
                         rec.copy_to_readback(&self.s.sample.token, 0, &self.s.readback, 4)?;
                     }
                 }
@@ -289,44 +388,49 @@ impl Llama {
     /// One chunk of n tokens at positions pos.. : the whole network, ending with the logits of
     /// the chunk's last token.
     fn record_chunk(&self, rec: &mut Recorder<'_>, n: usize, pos: usize) -> Result<()> {
-        let (c, s) = (&self.config, &self.s);
+        let (c, s) = (&self.config, &self.s.a);
         let (h, eps) = (c.hidden_size, c.rms_norm_eps);
-        embedding::encode(rec, &self.embed, &s.ids, n, &s.x)?;
-        for (i, layer) in self.layers.iter().enumerate() {
+        embedding::encode(rec, &self.w.embed, &s.ids, n, &s.x)?;
+        for (i, (layer, kv)) in self.w.layers.iter().zip(&self.kv).enumerate() {
             // x = x + mlp(...) of the previous layer, fused with this layer's input norm.
             match i {
                 0 => rms_norm::encode(rec, &s.x, &layer.attn_norm, &s.xn, n, h, eps)?,
                 _ => rms_norm::encode_add(rec, &s.x, &s.down, &layer.attn_norm, &s.xn, n, h, eps)?,
             }
-            self.attention(rec, layer, n, pos)?; // s.o = attn(xn)
+            self.attention(rec, layer, kv, n, pos)?; // s.o = attn(xn)
             rms_norm::encode_add(rec, &s.x, &s.o, &layer.mlp_norm, &s.xn, n, h, eps)?; // x += o; xn = norm(x)
             self.mlp(rec, layer, n)?; // s.down = mlp(xn)
         }
-        rms_norm::encode_add(rec, &s.x, &s.down, &self.norm, &s.xn, n, h, eps)?;
+        rms_norm::encode_add(rec, &s.x, &s.down, &self.w.norm, &s.xn, n, h, eps)?;
         rec.copy(&s.xn, ((n - 1) * h * 4) as u64, &s.last, 0, (h * 4) as u64)?;
-        matvec::encode(rec, self.lm_head.as_ref().unwrap_or(&self.embed), &s.last, &s.logits)
+        matvec::encode(rec, self.lm_head(), &s.last, &s.logits)
+    }
+
+    /// The LM head: its own matrix, or the embedding when they are tied.
+    fn lm_head(&self) -> &Matrix {
+        self.w.lm_head.as_ref().unwrap_or(&self.w.embed)
     }
 
     /// Self-attention of n tokens at positions pos..: the fused q/k/v projection, RoPE with the
     /// KV-cache append, causal GQA attention, output projection into s.o.
-    fn attention(&self, rec: &mut Recorder<'_>, l: &Layer, n: usize, pos: usize) -> Result<()> {
-        let s = &self.s;
+    fn attention(&self, rec: &mut Recorder<'_>, l: &LayerOf<Matrix, GpuBuffer>, cache: &KvCache, n: usize, pos: usize) -> Result<()> {
+        let s = &self.s.a;
         let heads = self.heads();
         linear(rec, &l.wqkv, &s.xn, n, &s.qkv)?;
-        let io = rope::RopeIo { qkv: &s.qkv, q: &s.q, k_cache: &l.k_cache, v_cache: &l.v_cache };
+        let io = rope::RopeIo { qkv: &s.qkv, q: &s.q, cache };
         rope::encode(rec, &io, &self.rope, n, heads.n_heads, heads.n_kv_heads, pos)?;
         if n == 1 {
-            attention::encode_decode(rec, heads, &s.q, &l.k_cache, &l.v_cache, &s.decode, &s.attn, pos + 1)?;
+            attention::encode_decode(rec, heads, &s.q, cache, &self.s.decode, &s.attn, pos + 1)?;
         } else {
-            attention::encode_prefill(rec, heads, &s.q, &l.k_cache, &l.v_cache, &s.attn, n, pos)?;
+            attention::encode_prefill(rec, heads, &s.q, cache, &s.attn, n, pos)?;
         }
         linear(rec, &l.wo, &s.attn, n, &s.o)
     }
 
     /// SwiGLU MLP of xn into s.down: down(silu(gate(x)) * up(x)). For a few tokens the gate/up
     /// matvec applies the SwiGLU itself; prefill runs the matmul, then SwiGLU over the pairs.
-    fn mlp(&self, rec: &mut Recorder<'_>, l: &Layer, n: usize) -> Result<()> {
-        let s = &self.s;
+    fn mlp(&self, rec: &mut Recorder<'_>, l: &LayerOf<Matrix, GpuBuffer>, n: usize) -> Result<()> {
+        let s = &self.s.a;
         if n <= MATVEC_TOKENS {
             matvec::encode_glu(rec, &l.w_gate_up, &s.xn, n, &s.act)?;
         } else {
@@ -339,23 +443,23 @@ impl Llama {
     /// Logits of every row of the current chunk (after the final norm in s.xn).
     fn all_logits(&self, rec: &mut Recorder<'_>, n: usize) -> Result<Vec<f32>> {
         let out = GpuBuffer::zeroed(&self.gpu, "all logits", (n * self.config.vocab_size * 4) as u64)?;
-        matmul::encode(rec, self.lm_head.as_ref().unwrap_or(&self.embed), &self.s.xn, n, &out)?;
+        matmul::encode(rec, self.lm_head(), &self.s.a.xn, n, &out)?;
         rec.submit()?;
         read_blocking(&self.gpu, &out)
     }
 
     /// Logits of the last token of the last forward call.
     pub async fn logits(&self) -> Result<Vec<f32>> {
-        let bytes = self.s.readback.read(&self.gpu, &self.s.logits.buffer, 0, self.s.logits.len).await?;
+        let bytes = self.s.readback.read(&self.gpu, &self.s.a.logits.buffer, 0, self.s.a.logits.len).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Greedy choice from the last forward call, computed on the GPU (reads back 4 bytes).
     pub async fn argmax(&self) -> Result<u32> {
         let mut rec = Recorder::with_arena(&self.gpu, self.s.arena.clone());
-        argmax::encode(&mut rec, &self.s.logits, &self.s.token, 1, self.config.vocab_size)?;
+        argmax::encode(&mut rec, &self.s.a.logits, &self.s.a.token, 1, self.config.vocab_size)?;
         rec.submit()?;
-        let bytes = self.s.readback.read(&self.gpu, &self.s.token.buffer, 0, 4).await?;
+        let bytes = self.s.readback.read(&self.gpu, &self.s.a.token.buffer, 0, 4).await?;
         Ok(token_id(&bytes))
     }
 }
@@ -399,6 +503,48 @@ fn token_id(bytes: &[u8]) -> u32 {
     u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
+/// The file tensors of one GPU matrix, checked to have their shapes, and the type it is stored
+/// as: the requested one, else the parts' own common type (F32 if they differ).
+fn matrix_parts(weights: &dyn WeightSource, parts: &[(&str, usize)], cols: usize, to: Option<WeightDType>) -> Result<(Vec<TensorEntry>, WeightDType)> {
+    let entries = parts.iter().map(|&(n, rows)| entry(weights, n, &[rows, cols])).collect::<Result<Vec<_>>>()?;
+    let kinds: Vec<WeightDType> = entries.iter().map(|e| e.dtype.natural()).collect();
+    let dtype = to.unwrap_or(if kinds.iter().all(|&k| k == kinds[0]) { kinds[0] } else { WeightDType::F32 });
+    Ok((entries, dtype))
+}
+
+/// The entry of `name`, checked to have `shape`.
+fn entry(weights: &dyn WeightSource, name: &str, shape: &[usize]) -> Result<TensorEntry> {
+    let entry = weights.entry(name)?;
+    if entry.shape != shape {
+        return Err(Error::TensorShape { tensor: name.to_string(), expected: format!("{shape:?}"), got: format!("{:?}", entry.shape) });
+    }
+    Ok(entry)
+}
+
+/// Builds nothing: counts the bytes each weight will take on the GPU.
+struct Counter<'a> {
+    weights: &'a dyn WeightSource,
+    to: Option<WeightDType>,
+}
+
+impl Build for Counter<'_> {
+    type M = (WeightDType, u64);
+    type V = u64;
+    fn matrix(&mut self, _name: &str, parts: &[(&str, usize)], cols: usize, _layout: Layout) -> Result<(WeightDType, u64)> {
+        let (_, dtype) = matrix_parts(self.weights, parts, cols, self.to)?;
+        let rows: usize = parts.iter().map(|p| p.1).sum();
+        Ok((dtype, (rows * dtype.row_words(cols) * 4) as u64))
+    }
+    fn vector(&mut self, name: &str, len: usize) -> Result<u64> {
+        entry(self.weights, name, &[len])?;
+        Ok((len * 4) as u64)
+    }
+    fn has(&self, name: &str) -> bool {
+        self.weights.has(name)
+    }
+}
+
+/// Uploads each weight, streaming its tensors through host memory a piece at a time.
 struct Loader<'a> {
     gpu: &'a Gpu,
     weights: &'a mut dyn WeightSource,
@@ -406,23 +552,13 @@ struct Loader<'a> {
     to: Option<WeightDType>,
 }
 
-impl Loader<'_> {
-    /// The entry of `name`, checked to have `shape`.
-    fn entry(&self, name: &str, shape: &[usize]) -> Result<TensorEntry> {
-        let entry = self.weights.entry(name)?;
-        if entry.shape != shape {
-            return Err(Error::TensorShape { tensor: name.to_string(), expected: format!("{shape:?}"), got: format!("{:?}", entry.shape) });
-        }
-        Ok(entry)
-    }
+impl Build for Loader<'_> {
+    type M = Matrix;
+    type V = GpuBuffer;
 
-    /// Several tensors of `cols` columns as one matrix (see [`Matrix::from_parts`]), stored as
-    /// the requested type, else as their own common type (F32 if they differ). The tensors
-    /// stream through host memory a piece at a time, each piece reported as it is read.
-    fn matrices(&mut self, name: &str, parts: &[(&str, usize)], cols: usize, layout: Layout) -> Result<Matrix> {
-        let entries = parts.iter().map(|&(n, rows)| self.entry(n, &[rows, cols])).collect::<Result<Vec<_>>>()?;
-        let kinds: Vec<WeightDType> = entries.iter().map(|e| e.dtype.natural()).collect();
-        let dtype = self.to.unwrap_or(if kinds.iter().all(|&k| k == kinds[0]) { kinds[0] } else { WeightDType::F32 });
+    /// See [`Matrix::from_parts`]; each piece is reported as it is read.
+    fn matrix(&mut self, name: &str, parts: &[(&str, usize)], cols: usize, layout: Layout) -> Result<Matrix> {
+        let (entries, dtype) = matrix_parts(self.weights, parts, cols, self.to)?;
         let rows: Vec<usize> = parts.iter().map(|p| p.1).collect();
         let (weights, progress) = (&mut *self.weights, &mut *self.progress);
         Matrix::from_parts(self.gpu, name, cols, dtype, &rows, layout, &mut |i, range| {
@@ -432,14 +568,14 @@ impl Loader<'_> {
         })
     }
 
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        self.matrices(name, &[(name, rows)], cols, Layout::Stacked)
-    }
-
     fn vector(&mut self, name: &str, len: usize) -> Result<GpuBuffer> {
-        let entry = self.entry(name, &[len])?;
+        let entry = entry(self.weights, name, &[len])?;
         let v = self.weights.read_rows(name, 0..len)?.into_f32();
         (self.progress)(LoadProgress { tensor: name.to_string(), bytes: entry.end - entry.start });
         GpuBuffer::from_slice(self.gpu, name, &v)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.weights.has(name)
     }
 }

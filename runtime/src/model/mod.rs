@@ -7,6 +7,7 @@ pub mod files;
 pub mod folder;
 pub mod gguf;
 pub mod llama;
+pub mod memory;
 pub mod safetensors;
 pub mod weights;
 #[cfg(not(target_arch = "wasm32"))]
@@ -19,6 +20,7 @@ pub use files::{is_gguf, open};
 pub use files::ModelFiles;
 pub use gguf::GgufModel;
 pub use llama::{Llama, ModelOptions};
+pub use memory::MemoryPlan;
 pub use weights::{LoadProgress, WeightSource};
 
 #[cfg(not(target_arch = "wasm32"))]

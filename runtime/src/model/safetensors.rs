@@ -87,11 +87,12 @@ impl Dtype {
 }
 
 impl Dtype {
-    /// The weight type a tensor of this dtype keeps when nothing else is asked (BF16 is read as F32).
+    /// The weight type a tensor of this dtype keeps when nothing else is asked: its own.
     pub fn natural(self) -> WeightDType {
         match self {
-            Dtype::F32 | Dtype::BF16 => WeightDType::F32,
+            Dtype::F32 => WeightDType::F32,
             Dtype::F16 => WeightDType::F16,
+            Dtype::BF16 => WeightDType::BF16,
             Dtype::Block(d) => d,
         }
     }
@@ -139,23 +140,24 @@ impl TensorEntry {
     }
 }
 
-/// A tensor in host memory: F16 stays F16 (uploaded as is), BF16 becomes F32 exactly;
-/// block-quantized tensors stay in ggml's block bytes (rows of [`crate::quant::row_bytes`]).
+/// A tensor in host memory, in its file's type: F16 and BF16 stay 16-bit (uploaded as they
+/// are); block-quantized tensors stay in ggml's block bytes (rows of [`crate::quant::row_bytes`]).
 #[derive(Debug)]
 pub enum HostTensor {
     F32(Vec<f32>),
     F16(Vec<f16>),
+    BF16(Vec<bf16>),
     Quant { dtype: crate::ops::WeightDType, bytes: Vec<u8> },
 }
 
 impl HostTensor {
-    /// A tensor's little-endian bytes in file dtype `dtype`: F32 and F16 as they are, BF16
-    /// widened to F32 (exactly), block formats kept as ggml block bytes.
+    /// A tensor's little-endian bytes in file dtype `dtype`: floats as they are, block formats
+    /// kept as ggml block bytes.
     pub fn from_le_bytes(dtype: Dtype, bytes: Vec<u8>) -> HostTensor {
         match dtype {
             Dtype::F32 => HostTensor::F32(bytemuck::pod_collect_to_vec(&bytes)),
             Dtype::F16 => HostTensor::F16(bytemuck::pod_collect_to_vec(&bytes)),
-            Dtype::BF16 => HostTensor::F32(bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|b| b.to_f32()).collect()),
+            Dtype::BF16 => HostTensor::BF16(bytemuck::pod_collect_to_vec(&bytes)),
             Dtype::Block(dtype) => HostTensor::Quant { dtype, bytes },
         }
     }
@@ -165,6 +167,7 @@ impl HostTensor {
         match self {
             HostTensor::F32(_) => WeightDType::F32,
             HostTensor::F16(_) => WeightDType::F16,
+            HostTensor::BF16(_) => WeightDType::BF16,
             HostTensor::Quant { dtype, .. } => *dtype,
         }
     }
@@ -173,6 +176,7 @@ impl HostTensor {
         match self {
             HostTensor::F32(v) => v,
             HostTensor::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
+            HostTensor::BF16(v) => v.iter().map(|h| h.to_f32()).collect(),
             HostTensor::Quant { dtype, ref bytes } => {
                 let cols = bytes.len() / crate::quant::block_bytes(dtype).unwrap_or(1) * crate::quant::QK;
                 self.into_f32_rows(cols)

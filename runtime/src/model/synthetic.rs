@@ -6,7 +6,7 @@ use super::config::LlamaConfig;
 use super::safetensors::{Dtype, HostTensor, TensorEntry};
 use super::weights::WeightSource;
 use crate::error::{Error, Result};
-use half::f16;
+use half::{bf16, f16};
 
 /// (name, config.json) of each synthetic model.
 pub const MODELS: &[(&str, &str)] = &[
@@ -65,15 +65,25 @@ pub fn tensor_shapes(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
     out
 }
 
-/// Random F16 matrices (uniform, std 0.02 like `initializer_range`) and F32 norms near 1, each
-/// tensor seeded by its name: the same model every time, on every machine.
+/// Random matrices (uniform, std 0.02 like `initializer_range`) stored as F16 (or as another
+/// file type, [`SyntheticWeights::with_dtype`]) and F32 norms near 1, each tensor seeded by its
+/// name: the same model every time, on every machine.
 pub struct SyntheticWeights {
     tensors: Vec<(String, Vec<usize>)>,
+    dtype: Dtype,
 }
 
 impl SyntheticWeights {
     pub fn new(config: &LlamaConfig) -> SyntheticWeights {
-        SyntheticWeights { tensors: tensor_shapes(config) }
+        SyntheticWeights { tensors: tensor_shapes(config), dtype: Dtype::F16 }
+    }
+
+    /// Matrices stored as `dtype` (F32, F16 or BF16), as a checkpoint of that type would be.
+    pub fn with_dtype(config: &LlamaConfig, dtype: Dtype) -> Result<SyntheticWeights> {
+        match dtype {
+            Dtype::F32 | Dtype::F16 | Dtype::BF16 => Ok(SyntheticWeights { tensors: tensor_shapes(config), dtype }),
+            Dtype::Block(d) => Err(Error::Unsupported { what: format!("synthetic {} checkpoints", d.name()), hint: "choose f32, f16 or bf16 (and --quant to convert at load)".into() }),
+        }
     }
 
     fn shape(&self, name: &str) -> Result<&[usize]> {
@@ -110,7 +120,12 @@ impl WeightSource for SyntheticWeights {
             HostTensor::F32(elems.map(|i| 1.0 + 0.1 * value(seed, i)).collect())
         } else {
             let a = 0.02 * 3f32.sqrt();
-            HostTensor::F16(elems.map(|i| f16::from_f32(a * value(seed, i))).collect())
+            let values = elems.map(|i| a * value(seed, i));
+            match self.dtype {
+                Dtype::F32 => HostTensor::F32(values.collect()),
+                Dtype::BF16 => HostTensor::BF16(values.map(bf16::from_f32).collect()),
+                _ => HostTensor::F16(values.map(f16::from_f32).collect()),
+            }
         })
     }
     fn has(&self, name: &str) -> bool {
@@ -121,7 +136,7 @@ impl WeightSource for SyntheticWeights {
     }
     fn entry(&self, name: &str) -> Result<TensorEntry> {
         let shape = self.shape(name)?.to_vec();
-        let dtype = if shape.len() == 1 { Dtype::F32 } else { Dtype::F16 };
+        let dtype = if shape.len() == 1 { Dtype::F32 } else { self.dtype };
         let bytes = (shape.iter().product::<usize>() * dtype.size()) as u64;
         Ok(TensorEntry { dtype, shape, start: 0, end: bytes })
     }

@@ -7,7 +7,7 @@ use super::weights::WeightSource;
 use crate::error::{Error, Result};
 use crate::ops::WeightDType;
 use crate::quant;
-use half::f16;
+use half::{bf16, f16};
 use std::io::Write;
 use std::path::Path;
 
@@ -27,10 +27,12 @@ impl OutTensor {
         let cols = shape.last().copied().unwrap_or(1);
         match (stored_as(tensor.natural_dtype(), shape.len(), to), tensor) {
             (WeightDType::F32, HostTensor::F32(v)) => OutTensor::f32(&v, shape),
-            (WeightDType::F16, HostTensor::F16(v)) => OutTensor::f16(&v, shape),
+            (WeightDType::F16, HostTensor::F16(v)) => OutTensor::halves("F16", v.iter().map(|h| h.to_bits()), shape),
+            (WeightDType::BF16, HostTensor::BF16(v)) => OutTensor::halves("BF16", v.iter().map(|h| h.to_bits()), shape),
             (q, HostTensor::Quant { dtype, bytes }) if q == dtype => quant_out(q, shape, bytes),
             (WeightDType::F32, t) => OutTensor::f32(&t.into_f32_rows(cols), shape),
-            (WeightDType::F16, t) => OutTensor::f16(&t.into_f32_rows(cols).iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(), shape),
+            (WeightDType::F16, t) => OutTensor::halves("F16", t.into_f32_rows(cols).iter().map(|&x| f16::from_f32(x).to_bits()), shape),
+            (WeightDType::BF16, t) => OutTensor::halves("BF16", t.into_f32_rows(cols).iter().map(|&x| bf16::from_f32(x).to_bits()), shape),
             (q, t) => {
                 let mut bytes = Vec::new();
                 for row in t.into_f32_rows(cols).chunks(cols) {
@@ -45,8 +47,9 @@ impl OutTensor {
         OutTensor { dtype: "F32", shape: shape.to_vec(), bytes: bytemuck::cast_slice(v).to_vec(), quant: None }
     }
 
-    fn f16(v: &[f16], shape: &[usize]) -> OutTensor {
-        OutTensor { dtype: "F16", shape: shape.to_vec(), bytes: bytemuck::cast_slice(v).to_vec(), quant: None }
+    /// F16 or BF16 bit patterns.
+    fn halves(dtype: &'static str, bits: impl Iterator<Item = u16>, shape: &[usize]) -> OutTensor {
+        OutTensor { dtype, shape: shape.to_vec(), bytes: bits.flat_map(u16::to_le_bytes).collect(), quant: None }
     }
 }
 
@@ -129,6 +132,7 @@ pub fn planned(name: &str, from: super::safetensors::Dtype, shape: &[usize], to:
     Ok(match target {
         WeightDType::F32 => Planned { name, dtype: "F32", shape: shape.to_vec(), len: numel * 4, quant: None },
         WeightDType::F16 => Planned { name, dtype: "F16", shape: shape.to_vec(), len: numel * 2, quant: None },
+        WeightDType::BF16 => Planned { name, dtype: "BF16", shape: shape.to_vec(), len: numel * 2, quant: None },
         q => {
             let (rows, cols) = (shape[0], shape[1]);
             let rb = quant::row_bytes(q, cols)?;

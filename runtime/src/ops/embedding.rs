@@ -1,4 +1,4 @@
-//! Embedding lookup: ids [n] -> out [n, dim] from a [vocab, dim] table (f32, f16, q8_0, q4_0).
+//! Embedding lookup: ids [n] -> out [n, dim] from a [vocab, dim] table (f32, f16, bf16, q8_0, q4_0).
 //! Reference: HF `nn.Embedding` (`LlamaModel.embed_tokens`).
 
 use super::check::{compare, tolerance, CheckFailure, DType, Rng};
@@ -19,22 +19,15 @@ struct Params {
     row_words: u32,
 }
 
-fn spec(dtype: WeightDType) -> KernelSpec {
-    let entry = match dtype {
-        WeightDType::F32 => "embedding_f32",
-        WeightDType::F16 => "embedding_f16",
-        WeightDType::Q8_0 => "embedding_q8_0",
-        WeightDType::Q4_0 => "embedding_q4_0",
-    };
-    KernelSpec { name: entry, source: include_str!("../../../shaders/embedding.wgsl"), entry, bindings: BINDINGS }
-}
+/// One entry point for every weight type: the type is the `KIND` override constant.
+const SPEC: KernelSpec = KernelSpec { name: "embedding", source: include_str!("../../../shaders/embedding.wgsl"), entry: "embedding", bindings: BINDINGS };
 
 /// Records `out[t] = table[ids[t]]` for `n_tokens` ids. The caller validates ids against the
 /// vocabulary size on the host ([`validate_ids`]); an id outside the table leaves its row unwritten.
 pub fn encode(rec: &mut Recorder<'_>, table: &Matrix, ids: &GpuBuffer, n_tokens: usize, out: &GpuBuffer) -> Result<()> {
     need("embedding", "ids", ids, n_tokens)?;
     need("embedding", "out", out, n_tokens * table.cols)?;
-    let kernel = rec.gpu().kernel(&spec(table.dtype), &Variant::constants(&[("WG", WG as f64)]))?;
+    let kernel = rec.gpu().kernel(&SPEC, &Variant::constants(&[("WG", WG as f64), ("KIND", table.dtype.kind() as f64)]))?;
     let groups = ((n_tokens * table.cols) as u32).div_ceil(WG);
     for chunk in &table.chunks {
         let params = Params {
@@ -67,7 +60,7 @@ pub fn reference(table: &[f32], dim: usize, ids: &[u32]) -> Vec<f32> {
 pub async fn check(gpu: &crate::Gpu, seed: u64) -> Result<(), CheckFailure> {
     let mut rng = Rng::new(seed);
     for &(vocab, dim, n, limit) in &[(17usize, 3usize, 1usize, None), (255, 17, 5, None), (257, 31, 9, Some(1024u64)), (40, 256, 3, None), (33, 70, 4, Some(600))] {
-        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::Q8_0, WeightDType::Q4_0] {
+        for dtype in WeightDType::ALL {
             let data = rng.normals(vocab * dim, 1.0);
             let table = Matrix::from_f32_with_limit(gpu, "table", vocab, dim, dtype, &data, limit.unwrap_or(u64::MAX))?;
             let ids: Vec<u32> = (0..n).map(|_| rng.below(vocab as u32)).collect();

@@ -1,8 +1,8 @@
 //! Tiled matrix-matrix product for prefill: out [m, rows] = x [m, k] · W [rows, k]^T,
-//! f32, f16, q8_0 or q4_0 weights. Reference: HF `nn.Linear` (bias-free).
+//! f32, f16, bf16, q8_0 or q4_0 weights. Reference: HF `nn.Linear` (bias-free).
 
 use super::check::CheckFailure;
-use super::{need, Matrix, WeightDType};
+use super::{need, Matrix};
 use crate::error::Result;
 use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder, Variant};
 
@@ -21,21 +21,14 @@ struct Params {
     out_offset: u32,
 }
 
-fn spec(dtype: WeightDType) -> KernelSpec {
-    let entry = match dtype {
-        WeightDType::F32 => "matmul_f32",
-        WeightDType::F16 => "matmul_f16",
-        WeightDType::Q8_0 => "matmul_q8_0",
-        WeightDType::Q4_0 => "matmul_q4_0",
-    };
-    KernelSpec { name: entry, source: include_str!("../../../shaders/matmul.wgsl"), entry, bindings: BINDINGS }
-}
+/// One entry point for every weight type: the type is the `KIND` override constant.
+const SPEC: KernelSpec = KernelSpec { name: "matmul", source: include_str!("../../../shaders/matmul.wgsl"), entry: "matmul", bindings: BINDINGS };
 
 /// Records `out = x W^T` for `m` rows of x. `out` must not alias `x`.
 pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, out: &GpuBuffer) -> Result<()> {
     need("matmul", "x", x, m * w.cols)?;
     need("matmul", "out", out, m * w.rows)?;
-    let kernel = rec.gpu().kernel(&spec(w.dtype), &Variant::default())?;
+    let kernel = rec.gpu().kernel(&SPEC, &Variant::constants(&[("KIND", w.dtype.kind() as f64)]))?;
     for chunk in &w.chunks {
         let params = Params {
             m: m as u32,

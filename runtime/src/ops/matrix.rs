@@ -2,16 +2,21 @@
 //! bytes (so kernels read rows with aligned vec4<u32> loads), split by rows into chunks that
 //! each fit one storage binding (128 MiB on many devices; a 32000x2048 f32 embedding is 250 MiB).
 //!
-//! Storage per dtype, in u32 words: F32 one word per value (bit pattern); F16 two values per
-//! word, element 2i in the low half (what WGSL's `unpack2x16float` returns as `.x`); Q8_0 and
-//! Q4_0 as blocks of 32 values, quants first and f16 scales after them (see [`crate::quant`]).
-//! Padding words are zero. Kernels never need shader-f16 to read any of them.
+//! Storage per dtype, in u32 words: F32 one word per value (bit pattern); F16 and BF16 two
+//! values per word, element 2i in the low half (what WGSL's `unpack2x16float` returns as `.x`;
+//! a BF16 half is the top half of an f32, widened by a shift); Q8_0 and Q4_0 as blocks of 32
+//! values, quants first and f16 scales after them (see [`crate::quant`]). Padding words are
+//! zero. Kernels never need shader-f16 to read any of them.
+//!
+//! Every kernel that reads weights (matvec, matmul, embedding) is one WGSL entry point
+//! specialised per type by the `KIND` override constant ([`WeightDType::kind`]): adding a type
+//! is a row in this enum and a case in each shader's `switch KIND`.
 
 use crate::error::{Error, Result};
 use crate::gpu::{split_rows, BufferWriter, Gpu, GpuBuffer};
 use crate::model::safetensors::HostTensor;
 use crate::quant;
-use half::f16;
+use half::{bf16, f16};
 use std::ops::Range;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +25,7 @@ pub enum WeightDType {
     F16,
     Q8_0,
     Q4_0,
+    BF16,
 }
 
 impl WeightDType {
@@ -27,20 +33,27 @@ impl WeightDType {
     pub fn row_words(self, cols: usize) -> usize {
         match self {
             WeightDType::F32 => cols.next_multiple_of(4),
-            WeightDType::F16 => cols.div_ceil(2).next_multiple_of(4),
+            WeightDType::F16 | WeightDType::BF16 => cols.div_ceil(2).next_multiple_of(4),
             WeightDType::Q8_0 | WeightDType::Q4_0 => quant::row_words(self, cols),
         }
     }
 
-    /// Parses a name as the CLI spells it: f32, f16, q8_0, q4_0.
+    /// Every type, in [`WeightDType::kind`] order.
+    pub const ALL: [WeightDType; 5] = [WeightDType::F32, WeightDType::F16, WeightDType::Q8_0, WeightDType::Q4_0, WeightDType::BF16];
+
+    /// The value of the shaders' `KIND` override constant for this type (the `switch KIND`
+    /// cases of matvec.wgsl, matmul.wgsl and embedding.wgsl).
+    pub fn kind(self) -> u32 {
+        self as u32
+    }
+
+    /// Parses a name as the CLI spells it: f32, f16, bf16, q8_0, q4_0.
     pub fn parse(name: &str) -> Result<WeightDType> {
-        match name.to_ascii_lowercase().as_str() {
-            "f32" => Ok(WeightDType::F32),
-            "f16" => Ok(WeightDType::F16),
-            "q8_0" => Ok(WeightDType::Q8_0),
-            "q4_0" => Ok(WeightDType::Q4_0),
-            other => Err(Error::Unsupported { what: format!("weight type `{other}`"), hint: "choose one of f32, f16, q8_0, q4_0".into() }),
-        }
+        let lower = name.to_ascii_lowercase();
+        Self::ALL.into_iter().find(|t| t.name() == lower).ok_or_else(|| Error::Unsupported {
+            what: format!("weight type `{name}`"),
+            hint: format!("choose one of {}", Self::ALL.map(|t| t.name()).join(", ")),
+        })
     }
 
     pub fn name(self) -> &'static str {
@@ -49,6 +62,7 @@ impl WeightDType {
             WeightDType::F16 => "f16",
             WeightDType::Q8_0 => "q8_0",
             WeightDType::Q4_0 => "q4_0",
+            WeightDType::BF16 => "bf16",
         }
     }
 
@@ -267,6 +281,7 @@ impl HostTensor {
         let (len, per_row) = match self {
             HostTensor::F32(v) => (v.len(), cols),
             HostTensor::F16(v) => (v.len(), cols),
+            HostTensor::BF16(v) => (v.len(), cols),
             HostTensor::Quant { dtype, bytes } => (bytes.len(), quant::row_bytes(*dtype, cols).ok()?),
         };
         (per_row > 0 && len % per_row == 0).then_some(len / per_row)
@@ -280,6 +295,8 @@ fn pack_host_row(dtype: WeightDType, t: &HostTensor, row: usize, cols: usize, ou
         (HostTensor::F32(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().copied(), out),
         (HostTensor::F16(v), WeightDType::F16) => pack_halves(v[row * cols..(row + 1) * cols].iter().map(|h| h.to_bits()), out),
         (HostTensor::F16(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().map(|h| h.to_f32()), out),
+        (HostTensor::BF16(v), WeightDType::BF16) => pack_halves(v[row * cols..(row + 1) * cols].iter().map(|h| h.to_bits()), out),
+        (HostTensor::BF16(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().map(|h| h.to_f32()), out),
         (HostTensor::Quant { dtype: d, bytes }, _) => {
             let rb = quant::row_bytes(*d, cols).unwrap_or(0);
             let src = &bytes[row * rb..(row + 1) * rb];
@@ -298,7 +315,7 @@ fn pad_row(dtype: WeightDType, cols: usize, out: &mut Vec<u32>) {
     out.resize(out.len().next_multiple_of(row_words), 0);
 }
 
-/// f16 bit patterns two to a word, element 2i in the low half.
+/// 16-bit patterns (f16 or bf16) two to a word, element 2i in the low half.
 fn pack_halves(halves: impl Iterator<Item = u16>, out: &mut Vec<u32>) {
     let halves: Vec<u32> = halves.map(u32::from).collect();
     out.extend(halves.chunks(2).map(|p| p[0] | (p.get(1).copied().unwrap_or(0) << 16)));
@@ -310,6 +327,7 @@ fn pack_row(dtype: WeightDType, row: impl Iterator<Item = f32>, out: &mut Vec<u3
         WeightDType::F16 => {
             pack_halves(row.map(|v| f16::from_f32(v).to_bits()), out);
         }
+        WeightDType::BF16 => pack_halves(row.map(|v| bf16::from_f32(v).to_bits()), out),
         WeightDType::Q8_0 | WeightDType::Q4_0 => {
             let values: Vec<f32> = row.collect();
             let mut bytes = Vec::new();
@@ -332,7 +350,7 @@ pub(crate) async fn check_linear(
     use super::check::{compare, tolerance, DType, Rng};
     let mut rng = Rng::new(seed);
     for &(m, rows, k, limit) in cases {
-        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::Q8_0, WeightDType::Q4_0] {
+        for dtype in WeightDType::ALL {
             let data = rng.normals(rows * k, 1.0);
             let w = Matrix::from_f32_with_limit(gpu, "w", rows, k, dtype, &data, limit.unwrap_or(u64::MAX))?;
             let x = rng.normals(m * k, 1.0);
@@ -370,7 +388,7 @@ mod tests {
         let (cols, part_rows) = (37usize, [5usize, 3, 11]);
         let parts: Vec<Vec<f32>> = part_rows.iter().map(|&r| rng.normals(r * cols, 1.0)).collect();
         let all: Vec<f32> = parts.concat();
-        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::Q8_0, WeightDType::Q4_0] {
+        for dtype in WeightDType::ALL {
             let limit = 3 * dtype.row_words(cols) as u64 * 4; // three rows a chunk, one row a piece
             let whole = Matrix::from_f32(g, "whole", all.len() / cols, cols, dtype, &all).unwrap();
             let mut asked = Vec::new();

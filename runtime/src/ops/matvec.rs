@@ -1,4 +1,4 @@
-//! Matrix-vector product for decode: y [rows] = W [rows, k] · x [k], f32, f16, q8_0 or q4_0
+//! Matrix-vector product for decode: y [rows] = W [rows, k] · x [k], f32, f16, bf16, q8_0 or q4_0
 //! weights (quantized ones dequantized in the kernel).
 //! Reference: HF `nn.Linear` (bias-free), `x @ W.T`.
 
@@ -19,15 +19,8 @@ struct Params {
     y_stride: u32,
 }
 
-fn spec(dtype: WeightDType) -> KernelSpec {
-    let entry = match dtype {
-        WeightDType::F32 => "matvec_f32",
-        WeightDType::F16 => "matvec_f16",
-        WeightDType::Q8_0 => "matvec_q8_0",
-        WeightDType::Q4_0 => "matvec_q4_0",
-    };
-    KernelSpec { name: entry, source: include_str!("../../../shaders/matvec.wgsl"), entry, bindings: BINDINGS }
-}
+/// One entry point for every weight type: the type is the `KIND` override constant.
+const SPEC: KernelSpec = KernelSpec { name: "matvec", source: include_str!("../../../shaders/matvec.wgsl"), entry: "matvec", bindings: BINDINGS };
 
 /// Records `y = W x` (one dispatch per chunk of W). `y` must not alias `x`.
 pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
@@ -55,8 +48,8 @@ fn record(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBu
     need("matvec", "x", x, m * w.cols)?;
     need("matvec", "y", y, m * out_rows)?;
     let (wg, rows) = rec.gpu().tuning.matvec;
-    let constants = [("WG", wg as f64), ("ROWS", rows as f64), ("GLU", if glu { 1.0 } else { 0.0 })];
-    let kernel = rec.gpu().kernel(&spec(w.dtype), &Variant::constants(&constants))?;
+    let constants = [("WG", wg as f64), ("ROWS", rows as f64), ("GLU", if glu { 1.0 } else { 0.0 }), ("KIND", w.dtype.kind() as f64)];
+    let kernel = rec.gpu().kernel(&SPEC, &Variant::constants(&constants))?;
     for chunk in &w.chunks {
         let params = Params {
             rows: chunk.rows.len() as u32,
@@ -104,7 +97,7 @@ async fn check_glu(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     // (tokens, rows of each of gate and up, k, chunk limit): odd row counts, partial blocks,
     // several chunks, each filled in several pieces.
     for &(m, rows, k, limit) in &[(1usize, 1usize, 5usize, None), (1, 37, 70, Some(4000u64)), (3, 64, 96, None), (1, 5632 / 16, 128, Some(30_000))] {
-        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::Q8_0, WeightDType::Q4_0] {
+        for dtype in WeightDType::ALL {
             let (g, u) = (rng.normals(rows * k, 1.0), rng.normals(rows * k, 1.0));
             // Read back a few rows at a time, as a loader streams them.
             let parts = [&g, &u];

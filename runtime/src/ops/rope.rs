@@ -1,10 +1,12 @@
 //! Rotary position embedding (HF `rotate_half` convention) fused with the KV-cache append: from
 //! the fused projection qkv [n, q_dim + 2 kv_dim], rotated q goes to q [n, n_heads, head_dim],
-//! rotated k and plain v to rows start_pos.. of the caches [context, n_kv_heads, head_dim].
+//! rotated k and plain v to rows start_pos.. of a [`KvCache`] [context, n_kv_heads, head_dim]
+//! (f16 or f32).
 //! One pass instead of rope, two copies and three separate projections' outputs.
 //! Reference: HF `modeling_llama.apply_rotary_pos_emb` / `LlamaRotaryEmbedding`.
 
 use super::check::{compare, tolerance, CheckFailure, DType, Rng};
+use super::attention::{Heads, KvCache, KvDType};
 use super::{grid, need};
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder, Variant};
@@ -42,6 +44,11 @@ pub struct RopeTable {
 }
 
 impl RopeTable {
+    /// Bytes [`RopeTable::new`] allocates.
+    pub fn bytes(head_dim: usize, max_pos: usize) -> u64 {
+        (max_pos * (head_dim / 2) * 2 * 4) as u64
+    }
+
     pub fn new(gpu: &Gpu, inv_freq: &[f32], max_pos: usize) -> Result<RopeTable> {
         let table = cos_sin(inv_freq, max_pos);
         Ok(RopeTable { buffer: GpuBuffer::from_slice(gpu, "rope cos/sin", &table)?, max_pos, head_dim: inv_freq.len() * 2 })
@@ -66,23 +73,24 @@ pub fn cos_sin(inv_freq: &[f32], max_pos: usize) -> Vec<f32> {
 pub struct RopeIo<'a> {
     pub qkv: &'a GpuBuffer,
     pub q: &'a GpuBuffer,
-    pub k_cache: &'a GpuBuffer,
-    pub v_cache: &'a GpuBuffer,
+    pub cache: &'a KvCache,
 }
 
 /// Rotates q and k of `n_tokens` tokens (token t at position `start_pos + t`) and appends k and
 /// v to the caches.
 pub fn encode(rec: &mut Recorder<'_>, io: &RopeIo<'_>, table: &RopeTable, n_tokens: usize, n_heads: usize, n_kv_heads: usize, start_pos: usize) -> Result<()> {
     let head_dim = table.head_dim;
+    if head_dim % 2 != 0 {
+        return Err(Error::shape("rope", "head_dim", "an even number (RoPE rotates halves)", head_dim));
+    }
     if start_pos + n_tokens > table.max_pos {
         return Err(Error::shape("rope", "last position", format!("< {} (max_position_embeddings)", table.max_pos), start_pos + n_tokens - 1));
     }
     let (q_dim, kv_dim) = (n_heads * head_dim, n_kv_heads * head_dim);
     need("rope", "qkv", io.qkv, n_tokens * (q_dim + 2 * kv_dim))?;
     need("rope", "q", io.q, n_tokens * q_dim)?;
-    need("rope", "k cache", io.k_cache, (start_pos + n_tokens) * kv_dim)?;
-    need("rope", "v cache", io.v_cache, (start_pos + n_tokens) * kv_dim)?;
-    let kernel = rec.gpu().kernel(&SPEC, &Variant::constants(&[("WG", WG as f64)]))?;
+    io.cache.need("rope", Heads { n_heads, n_kv_heads, head_dim }, start_pos + n_tokens)?;
+    let kernel = rec.gpu().kernel(&SPEC, &Variant::constants(&[("WG", WG as f64)]).with_prelude(io.cache.dtype.prelude(rec.gpu())))?;
     let params = Params {
         n_tokens: n_tokens as u32,
         n_heads: n_heads as u32,
@@ -90,8 +98,8 @@ pub fn encode(rec: &mut Recorder<'_>, io: &RopeIo<'_>, table: &RopeTable, n_toke
         head_dim: head_dim as u32,
         start_pos: start_pos as u32,
     };
-    let threads = (n_tokens * ((n_heads + n_kv_heads) * head_dim / 2 + kv_dim)) as u32;
-    rec.dispatch(&kernel, &params, &[io.qkv, io.q, io.k_cache, io.v_cache, &table.buffer], grid(rec, threads.div_ceil(WG)))
+    let threads = (n_tokens * (n_heads * head_dim / 2 + kv_dim)) as u32;
+    rec.dispatch(&kernel, &params, &[io.qkv, io.q, &io.cache.k, &io.cache.v, &table.buffer], grid(rec, threads.div_ceil(WG)))
 }
 
 /// CPU reference on one tensor [n_tokens, heads, head_dim], in f64.
@@ -126,26 +134,31 @@ pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
             let (off, len) = [(0, q_dim), (q_dim, kv_dim), (q_dim + kv_dim, kv_dim)][part];
             qkv.chunks(q_dim + 2 * kv_dim).flat_map(|t| t[off..off + len].to_vec()).collect()
         };
-        // Cache rows outside start..start+n must stay as they were.
         let context = start + n + 1;
+        let qkv_b = GpuBuffer::from_slice(gpu, "qkv", &qkv)?;
         let k_before = rng.normals(context * kv_dim, 1.0);
         let v_before = rng.normals(context * kv_dim, 1.0);
-        let qkv_b = GpuBuffer::from_slice(gpu, "qkv", &qkv)?;
-        let q_b = GpuBuffer::zeroed(gpu, "q", (n * q_dim * 4) as u64)?;
-        let k_b = GpuBuffer::from_slice(gpu, "k cache", &k_before)?;
-        let v_b = GpuBuffer::from_slice(gpu, "v cache", &v_before)?;
-        let mut rec = Recorder::new(gpu, 4);
-        encode(&mut rec, &RopeIo { qkv: &qkv_b, q: &q_b, k_cache: &k_b, v_cache: &v_b }, &table, n, h, kv, start)?;
-        rec.submit()?;
-        let rows = start * kv_dim..(start + n) * kv_dim;
-        let mut k_want = k_before.clone();
-        k_want[rows.clone()].copy_from_slice(&reference(&split(1), kv, hd, &inv_freq, start));
-        let mut v_want = v_before.clone();
-        v_want[rows].copy_from_slice(&split(2));
-        let what = format!("rope n {n} heads {h}/{kv} head_dim {hd} start {start}");
-        compare(&format!("{what} q"), seed, &q_b.read_f32(gpu).await?, &reference(&split(0), h, hd, &inv_freq, start), tolerance(DType::F32))?;
-        compare(&format!("{what} k cache"), seed, &k_b.read_f32(gpu).await?, &k_want, tolerance(DType::F32))?;
-        compare(&format!("{what} v cache"), seed, &v_b.read_f32(gpu).await?, &v_want, tolerance(DType::F32))?;
+        for dtype in KvDType::ALL {
+            // Cache rows outside start..start+n must stay as they were.
+            let cache = KvCache::from_values(gpu, &k_before, &v_before, dtype)?;
+            let q_b = GpuBuffer::zeroed(gpu, "q", (n * q_dim * 4) as u64)?;
+            let mut rec = Recorder::new(gpu, 4);
+            encode(&mut rec, &RopeIo { qkv: &qkv_b, q: &q_b, cache: &cache }, &table, n, h, kv, start)?;
+            rec.submit()?;
+            let rows = start * kv_dim..(start + n) * kv_dim;
+            let (mut k_want, mut v_want) = (dtype.round(&k_before), dtype.round(&v_before));
+            k_want[rows.clone()].copy_from_slice(&dtype.round(&reference(&split(1), kv, hd, &inv_freq, start)));
+            v_want[rows].copy_from_slice(&dtype.round(&split(2)));
+            let what = format!("rope n {n} heads {h}/{kv} head_dim {hd} start {start} {} cache", dtype.name());
+            compare(&format!("{what} q"), seed, &q_b.read_f32(gpu).await?, &reference(&split(0), h, hd, &inv_freq, start), tolerance(DType::F32))?;
+            // An f16 cache: the kernel rounds its f32 result once, the reference its f64 one, so
+            // the two may sit one f16 step apart: f16's tolerance. v is copied, not computed: it
+            // must be exact in either type.
+            let k_tol = tolerance(if dtype == KvDType::F16 { DType::F16 } else { DType::F32 });
+            let (k_got, v_got) = cache.read(gpu).await?;
+            compare(&format!("{what} k cache"), seed, &k_got, &k_want, k_tol)?;
+            compare(&format!("{what} v cache"), seed, &v_got, &v_want, crate::ops::check::Tolerance { abs: 0.0, rel: 0.0 })?;
+        }
     }
     Ok(())
 }
@@ -160,13 +173,20 @@ mod tests {
         run(gpu(), check);
     }
 
+    /// The floor path: the cache as u32 words packed by pack2x16float.
+    #[test]
+    fn matches_cpu_reference_without_shader_f16() {
+        run(super::super::testing::floor_gpu(), check);
+    }
+
     #[test]
     fn positions_past_the_table_are_a_typed_error() {
         let Some(g) = gpu() else { return };
         let table = RopeTable::new(g, &default_inv_freq(4, 10_000.0), 8).unwrap();
         let b = GpuBuffer::zeroed(g, "b", 256).unwrap();
+        let cache = KvCache::new(g, "cache", Heads { n_heads: 1, n_kv_heads: 1, head_dim: 4 }, 16, KvDType::F16).unwrap();
         let mut rec = Recorder::new(g, 1);
-        let err = encode(&mut rec, &RopeIo { qkv: &b, q: &b, k_cache: &b, v_cache: &b }, &table, 2, 1, 1, 7).unwrap_err();
+        let err = encode(&mut rec, &RopeIo { qkv: &b, q: &b, cache: &cache }, &table, 2, 1, 1, 7).unwrap_err();
         assert!(err.to_string().contains("max_position_embeddings"), "{err}");
     }
 }

@@ -42,6 +42,11 @@ pub struct SampleScratch {
 }
 
 impl SampleScratch {
+    /// Bytes [`SampleScratch::new`] allocates.
+    pub fn bytes(vocab: usize, max_penalty: usize) -> u64 {
+        ((max_penalty.max(1) + vocab + 1) * 4) as u64
+    }
+
     pub fn new(gpu: &Gpu, vocab: usize, max_penalty: usize) -> Result<SampleScratch> {
         Ok(SampleScratch {
             penalty_ids: GpuBuffer::zeroed(gpu, "penalty ids", (max_penalty.max(1) * 4) as u64)?,

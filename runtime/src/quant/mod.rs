@@ -26,7 +26,7 @@ pub fn block_bytes(dtype: WeightDType) -> Option<usize> {
     match dtype {
         WeightDType::Q8_0 => Some(2 + QK),
         WeightDType::Q4_0 => Some(2 + QK / 2),
-        WeightDType::F32 | WeightDType::F16 => None,
+        WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 => None,
     }
 }
 
@@ -35,7 +35,7 @@ pub(crate) fn block_words(dtype: WeightDType) -> usize {
     match dtype {
         WeightDType::Q8_0 => QK / 4,
         WeightDType::Q4_0 => QK / 8,
-        WeightDType::F32 | WeightDType::F16 => 0,
+        WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 => 0,
     }
 }
 
@@ -77,7 +77,7 @@ pub fn quantize_row(dtype: WeightDType, row: &[f32], out: &mut Vec<u8>) {
                 let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
                 out.extend((0..QK / 2).map(|j| q(x[j]) | (q(x[j + QK / 2]) << 4)));
             }
-            WeightDType::F32 | WeightDType::F16 => unreachable!("quantize_row is called with block formats only"),
+            WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 => unreachable!("quantize_row is called with block formats only"),
         }
     }
 }
@@ -98,7 +98,7 @@ fn decode_block(dtype: WeightDType, b: &[u8]) -> (f32, [i32; QK]) {
                 q[j + QK / 2] = (b[2 + j] >> 4) as i32 - 8;
             }
         }
-        WeightDType::F32 | WeightDType::F16 => unreachable!("decode_block is called with block formats only"),
+        WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 => unreachable!("decode_block is called with block formats only"),
     }
     (d, q)
 }
@@ -121,6 +121,7 @@ pub fn round_trip(dtype: WeightDType, data: &[f32], cols: usize) -> Vec<f32> {
     match dtype {
         WeightDType::F32 => return data.to_vec(),
         WeightDType::F16 => return data.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+        WeightDType::BF16 => return data.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect(),
         WeightDType::Q8_0 | WeightDType::Q4_0 => {}
     }
     let mut out = Vec::with_capacity(data.len());

@@ -17,7 +17,7 @@ use crate::model::weights::WeightSource;
 use crate::ops::WeightDType;
 
 /// Tensor types this runtime computes with.
-pub const SUPPORTED_TYPES: &str = "F32, F16, BF16 (as F32), Q8_0, Q4_0";
+pub const SUPPORTED_TYPES: &str = "F32, F16, BF16, Q8_0, Q4_0";
 
 /// The tensor llama.cpp stores Llama 3 rope scaling in (read by the config, not served).
 pub const ROPE_FREQS: &str = "rope_freqs.weight";

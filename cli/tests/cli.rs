@@ -28,6 +28,49 @@ fn have_gpu() -> bool {
     false
 }
 
+/// A BF16 checkpoint keeps its width: the bytes read per decoded token are those of the same
+/// model in F16, about half of BF16 widened to F32 (norms stay f32 in all three).
+#[test]
+fn bench_bf16_checkpoints_read_16_bit_weights() {
+    if !have_gpu() {
+        return;
+    }
+    let bytes = |extra: &[&str]| {
+        let out = cria(&[&["bench", "--synthetic", "stories15m", "--prompt-len", "4", "--gen-len", "2", "--json"][..], extra].concat());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+        (v["weight_bytes_per_token"].as_u64().unwrap(), v["weights"].as_str().unwrap().to_string(), v["gpu_memory_bytes"].as_u64().unwrap())
+    };
+    let (bf16, types, memory) = bytes(&["--dtype", "bf16"]);
+    assert_eq!(types, "bf16");
+    let (f16, _, f16_memory) = bytes(&["--dtype", "f16"]);
+    let (widened, types, _) = bytes(&["--dtype", "bf16", "--quant", "f32"]);
+    assert_eq!(types, "f32");
+    assert_eq!((bf16, memory), (f16, f16_memory));
+    let ratio = widened as f64 / bf16 as f64;
+    assert!((1.95..2.0).contains(&ratio), "f32 / bf16 bytes per token: {ratio}");
+}
+
+/// `info` prints the GPU memory a model will need, and refuses (exit 1, the numbers and a hint)
+/// when a memory budget is too small.
+#[test]
+fn info_reports_gpu_memory_and_refuses_a_model_that_does_not_fit() {
+    if !have_gpu() {
+        return;
+    }
+    let out = cria(&["info", "--synthetic", "tinyllama-1.1b", "--context", "2048"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("GPU memory at a context of 2048 tokens: weights 2098.4 MiB (f16 2098.0 MiB, f32 norms 0.4 MiB) + KV cache 44.0 MiB (2048 tokens, f16)"), "{stdout}");
+    assert!(stdout.contains("fits this device"), "{stdout}");
+    let out = cria(&["info", "--synthetic", "tinyllama-1.1b", "--context", "2048", "--kv-cache", "f32", "--gpu-memory", "1024"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("does not fit this device") && stderr.contains("KV cache 88.0 MiB") && stderr.contains("1073741824 bytes") && stderr.contains("Hint: store the weights smaller"), "{stderr}");
+    let out = cria(&["info", "--synthetic", "tinyllama-1.1b", "--quant", "q4_0", "--gpu-memory", "1024"]);
+    assert!(out.status.success() && text(&out.stdout).contains("q4_0 "), "{}{}", text(&out.stdout), text(&out.stderr));
+}
+
 #[test]
 fn info_prints_adapter_features_limits_and_model() {
     if !have_gpu() {
@@ -36,7 +79,7 @@ fn info_prints_adapter_features_limits_and_model() {
     let out = cria(&["info", "--model", root().join("models/shakespeare").to_str().unwrap()]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    for want in ["adapter:", "backend", "features:", "max_storage_buffer_binding_size", "layers 4", "parameters"] {
+    for want in ["adapter:", "backend", "features:", "max_storage_buffer_binding_size", "layers 4", "parameters", "GPU memory at a context of", "fits this device"] {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
     }
 }
@@ -146,7 +189,7 @@ fn bench_synthetic_tinyllama_q4_0_json() {
     let out = cria(&["bench", "--synthetic", "tinyllama-1.1b", "--quant", "q4_0", "--prompt-len", "4", "--gen-len", "2", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
-    assert_eq!(v["model"], "synthetic tinyllama-1.1b");
+    assert_eq!(v["model"], "synthetic tinyllama-1.1b (f16 checkpoint)");
     assert_eq!(v["weights"], "q4_0");
     assert_eq!(v["parameters"], 1_100_048_384u64);
     for field in ["prefill_tokens_per_s", "decode_tokens_per_s", "weight_bytes_per_token", "achieved_gb_per_s", "copy_gb_per_s", "ratio_to_copy", "dispatches_per_token", "submits_per_token"] {

@@ -40,7 +40,8 @@ pub struct Message {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Busy {
     Idle,
-    Loading { name: String, fraction: f32 },
+    /// `gpu_memory`: bytes the model will hold on the GPU (0 until the files are read).
+    Loading { name: String, fraction: f32, gpu_memory: u64 },
     Generating,
 }
 
@@ -109,7 +110,7 @@ impl App {
     pub fn open_model(&mut self, source: ModelSource) {
         if let Some(worker) = &self.worker {
             self.error = None;
-            self.busy = Busy::Loading { name: source.name(), fraction: 0.0 };
+            self.busy = Busy::Loading { name: source.name(), fraction: 0.0, gpu_memory: 0 };
             worker.load(source);
         }
     }
@@ -166,8 +167,8 @@ impl App {
         while let Some(event) = self.worker.as_ref().and_then(Worker::try_recv) {
             match event {
                 Event::Gpu(adapter) => self.adapter = Some(adapter),
-                Event::Loading { name, done, total } => {
-                    self.busy = Busy::Loading { name, fraction: if total > 0 { done as f32 / total as f32 } else { 0.0 } };
+                Event::Loading { name, done, total, gpu_memory } => {
+                    self.busy = Busy::Loading { name, fraction: if total > 0 { done as f32 / total as f32 } else { 0.0 }, gpu_memory };
                 }
                 Event::Loaded(info) => {
                     self.settings = Settings { max_tokens: self.settings.max_tokens.min(info.context / 2).max(1), sampling: info.defaults.clone() };
@@ -360,21 +361,25 @@ impl App {
             match &self.model {
                 Some(m) => {
                     ui.label(format!(
-                        "Model: {} · {:.1} M parameters · {} · {} · context {}",
+                        "Model: {} · {:.1} M parameters · {} · {} · context {} · GPU memory {}",
                         m.name,
                         m.parameters as f64 / 1e6,
                         bytes(m.weight_bytes),
                         m.weight_types,
-                        m.context
+                        m.context,
+                        bytes(m.gpu_memory)
                     ));
                 }
                 None => {
                     ui.label("Model: none");
                 }
             }
-            if let Busy::Loading { name, fraction } = &self.busy {
+            if let Busy::Loading { name, fraction, gpu_memory } = &self.busy {
                 ui.separator();
-                ui.label(format!("Loading {name}"));
+                match gpu_memory {
+                    0 => ui.label(format!("Loading {name}")),
+                    m => ui.label(format!("Loading {name} · needs {} of GPU memory", bytes(*m))),
+                };
                 ui.add(egui::ProgressBar::new(*fraction).show_percentage().desired_width(160.0));
             }
         });

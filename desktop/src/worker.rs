@@ -54,6 +54,8 @@ pub struct ModelInfo {
     /// Weight types on the GPU (for example "f32" or "q4_0").
     pub weight_types: String,
     pub context: usize,
+    /// GPU memory the model holds (weights, KV cache, activations).
+    pub gpu_memory: u64,
     /// The model's generation_config.json sampling settings.
     pub defaults: SamplingOptions,
 }
@@ -88,7 +90,9 @@ impl std::fmt::Display for Task {
 pub enum Event {
     /// The compute device is ready; the adapter's name and backend.
     Gpu(String),
-    Loading { name: String, done: u64, total: u64 },
+    /// Weight bytes uploaded of `total`; `gpu_memory`: what the model will hold on the GPU,
+    /// known (and checked against the device) before the first upload.
+    Loading { name: String, done: u64, total: u64, gpu_memory: u64 },
     Loaded(ModelInfo),
     Text(String),
     Done(Stats),
@@ -243,7 +247,11 @@ impl ModelThread {
         let name = source.name();
         let total = files.weight_bytes();
         let parameters = files.config.parameter_count();
-        let options = ModelOptions { context: Some(files.config.max_position_embeddings.min(MAX_CONTEXT)), weight_dtype: None };
+        let options = ModelOptions { context: Some(files.config.max_position_embeddings.min(MAX_CONTEXT)), ..ModelOptions::default() };
+        let plan = files.memory_plan(&options)?;
+        plan.check(&gpu)?;
+        let gpu_memory = plan.total();
+        (self.emit)(Event::Loading { name: name.clone(), done: 0, total, gpu_memory });
         let mut done = 0;
         let mut last_report = Instant::now();
         let mut llama = files.load(gpu, &options, &mut |p: LoadProgress| {
@@ -251,7 +259,7 @@ impl ModelThread {
             // A report per tensor would flood the UI on models with hundreds of tensors.
             if last_report.elapsed() > Duration::from_millis(50) {
                 last_report = Instant::now();
-                (self.emit)(Event::Loading { name: name.clone(), done, total });
+                (self.emit)(Event::Loading { name: name.clone(), done, total, gpu_memory });
             }
         })?;
         // Shader compilation belongs to loading, not to the first reply's time to first token.
@@ -262,6 +270,7 @@ impl ModelThread {
             weight_bytes: total,
             weight_types: llama.weight_types(),
             context: llama.context,
+            gpu_memory: llama.memory.total(),
             defaults: files.generation.sampling,
         };
         Ok(Some((Loaded { llama, tokenizer, eos_ids: files.generation.eos_token_ids }, info)))

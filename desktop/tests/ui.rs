@@ -78,6 +78,7 @@ fn send_streams_a_reply_with_stats() {
     }
     assert!(shown(&h, "Model: shakespeare (bundled)"), "the status bar names the model");
     assert!(shown(&h, "GPU: "), "the status bar names the adapter");
+    assert!(shown(&h, "GPU memory "), "the status bar says how much GPU memory the model holds");
     // The settings start from the model's generation_config.json (temperature 0.8, top-k 40).
     let s = &h.state().settings;
     assert_eq!((s.max_tokens, s.sampling.temperature, s.sampling.top_k), (128, 0.8, 40));

@@ -37,6 +37,12 @@ function onProgress(p) {
   if (!demo.phases.includes(p.phase)) demo.phases.push(p.phase);
   demo.last[p.phase] = p;
   if (p.cached === false) demo.notCached.push(p);
+  if (p.phase === "plan") {
+    const m = p.memory;
+    const weights = Object.entries(m.weights).map(([t, b]) => `${t} ${mib(b)}`).join(", ");
+    ui.status.textContent = `needs ${mib(m.total)} of GPU memory: weights ${weights}, KV cache ${mib(m.kv_cache)} (${m.context} tokens, ${m.kv_cache_type}), activations ${mib(m.activations)}`;
+    return;
+  }
   const verb = { download: "downloading", cache: "reading from the browser's cache", upload: "uploading to the GPU", compile: "compiling the GPU kernels" }[p.phase];
   if (p.total) {
     ui.progress.value = p.loaded / p.total;
@@ -76,7 +82,7 @@ async function load() {
     }
     const info = demo.cria.info;
     ui.progress.value = 1;
-    ui.status.textContent = `${info.name}: ${(info.parameters / 1e6).toFixed(1)} M parameters, ${info.weight_types}, context ${info.context} — ready in ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    ui.status.textContent = `${info.name}: ${(info.parameters / 1e6).toFixed(1)} M parameters, ${info.weight_types}, context ${info.context}, GPU memory ${mib(info.gpu_memory.total)} — ready in ${((performance.now() - started) / 1000).toFixed(1)} s`;
     if (demo.notCached.length) ui.status.textContent += ` (not cached, the next load downloads again: ${demo.notCached[0].reason})`;
     if (!info.chat_template) document.querySelector("input[value=complete]").checked = true;
     setState("ready");

@@ -92,14 +92,18 @@ impl From<&Generation> for GenerationJson {
     }
 }
 
-/// What `load` accepts as its options JSON: `{ "context": 512, "dtype": "q8_0" }`, both optional.
+/// What `load` accepts as its options JSON: `{ "context": 512, "dtype": "q8_0", "kv_cache":
+/// "f32" }`, all optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadOptionsJson {
     /// Tokens of context to allocate (default: 4096, or the model's maximum if smaller).
     pub context: Option<usize>,
-    /// Convert the weights at load time: "f32", "f16", "q8_0" or "q4_0".
+    /// Convert the weights at load time: "f32", "f16", "bf16", "q8_0" or "q4_0" (default: each
+    /// tensor keeps its file's type).
     pub dtype: Option<String>,
+    /// Element type of the KV cache: "f16" (default) or "f32".
+    pub kv_cache: Option<String>,
 }
 
 pub fn model_options(json: &str) -> cria::Result<cria::model::ModelOptions> {
@@ -110,11 +114,12 @@ pub fn model_options(json: &str) -> cria::Result<cria::model::ModelOptions> {
             path: "load options".into(),
             field: "(options JSON)".into(),
             message: e.to_string(),
-            hint: "fields: context (tokens), dtype (f32, f16, q8_0, q4_0)".into(),
+            hint: "fields: context (tokens), dtype (f32, f16, bf16, q8_0, q4_0), kv_cache (f16, f32)".into(),
         })?
     };
     let weight_dtype = o.dtype.as_deref().map(cria::ops::WeightDType::parse).transpose()?;
-    Ok(cria::model::ModelOptions { context: o.context, weight_dtype })
+    let kv_cache = o.kv_cache.as_deref().map(cria::ops::attention::KvDType::parse).transpose()?.unwrap_or_default();
+    Ok(cria::model::ModelOptions { context: o.context, weight_dtype, kv_cache })
 }
 
 /// One chat message as OpenAI's API writes it: `content` is a string or a list of
@@ -343,10 +348,12 @@ mod wasm {
         /// `{ name, format: "folder" | "gguf", base? (the folder's URL, for messages), files:
         /// { NAME: Uint8Array } (the small files of `modelFolderFiles()` the folder has),
         /// weights: [{ name, size, read(offset, length) => Uint8Array }], options? (JSON:
-        /// context, dtype) }`; a GGUF model is one weights file that carries its own config and
-        /// tokenizer. `on_progress(tensor, bytes_done, bytes_total)`
-        /// is called after each tensor reaches the GPU.
-        pub fn load(&self, spec: JsValue, on_progress: js_sys::Function) -> Result<(), JsValue> {
+        /// context, dtype, kv_cache) }`; a GGUF model is one weights file that carries its own
+        /// config and tokenizer. `on_plan(json)` is called once the headers are read, before any
+        /// upload, with the GPU memory the model will take (`MemoryPlan::to_json`); a model
+        /// that does not fit the device is refused right after. `on_progress(tensor,
+        /// bytes_done, bytes_total)` is called after each tensor reaches the GPU.
+        pub fn load(&self, spec: JsValue, on_progress: js_sys::Function, on_plan: js_sys::Function) -> Result<(), JsValue> {
             let mut slot = self.model.try_borrow_mut().map_err(|_| js_error("cannot load a model while a generation is running"))?;
             let name = text(&spec, "name").unwrap_or_else(|| "model".into());
             let options = model_options(&text(&spec, "options").unwrap_or_default()).map_err(js_error)?;
@@ -368,6 +375,9 @@ mod wasm {
                 other => return Err(spec_error(&format!("`format` is {other:?}, not \"folder\" or \"gguf\""))),
             };
             let tokenizer = files.take_tokenizer().map_err(js_error)?;
+            let plan = files.memory_plan(&options).map_err(js_error)?;
+            on_plan.call1(&JsValue::NULL, &JsValue::from_str(&plan.to_json().to_string()))?;
+            plan.check(&self.gpu).map_err(js_error)?;
             let total = files.weight_bytes();
             let mut done = 0u64;
             let mut thrown: Option<JsValue> = None;
@@ -398,7 +408,8 @@ mod wasm {
             })
         }
 
-        /// `{ name, parameters, weight_bytes, weight_types, context, vocab_size, chat_template }`
+        /// `{ name, parameters, weight_bytes, weight_types, context, gpu_memory (see `on_plan` of
+        /// `load`), vocab_size, chat_template }`
         /// of the loaded model (JSON), or undefined.
         #[wasm_bindgen(js_name = modelInfo)]
         pub fn model_info(&self) -> Option<String> {
@@ -411,6 +422,7 @@ mod wasm {
                     "weight_bytes": m.weight_bytes,
                     "weight_types": m.llama.weight_types(),
                     "context": m.llama.context,
+                    "gpu_memory": m.llama.memory.to_json(),
                     "vocab_size": m.llama.config.vocab_size,
                     "chat_template": m.tokenizer.has_chat_template(),
                 })

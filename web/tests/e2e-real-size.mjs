@@ -98,17 +98,21 @@ async function loadAndChat(page, source) {
     const { Cria } = await import("/pkg/src/index.js");
     const phases = [];
     const outcomes = [];
+    let plan = null;
+    let uploadedBeforePlan = false;
     const t0 = performance.now();
     try {
       const cria = await Cria.load(source, {
         onProgress: (p) => {
           if (!phases.includes(p.phase)) phases.push(p.phase);
           if (p.cached !== undefined) outcomes.push({ file: p.file, cached: p.cached, reason: p.reason });
+          if (p.phase === "plan") plan = p.memory;
+          if (p.phase === "upload" && !plan) uploadedBeforePlan = true;
         },
       });
       const loadSeconds = (performance.now() - t0) / 1000;
       const reply = await cria.chat.completions.create(request);
-      const out = { info: cria.info, reply, phases, outcomes, loadSeconds, memory: await cria.memory() };
+      const out = { info: cria.info, reply, phases, outcomes, loadSeconds, plan, uploadedBeforePlan, memory: await cria.memory() };
       cria.dispose();
       return out;
     } catch (e) {
@@ -127,6 +131,14 @@ function assertReply(r, what) {
   assert.equal(choice.message.content, expected.generated_text, `${what}: the reply differs from transformers' greedy reply`);
   assert.equal(r.reply.usage.completion_tokens, expected.generated_ids.length);
   assert.equal(r.info.parameters, expected.parameters);
+  // The BF16 checkpoint stays BF16 on the GPU: its matrices take their file size, not twice it.
+  assert.equal(r.info.weight_types, "bf16", `${what}: weights stored as ${r.info.weight_types}`);
+  const bf16 = r.info.gpu_memory.weights.bf16;
+  assert.ok(bf16 <= weightsBytes && bf16 > 0.99 * weightsBytes, `${what}: ${bf16} bytes of bf16 matrices for a ${weightsBytes}-byte checkpoint`);
+  if (r.plan !== undefined) {
+    assert.ok(r.plan && !r.uploadedBeforePlan, `${what}: the memory plan must be reported before the upload`);
+    assert.deepEqual(r.plan, r.info.gpu_memory, `${what}: the plan is what the loaded model reports`);
+  }
 }
 
 function assertHeap(r, what) {
@@ -152,6 +164,8 @@ try {
     figures.time_to_first_token_seconds = r.reply.x_cria.time_to_first_token;
     figures.decode_tokens_per_second = r.reply.x_cria.decode_tokens_per_second;
     figures.wasm_heap_bytes = r.memory.wasm_heap_bytes;
+    figures.gpu_memory_bytes = r.info.gpu_memory.total;
+    figures.gpu_weight_bytes = r.info.gpu_memory.weights.bf16 + r.info.gpu_memory.norms;
   });
 
   await check("a fresh non-persistent context: the folder's files through the demo's file picker give the same reply", async () => {
@@ -187,7 +201,7 @@ try {
       assertReply(second, "persistent, second load");
       assertHeap(second, "persistent, second load");
       assert.equal(count(WEIGHTS), before + 1, "the second load downloaded the weights again");
-      assert.deepEqual(second.phases, ["cache", "upload", "compile"], "progress phases of a cached load");
+      assert.deepEqual(second.phases, ["cache", "plan", "upload", "compile"], "progress phases of a cached load");
       figures.cached_load_seconds = second.loadSeconds;
       figures.persistent_first_load_seconds = first.loadSeconds;
     } finally {

@@ -202,7 +202,7 @@ try {
     await ready();
     timings.first_load_seconds = (Date.now() - t0) / 1000;
     assert.equal(count(WEIGHTS), 1, "the weights are downloaded once");
-    assert.deepEqual(await page.evaluate(() => window.demo.phases), ["download", "upload", "compile"], "progress phases of a first load");
+    assert.deepEqual(await page.evaluate(() => window.demo.phases), ["download", "plan", "upload", "compile"], "progress phases of a first load");
     const last = await page.evaluate(() => window.demo.last);
     const manifest = JSON.parse(readFileSync(`${bundled}manifest.json`, "utf8"));
     const files = Object.values(manifest.files).reduce((a, f) => a + f.size, 0);
@@ -540,7 +540,7 @@ try {
     await page.reload();
     await ready();
     assert.equal(count(WEIGHTS), before, "the weights were downloaded again");
-    assert.deepEqual(await page.evaluate(() => window.demo.phases), ["cache", "upload", "compile"], "progress phases of a cached load");
+    assert.deepEqual(await page.evaluate(() => window.demo.phases), ["cache", "plan", "upload", "compile"], "progress phases of a cached load");
     assert.match(await page.textContent("#status"), /ready/);
     const t0 = Date.now();
     await page.reload();

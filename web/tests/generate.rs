@@ -46,9 +46,20 @@ fn load_bundled(engine: &Engine) -> Result<(), JsValue> {
     let uploaded = std::rc::Rc::new(std::cell::Cell::new((0.0, 0.0)));
     let seen = uploaded.clone();
     let on_progress = Closure::<dyn Fn(String, f64, f64)>::new(move |_tensor: String, done: f64, total: f64| seen.set((done, total)));
-    let result = engine.load(spec.into(), on_progress.as_ref().unchecked_ref::<js_sys::Function>().clone());
+    // The memory plan arrives once, before any upload.
+    let plans = std::rc::Rc::new(std::cell::RefCell::new(Vec::<(String, f64)>::new()));
+    let (record, progress) = (plans.clone(), uploaded.clone());
+    let on_plan = Closure::<dyn Fn(String)>::new(move |json: String| record.borrow_mut().push((json, progress.get().0)));
+    let result = engine.load(spec.into(), on_progress.as_ref().unchecked_ref::<js_sys::Function>().clone(), on_plan.as_ref().unchecked_ref::<js_sys::Function>().clone());
     let (done, total) = uploaded.get();
     assert!(result.is_err() || (done == total && total > 0.0), "progress must end at the total: {done} of {total}");
+    let plans = plans.borrow();
+    if result.is_ok() {
+        assert_eq!(plans.len(), 1, "one memory plan per load");
+        let (json, uploaded_then) = &plans[0];
+        let plan: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert!(plan["total"].as_f64().unwrap() > total && *uploaded_then == 0.0, "the plan ({json}) comes before the upload and counts more than the weights");
+    }
     result
 }
 

@@ -66,6 +66,23 @@ impl MemoryPlan {
     }
 }
 
+impl MemoryPlan {
+    /// `{ context, weights: { TYPE: bytes, ... }, norms, kv_cache, kv_cache_type, activations,
+    /// total }` (bytes), as the npm package reports it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let weights: serde_json::Map<String, serde_json::Value> = self.weights.iter().map(|(d, b)| (d.name().to_string(), (*b).into())).collect();
+        serde_json::json!({
+            "context": self.context,
+            "weights": weights,
+            "norms": self.norms,
+            "kv_cache": self.kv_cache,
+            "kv_cache_type": self.kv_dtype.name(),
+            "activations": self.activations,
+            "total": self.total(),
+        })
+    }
+}
+
 /// Bytes in MiB with one decimal.
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)

@@ -328,7 +328,9 @@ export class Core {
 
   /**
    * source: { kind: "url", url, name?, manifest? } | { kind: "files", files: File[] }.
-   * onProgress({ phase: "download" | "cache" | "upload" | "compile", loaded, total, file? }).
+   * onProgress({ phase: "download" | "cache" | "upload" | "compile", loaded, total, file? }), and
+   * once, between the files and the upload, { phase: "plan", memory } (the GPU memory the model
+   * will take; a model that does not fit is refused right after, before any upload).
    */
   async load(source, options = {}, onProgress = () => {}) {
     const engine = await this.#device(); // a lost device is replaced here: the engine stays usable
@@ -359,9 +361,16 @@ export class Core {
       model = await fromUrl(source.url, manifest, progress);
     }
     const name = source.name ?? (source.kind === "files" ? source.files.map((f) => f.name).find((n) => /\.gguf$/i.test(n)) ?? "local files" : source.url);
-    const loadOptions = JSON.stringify({ context: options.context, dtype: options.dtype });
+    const loadOptions = JSON.stringify({ context: options.context, dtype: options.dtype, kv_cache: options.kvCache });
     try {
-      engine.load({ ...model, name, options: loadOptions }, (tensor, loaded, total) => onProgress({ phase: "upload", loaded, total, file: tensor }));
+      engine.load(
+        { ...model, name, options: loadOptions },
+        (tensor, loaded, total) => onProgress({ phase: "upload", loaded, total, file: tensor }),
+        (plan) => {
+          const memory = JSON.parse(plan);
+          onProgress({ phase: "plan", loaded: 0, total: memory.total, memory });
+        },
+      );
       // Shader compilation now rather than in the first reply's time to first token.
       onProgress({ phase: "compile", loaded: 0, total: 1 });
       await engine.warmUp();

@@ -18,10 +18,24 @@ export interface Manifest {
   files: Record<string, { size: number; sha256?: string }>;
 }
 
+/** GPU memory a model takes, in bytes, known from its headers before any upload. */
+export interface MemoryPlan {
+  context: number;
+  /** Weight matrices by stored type, e.g. { bf16: 269484032 }. */
+  weights: Record<string, number>;
+  /** f32 norm vectors. */
+  norms: number;
+  kv_cache: number;
+  kv_cache_type: "f16" | "f32";
+  activations: number;
+  total: number;
+}
+
 export interface LoadProgress {
-  /** download: bytes fetched; cache: bytes read from the browser's cache; upload: tensor bytes on
-   * the GPU; compile: the kernels compiled by a first run (0 of 1, then 1 of 1). */
-  phase: "download" | "cache" | "upload" | "compile";
+  /** download: bytes fetched; cache: bytes read from the browser's cache; plan: once, before the
+   * upload, the GPU memory the model will take (`memory`; `total` is memory.total); upload:
+   * tensor bytes on the GPU; compile: the kernels compiled by a first run (0 of 1, then 1 of 1). */
+  phase: "download" | "cache" | "plan" | "upload" | "compile";
   loaded: number;
   /** Unknown for downloads whose size the server does not announce. */
   total?: number;
@@ -32,6 +46,8 @@ export interface LoadProgress {
    * the file is used uncached, `reason` says why, and the next load tries again. */
   cached?: boolean;
   reason?: string;
+  /** The plan phase's figures. */
+  memory?: MemoryPlan;
 }
 
 export interface LoadOptions {
@@ -40,8 +56,10 @@ export interface LoadOptions {
   worker?: boolean;
   /** Tokens of context to allocate (default: 4096, or the model's maximum if smaller). */
   context?: number;
-  /** Convert weights while loading. */
-  dtype?: "f32" | "f16" | "q8_0" | "q4_0";
+  /** Convert weights while loading (default: each tensor keeps its file's type; BF16 stays BF16). */
+  dtype?: "f32" | "f16" | "bf16" | "q8_0" | "q4_0";
+  /** Element type of the KV cache (default f16). */
+  kvCache?: "f16" | "f32";
 }
 
 export interface ModelInfo {
@@ -50,6 +68,7 @@ export interface ModelInfo {
   weight_bytes: number;
   weight_types: string;
   context: number;
+  gpu_memory: MemoryPlan;
   vocab_size: number;
   chat_template: boolean;
 }

@@ -200,7 +200,8 @@ export class Cria {
    * Creates an engine and loads a model. `source`: "bundled" (the default model shipped in this
    * package), the URL of a Hugging Face model folder (https://huggingface.co/ORG/NAME/resolve/main/)
    * or of a .gguf file, File objects (a model folder's files, or one .gguf), or { url, manifest }.
-   * options: { onProgress({ phase, loaded, total, file }), worker = true, context, dtype }.
+   * options: { onProgress({ phase, loaded, total, file, memory }), worker = true, context, dtype,
+   * kvCache }.
    */
   static async load(source = "bundled", options = {}) {
     if (!globalThis.navigator?.gpu) throw noWebGpuError();
@@ -230,10 +231,10 @@ export class Cria {
   }
 
   #loadNormalized(source, options) {
-    const { onProgress, context, dtype } = options;
+    const { onProgress, context, dtype, kvCache } = options;
     return this.#enqueue(async () => {
       try {
-        this.info = await this.#backend.load(source, { context, dtype }, onProgress ?? (() => {}));
+        this.info = await this.#backend.load(source, { context, dtype, kvCache }, onProgress ?? (() => {}));
         return this.info;
       } catch (e) {
         // A failed download or a file that does not parse keeps the loaded model; a failure

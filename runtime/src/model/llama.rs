@@ -201,29 +201,30 @@ impl Llama {
                 None => weight_bytes.push((dtype, bytes)),
             }
         }
-        let mut largest = ("the largest activation".to_string(), 0u64);
-        let a = describe_activations(c, |name, bytes| {
-            if bytes > largest.1 {
-                largest = (format!("the activation buffer `{name}`"), bytes);
-            }
+        // Buffers that cannot be split (each must fit one binding), the activations first.
+        let mut unsplit: Vec<(String, u64)> = Vec::new();
+        describe_activations(c, |name, bytes| {
+            unsplit.push((format!("the activation buffer `{name}`"), bytes));
             Ok(bytes)
         })?;
         let cache = heads.cache_bytes(context, options.kv_cache);
-        if cache > largest.1 {
-            largest = (format!("the KV cache of one layer for a context of {context} tokens"), cache);
-        }
-        let others = SampleScratch::bytes(c.vocab_size, context)
-            + DecodeScratch::bytes(heads, context)
-            + RopeTable::bytes(c.head_dim, context)
-            + Recorder::arena_bytes(ARENA_DISPATCHES)
-            + (c.vocab_size * 4) as u64; // readback
+        unsplit.extend([
+            (format!("the KV cache of one layer for a context of {context} tokens"), cache),
+            (format!("the RoPE table for a context of {context} tokens"), RopeTable::bytes(c.head_dim, context)),
+            (format!("the sampler's scratch for a context of {context} tokens"), SampleScratch::bytes(c.vocab_size, context)),
+            (format!("the decode attention scratch for a context of {context} tokens"), DecodeScratch::bytes(heads, context)),
+            ("the parameter arena".to_string(), Recorder::arena_bytes(ARENA_DISPATCHES)),
+            ("the logits readback".to_string(), (c.vocab_size * 4) as u64),
+        ]);
+        let activations = unsplit.iter().map(|u| u.1).sum::<u64>() - cache;
+        let largest = unsplit.into_iter().max_by_key(|u| u.1).unwrap_or_default();
         Ok(MemoryPlan {
             context,
             weights: weight_bytes,
             norms: w.vectors().sum(),
             kv_cache: 2 * cache * c.num_hidden_layers as u64,
             kv_dtype: options.kv_cache,
-            activations: a.all().into_iter().sum::<u64>() + others,
+            activations,
             largest,
         })
     }
@@ -533,7 +534,7 @@ impl Build for Counter<'_> {
     fn matrix(&mut self, _name: &str, parts: &[(&str, usize)], cols: usize, _layout: Layout) -> Result<(WeightDType, u64)> {
         let (_, dtype) = matrix_parts(self.weights, parts, cols, self.to)?;
         let rows: usize = parts.iter().map(|p| p.1).sum();
-        Ok((dtype, (rows * dtype.row_words(cols) * 4) as u64))
+        Ok((dtype, rows as u64 * dtype.row_words(cols) as u64 * 4))
     }
     fn vector(&mut self, name: &str, len: usize) -> Result<u64> {
         entry(self.weights, name, &[len])?;

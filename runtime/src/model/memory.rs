@@ -43,24 +43,25 @@ impl MemoryPlan {
         let limit = gpu.max_binding_bytes();
         if *bytes > limit {
             let per_token = bytes / self.context.max(1) as u64;
-            let hint = if what.contains("KV cache") {
+            // Context-sized buffers (KV cache, RoPE table, sampler) shrink with the context.
+            let hint = if what.contains("for a context of") {
                 format!("load it with a shorter context (at most {} tokens on this device)", limit / per_token.max(1))
             } else {
                 "this device's storage bindings are too small for this model".to_string()
             };
             return Err(Error::ModelTooLarge { what: what.clone(), bytes: *bytes, limit, hint });
         }
-        if let Some((available, source)) = gpu.memory_budget() {
-            if self.total() > available {
-                let kv_per_token = self.kv_cache / self.context.max(1) as u64;
-                let spare = available.saturating_sub(self.weight_bytes() + self.activations);
-                let hint = if spare >= kv_per_token * 256 {
-                    format!("load it with a shorter context (at most {} tokens fit), or store the weights smaller (--quant q4_0)", spare / kv_per_token.max(1))
-                } else {
-                    "store the weights smaller (--quant q8_0 or q4_0), or use a device with more memory".to_string()
-                };
-                return Err(Error::OutOfMemory { plan: self.to_string(), bytes: self.total(), available, budget: source, hint });
-            }
+        if let Some((available, source)) = gpu.memory_budget()
+            && self.total() > available
+        {
+            let kv_per_token = self.kv_cache / self.context.max(1) as u64;
+            let spare = available.saturating_sub(self.weight_bytes() + self.activations);
+            let hint = if spare >= kv_per_token * 256 {
+                format!("load it with a shorter context (at most {} tokens fit), or store the weights smaller (--quant q4_0)", spare / kv_per_token.max(1))
+            } else {
+                "store the weights smaller (--quant q8_0 or q4_0), or use a device with more memory".to_string()
+            };
+            return Err(Error::OutOfMemory { plan: self.to_string(), bytes: self.total(), available, budget: source, hint });
         }
         Ok(())
     }

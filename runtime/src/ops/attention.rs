@@ -146,14 +146,15 @@ impl Heads {
         if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(Error::shape("attention", "num_attention_heads / num_key_value_heads", "a whole number", format!("{} / {}", self.n_heads, self.n_kv_heads)));
         }
-        if self.head_dim == 0 || self.head_dim > MAX_HEAD_DIM || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || self.head_dim > MAX_HEAD_DIM || !self.head_dim.is_multiple_of(2) {
             return Err(Error::Unsupported { what: format!("head_dim {}", self.head_dim), hint: format!("attention kernels support even head_dim 2..={MAX_HEAD_DIM}") });
         }
         Ok(())
     }
     /// Bytes of one layer's K (or V) cache for `positions` tokens.
     pub fn cache_bytes(&self, positions: usize, dtype: KvDType) -> u64 {
-        (positions * self.n_kv_heads * self.head_dim * dtype.bytes()) as u64
+        // In u64: a huge requested context must not overflow wasm32's usize before the check.
+        positions as u64 * (self.n_kv_heads * self.head_dim * dtype.bytes()) as u64
     }
 
     fn params(&self, n_tokens: usize, start_pos: usize, n_keys: usize, n_splits: usize) -> Params {
@@ -204,7 +205,7 @@ impl DecodeScratch {
     /// Bytes [`DecodeScratch::new`] allocates.
     pub fn bytes(heads: Heads, max_keys: usize) -> u64 {
         let splits = max_keys.div_ceil(DECODE_CHUNK).max(1);
-        (heads.n_heads * splits * (heads.head_dim + 2) * 4) as u64
+        splits as u64 * (heads.n_heads * (heads.head_dim + 2) * 4) as u64
     }
 
     pub fn new(gpu: &Gpu, heads: Heads, max_keys: usize) -> Result<DecodeScratch> {

@@ -46,7 +46,7 @@ pub struct RopeTable {
 impl RopeTable {
     /// Bytes [`RopeTable::new`] allocates.
     pub fn bytes(head_dim: usize, max_pos: usize) -> u64 {
-        (max_pos * (head_dim / 2) * 2 * 4) as u64
+        max_pos as u64 * (head_dim / 2 * 2 * 4) as u64
     }
 
     pub fn new(gpu: &Gpu, inv_freq: &[f32], max_pos: usize) -> Result<RopeTable> {
@@ -80,7 +80,7 @@ pub struct RopeIo<'a> {
 /// v to the caches.
 pub fn encode(rec: &mut Recorder<'_>, io: &RopeIo<'_>, table: &RopeTable, n_tokens: usize, n_heads: usize, n_kv_heads: usize, start_pos: usize) -> Result<()> {
     let head_dim = table.head_dim;
-    if head_dim % 2 != 0 {
+    if !head_dim.is_multiple_of(2) {
         return Err(Error::shape("rope", "head_dim", "an even number (RoPE rotates halves)", head_dim));
     }
     if start_pos + n_tokens > table.max_pos {

@@ -44,7 +44,7 @@ pub struct SampleScratch {
 impl SampleScratch {
     /// Bytes [`SampleScratch::new`] allocates.
     pub fn bytes(vocab: usize, max_penalty: usize) -> u64 {
-        ((max_penalty.max(1) + vocab + 1) * 4) as u64
+        (max_penalty.max(1) as u64 + vocab as u64 + 1) * 4
     }
 
     pub fn new(gpu: &Gpu, vocab: usize, max_penalty: usize) -> Result<SampleScratch> {

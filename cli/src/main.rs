@@ -343,7 +343,8 @@ fn info(args: &ModelArgs, synthetic: Option<&str>) -> cria::Result<()> {
     let plan = files.memory_plan(&args.options()?)?;
     println!("GPU memory at a context of {} tokens: {plan}", plan.context);
     let available = gpu.memory_budget().map_or("the device reports no memory size".to_string(), |(b, what)| format!("{} ({what})", model::memory::mib(b)));
-    println!("  device: {available}; largest unsplit buffer {} ({}) of {} per binding", model::memory::mib(plan.largest.1), plan.largest.0, model::memory::mib(gpu.max_binding_bytes()));
+    let (largest, largest_bytes) = plan.largest();
+    println!("  device: {available}; largest unsplit buffer {} ({largest}) of {} per binding", model::memory::mib(largest_bytes), model::memory::mib(gpu.max_binding_bytes()));
     plan.check(&gpu)?;
     println!("  fits this device");
     Ok(())

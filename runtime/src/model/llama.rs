@@ -201,15 +201,15 @@ impl Llama {
                 None => weight_bytes.push((dtype, bytes)),
             }
         }
-        // Buffers that cannot be split (each must fit one binding), the activations first.
-        let mut unsplit: Vec<(String, u64)> = Vec::new();
+        // Buffers that cannot be split, each of which must fit one binding: the KV cache first
+        // (the one a long context outgrows first is named first), then the activations.
+        let cache = heads.cache_bytes(context, options.kv_cache);
+        let mut unsplit: Vec<(String, u64)> = vec![(format!("the KV cache of one layer for a context of {context} tokens"), cache)];
         describe_activations(c, |name, bytes| {
             unsplit.push((format!("the activation buffer `{name}`"), bytes));
             Ok(bytes)
         })?;
-        let cache = heads.cache_bytes(context, options.kv_cache);
         unsplit.extend([
-            (format!("the KV cache of one layer for a context of {context} tokens"), cache),
             (format!("the RoPE table for a context of {context} tokens"), RopeTable::bytes(c.head_dim, context)),
             (format!("the sampler's scratch for a context of {context} tokens"), SampleScratch::bytes(c.vocab_size, context)),
             (format!("the decode attention scratch for a context of {context} tokens"), DecodeScratch::bytes(heads, context)),
@@ -217,7 +217,6 @@ impl Llama {
             ("the logits readback".to_string(), (c.vocab_size * 4) as u64),
         ]);
         let activations = unsplit.iter().map(|u| u.1).sum::<u64>() - cache;
-        let largest = unsplit.into_iter().max_by_key(|u| u.1).unwrap_or_default();
         Ok(MemoryPlan {
             context,
             weights: weight_bytes,
@@ -225,7 +224,7 @@ impl Llama {
             kv_cache: 2 * cache * c.num_hidden_layers as u64,
             kv_dtype: options.kv_cache,
             activations,
-            largest,
+            unsplit,
         })
     }
 

@@ -21,9 +21,9 @@ pub struct MemoryPlan {
     pub kv_cache: u64,
     pub kv_dtype: KvDType,
     pub activations: u64,
-    /// The largest buffer that cannot be split (what it is, bytes): it must fit one binding.
-    /// Weight matrices are split by rows across bindings, so they never are it.
-    pub largest: (String, u64),
+    /// The buffers that cannot be split (what each is, bytes), the KV cache first: each must fit
+    /// one binding. Weight matrices are split by rows across bindings, so they are not here.
+    pub unsplit: Vec<(String, u64)>,
 }
 
 impl MemoryPlan {
@@ -35,13 +35,17 @@ impl MemoryPlan {
         self.weight_bytes() + self.kv_cache + self.activations
     }
 
+    /// The largest buffer that cannot be split.
+    pub fn largest(&self) -> (&str, u64) {
+        self.unsplit.iter().fold(("nothing", 0), |m, (what, b)| if *b > m.1 { (what.as_str(), *b) } else { m })
+    }
+
     /// Refuses, with the numbers, a model that does not fit `gpu`: a buffer over the binding
     /// limit, or a total over the device memory where the platform reports it (or a budget set
     /// in [`crate::gpu::GpuOptions::memory_budget`]).
     pub fn check(&self, gpu: &Gpu) -> Result<()> {
-        let (what, bytes) = &self.largest;
         let limit = gpu.max_binding_bytes();
-        if *bytes > limit {
+        if let Some((what, bytes)) = self.unsplit.iter().find(|(_, b)| *b > limit) {
             let per_token = bytes / self.context.max(1) as u64;
             // Context-sized buffers (KV cache, RoPE table, sampler) shrink with the context.
             let hint = if what.contains("for a context of") {

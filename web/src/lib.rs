@@ -6,7 +6,7 @@
 //! ```js
 //! const engine = await Engine.create();
 //! // Each file is read on demand, one tensor at a time: the wasm heap never holds the model.
-//! engine.load({ name, format: "folder", files: { "config.json": bytes, ... }, weights: [{ name, size, read }] }, onProgress);
+//! engine.load({ name, format: "folder", files: { "config.json": bytes, ... }, weights: [{ name, size, read }] }, onProgress, onPlan);
 //! const result = await engine.generate("ROMEO:", JSON.stringify({ max_tokens: 64 }), (text) => out.append(text));
 //! // result: { text, tokens, prompt_tokens, finish, time_to_first_token, decode_tokens_per_second }
 //! ```

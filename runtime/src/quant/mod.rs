@@ -14,6 +14,8 @@
 //! half), then zero words up to a multiple of 4 words. Rows whose length is not a multiple of
 //! 32 are padded with zeros to whole blocks.
 
+pub mod ggml;
+
 use crate::error::{Error, Result};
 use crate::ops::WeightDType;
 use half::f16;
@@ -103,14 +105,19 @@ fn decode_block(dtype: WeightDType, b: &[u8]) -> (f32, [i32; QK]) {
     (d, q)
 }
 
+/// The ggml block format of a block-quantized weight type.
+pub fn block_type(dtype: WeightDType) -> Option<ggml::BlockType> {
+    match dtype {
+        WeightDType::Q8_0 => Some(ggml::BlockType::Q8_0),
+        WeightDType::Q4_0 => Some(ggml::BlockType::Q4_0),
+        WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 => None,
+    }
+}
+
 /// Dequantizes one row of ggml blocks to `cols` f32 values (CPU reference of the kernels).
 pub fn dequantize_row(dtype: WeightDType, bytes: &[u8], cols: usize) -> Vec<f32> {
-    let bb = block_bytes(dtype).unwrap_or(1);
-    let mut out = Vec::with_capacity(blocks(cols) * QK);
-    for block in bytes.chunks_exact(bb) {
-        let (d, q) = decode_block(dtype, block);
-        out.extend(q.iter().map(|&v| v as f32 * d));
-    }
+    let Some(t) = block_type(dtype) else { return Vec::new() };
+    let mut out = ggml::dequantize(t, bytes);
     out.truncate(cols);
     out
 }

@@ -696,6 +696,15 @@ impl<S: ByteSource> GgufModel<S> {
 mod tests {
     use super::*;
 
+    /// The reader's size table and the dequantizers' block table agree on every block type.
+    #[test]
+    fn type_table_agrees_with_the_block_formats() {
+        for t in crate::quant::ggml::BlockType::ALL {
+            let (name, values, bytes) = GgmlType(t.ggml_id()).traits().unwrap();
+            assert_eq!((name.to_ascii_lowercase().as_str(), values, bytes), (t.name(), t.block_values() as u64, t.block_bytes() as u64));
+        }
+    }
+
     /// A minimal GGUF writer for the parser's own tests.
     struct W(Vec<u8>);
     impl W {

@@ -377,6 +377,7 @@ mod wasm {
             let tokenizer = files.take_tokenizer().map_err(js_error)?;
             let plan = files.memory_plan(&options).map_err(js_error)?;
             on_plan.call1(&JsValue::NULL, &JsValue::from_str(&plan.to_json().to_string()))?;
+            // Checked here too, not only in `load`: a refused model leaves the loaded one in place.
             plan.check(&self.gpu).map_err(js_error)?;
             let total = files.weight_bytes();
             let mut done = 0u64;

@@ -69,9 +69,7 @@ impl MemoryPlan {
         }
         Ok(())
     }
-}
 
-impl MemoryPlan {
     /// `{ context, weights: { TYPE: bytes, ... }, norms, kv_cache, kv_cache_type, activations,
     /// total }` (bytes), as the npm package reports it.
     pub fn to_json(&self) -> serde_json::Value {

@@ -38,7 +38,8 @@ impl KvDType {
 
     /// Parses a name as the CLI spells it: f16, f32.
     pub fn parse(name: &str) -> Result<KvDType> {
-        Self::ALL.into_iter().find(|t| t.name() == name.to_ascii_lowercase()).ok_or_else(|| Error::Unsupported {
+        let lower = name.to_ascii_lowercase();
+        Self::ALL.into_iter().find(|t| t.name() == lower).ok_or_else(|| Error::Unsupported {
             what: format!("KV cache type `{name}`"),
             hint: "choose f16 (the default) or f32".into(),
         })

@@ -4,9 +4,9 @@
 //
 // Each 16x16 workgroup computes a 64x64 output tile, 4x4 per invocation, stepping through k in
 // slices of 16 staged in workgroup memory (8 KiB): each loaded value is reused 64 times.
-// f16/bf16 weights are unpacked from u32 pairs and Q8_0/Q4_0 blocks dequantized while staging
-// (a 16-wide k-slice never straddles a 32-value block): no shader-f16 needed. The weight type
-// is the KIND override constant (WeightDType::kind).
+// Weights of every type are decoded while staging, four consecutive values per invocation
+// (weights.wgsl, prepended; a 16-wide k-slice is one 16-value group of a block): no
+// shader-f16 needed.
 
 struct Params {
     m: u32,
@@ -27,50 +27,8 @@ const BK: u32 = 16u;
 var<workgroup> xs: array<f32, 1024>; // [TILE][BK]
 var<workgroup> ws: array<f32, 1024>; // [TILE][BK]
 
-// Weight type: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 bf16.
-override KIND: u32 = 0;
-
-fn weight_f32(n: u32, k: u32) -> f32 {
-    return bitcast<f32>(w[n * p.row_words + k]);
-}
-
-// f16 (unpack2x16float) or bf16 (the top half of an f32) value k of row n.
-fn weight_half(n: u32, k: u32) -> f32 {
-    let q = w[n * p.row_words + k / 2u];
-    if (KIND == 4u) { return bitcast<f32>(select(q << 16u, q & 0xffff0000u, (k & 1u) == 1u)); }
-    let pair = unpack2x16float(q);
-    return select(pair.x, pair.y, (k & 1u) == 1u);
-}
-
-// Scale of block b of the row starting at word `row` (scales follow the row's nq quant words).
-fn block_scale(row: u32, nq: u32, b: u32) -> f32 {
-    let pair = unpack2x16float(w[row + nq + b / 2u]);
-    return select(pair.x, pair.y, (b & 1u) == 1u);
-}
-
-fn weight_q8_0(n: u32, k: u32) -> f32 {
-    let row = n * p.row_words;
-    let b = k / 32u;
-    let word = w[row + b * 8u + (k % 32u) / 4u];
-    let q = bitcast<i32>(word << (24u - 8u * (k % 4u))) >> 24u;
-    return f32(q) * block_scale(row, ((p.k + 31u) / 32u) * 8u, b);
-}
-
-fn weight_q4_0(n: u32, k: u32) -> f32 {
-    let row = n * p.row_words;
-    let b = k / 32u;
-    let word = w[row + b * 4u + (k % 32u) / 8u];
-    let q = f32((word >> (4u * (k % 8u))) & 15u) - 8.0;
-    return q * block_scale(row, ((p.k + 31u) / 32u) * 4u, b);
-}
-
-fn weight(n: u32, k: u32) -> f32 {
-    switch KIND {
-        case 0u: { return weight_f32(n, k); }
-        case 2u: { return weight_q8_0(n, k); }
-        case 3u: { return weight_q4_0(n, k); }
-        default: { return weight_half(n, k); }
-    }
+fn weight_word(i: u32) -> u32 {
+    return w[i];
 }
 
 fn stage(m0: u32, n0: u32, k0: u32, t: u32) {
@@ -82,12 +40,21 @@ fn stage(m0: u32, n0: u32, k0: u32, t: u32) {
         var xv = 0.0;
         if (m0 + r < p.m && kk < p.k) { xv = x[(m0 + r) * p.k + kk]; }
         xs[idx] = xv;
-        var wv = 0.0;
-        if (n0 + r < p.n && kk < p.k) {
-            wv = weight(n0 + r, kk);
-        }
-        ws[idx] = wv;
     }
+    // Weights: row t / 4 of the tile, values 4 (t % 4) .. + 3 of the slice.
+    let r = t / 4u;
+    let c = 4u * (t % 4u);
+    let kk = k0 + c;
+    var wv = vec4<f32>(0.0);
+    if (n0 + r < p.n && kk < p.k) {
+        // Values past the row's end are zeroed: a block row's padding need not be.
+        let live = vec4<bool>(true, kk + 1u < p.k, kk + 2u < p.k, kk + 3u < p.k);
+        wv = select(vec4<f32>(0.0), weights4((n0 + r) * p.row_words, p.k, kk), live);
+    }
+    ws[r * BK + c] = wv.x;
+    ws[r * BK + c + 1u] = wv.y;
+    ws[r * BK + c + 2u] = wv.z;
+    ws[r * BK + c + 3u] = wv.w;
 }
 
 @compute @workgroup_size(16, 16)

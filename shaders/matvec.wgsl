@@ -6,10 +6,10 @@
 //
 // ROWS rows per workgroup; the WG invocations stride along each row (adjacent invocations read
 // adjacent 16-byte words, so loads coalesce) and a tree reduction in workgroup memory finishes.
-// f32, f16, bf16, Q8_0 and Q4_0 weights (KIND, see runtime/src/ops/matrix.rs): no f16
-// arithmetic, no subgroups (the portability floor).
-// Quantized rows (see runtime/src/quant): each invocation takes whole 32-value blocks (Q8_0: two
-// vec4<u32> of int8, Q4_0: one vec4<u32> of nibbles), scales as f16 pairs after the quants.
+// Every weight type (KIND and the block constants of weights.wgsl, prepended): no f16
+// arithmetic, no subgroups (the portability floor). Float rows are read as vec4<u32>; block
+// rows a 32-value run per invocation (a whole Q8_0/Q4_0 block, an eighth of a K-quant
+// super-block), as quants times the scale of each 16-value group minus its min.
 
 struct Params {
     rows: u32,
@@ -29,8 +29,6 @@ override ROWS: u32 = 4; // WG * ROWS <= 1024
 // Fused SwiGLU: rows come in (gate, up) pairs (an interleaved Matrix; chunks start at even
 // rows, ROWS is even) and y[pair] = silu(gate · x) * (up · x), y_stride counting pairs.
 override GLU: bool = false;
-// Weight type: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 bf16 (WeightDType::kind).
-override KIND: u32 = 0;
 var<workgroup> partial: array<f32, 1024>;
 
 var<private> x0: u32; // this token's offset in x
@@ -44,9 +42,13 @@ fn x1(k: u32) -> f32 {
     return x[x0 + k];
 }
 
+fn weight_word(i: u32) -> u32 {
+    return w[i / 4u][i % 4u];
+}
+
 // One scalar weight of the f32 layout.
 fn w_f32(word: u32) -> f32 {
-    return bitcast<f32>(w[word / 4u][word % 4u]);
+    return bitcast<f32>(weight_word(word));
 }
 
 // Per-row partial dot products of the f32 layout.
@@ -66,7 +68,7 @@ fn dot_f32(row: u32, lane: u32) -> f32 {
 // The two 16-bit values of a word (element 2i in the low half): f16 through unpack2x16float,
 // bf16 as the top halves of f32s (a shift and a mask, no shader-f16).
 fn halves(q: u32) -> vec2<f32> {
-    if (KIND == 4u) { return bitcast<vec2<f32>>(vec2<u32>(q << 16u, q & 0xffff0000u)); }
+    if (KIND == KIND_BF16) { return bitcast<vec2<f32>>(vec2<u32>(q << 16u, q & 0xffff0000u)); }
     return unpack2x16float(q);
 }
 
@@ -102,56 +104,27 @@ fn xq(k: u32, full: bool) -> vec4<f32> {
     return x4_tail(k);
 }
 
-// Four int8 quants of a word, sign-extended.
-fn i8x4(q: u32) -> vec4<f32> {
-    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q << 24u, q << 16u, q << 8u, q)) >> vec4<u32>(24u));
-}
-
-// Eight 4-bit quants of a word minus 8: values 0..3 and 4..7.
-fn u4x8_lo(q: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(q, q >> 4u, q >> 8u, q >> 12u) & vec4<u32>(15u))) - vec4<f32>(8.0);
-}
-fn u4x8_hi(q: u32) -> vec4<f32> {
-    return u4x8_lo(q >> 16u);
-}
-
-fn block_scale(row_word: u32, nq: u32, b: u32) -> f32 {
-    let word = row_word + nq + b / 2u;
-    let pair = unpack2x16float(w[word / 4u][word % 4u]);
-    return select(pair.x, pair.y, (b & 1u) == 1u);
-}
-
-fn dot_q8_0(row: u32, lane: u32) -> f32 {
+// Per-row partial dot products of a block type: 32-value runs, two 16-value groups each.
+fn dot_blocks(row: u32, lane: u32) -> f32 {
     let row_word = row * p.row_words;
-    let nb = (p.k + 31u) / 32u;
+    let runs = (p.k + 31u) / 32u;
+    let per_block = BLOCK_VALUES / 32u;
     var acc = 0.0;
-    for (var b = lane; b < nb; b += WG) {
-        let q0 = w[row_word / 4u + b * 2u];
-        let q1 = w[row_word / 4u + b * 2u + 1u];
-        let k0 = b * 32u;
+    for (var c = lane; c < runs; c += WG) {
+        let blk = block_at(row_word, p.k, c / per_block);
+        let k0 = c * 32u;
         let full = k0 + 32u <= p.k;
-        var s = dot(i8x4(q0.x), xq(k0, full)) + dot(i8x4(q0.y), xq(k0 + 4u, full));
-        s += dot(i8x4(q0.z), xq(k0 + 8u, full)) + dot(i8x4(q0.w), xq(k0 + 12u, full));
-        s += dot(i8x4(q1.x), xq(k0 + 16u, full)) + dot(i8x4(q1.y), xq(k0 + 20u, full));
-        s += dot(i8x4(q1.z), xq(k0 + 24u, full)) + dot(i8x4(q1.w), xq(k0 + 28u, full));
-        acc += s * block_scale(row_word, nb * 8u, b);
-    }
-    return acc;
-}
-
-fn dot_q4_0(row: u32, lane: u32) -> f32 {
-    let row_word = row * p.row_words;
-    let nb = (p.k + 31u) / 32u;
-    var acc = 0.0;
-    for (var b = lane; b < nb; b += WG) {
-        let q = w[row_word / 4u + b];
-        let k0 = b * 32u;
-        let full = k0 + 32u <= p.k;
-        var s = dot(u4x8_lo(q.x), xq(k0, full)) + dot(u4x8_hi(q.x), xq(k0 + 4u, full));
-        s += dot(u4x8_lo(q.y), xq(k0 + 8u, full)) + dot(u4x8_hi(q.y), xq(k0 + 12u, full));
-        s += dot(u4x8_lo(q.z), xq(k0 + 16u, full)) + dot(u4x8_hi(q.z), xq(k0 + 20u, full));
-        s += dot(u4x8_lo(q.w), xq(k0 + 24u, full)) + dot(u4x8_hi(q.w), xq(k0 + 28u, full));
-        acc += s * block_scale(row_word, nb * 4u, b);
+        for (var g = 0u; g < 2u; g++) {
+            let j = (c % per_block) * 32u + 16u * g;
+            let k = k0 + 16u * g;
+            let xa = xq(k, full);
+            let xb = xq(k + 4u, full);
+            let xc = xq(k + 8u, full);
+            let xd = xq(k + 12u, full);
+            let qx = dot(quants4(blk, j), xa) + dot(quants4(blk, j + 4u), xb) + dot(quants4(blk, j + 8u), xc) + dot(quants4(blk, j + 12u), xd);
+            let sm = group_scale(blk, j / 16u);
+            acc += sm.x * qx - sm.y * dot(xa + xb + xc + xd, vec4<f32>(1.0));
+        }
     }
     return acc;
 }
@@ -178,12 +151,9 @@ fn reduce_and_store(row0: u32, lane: u32, token: u32) {
 }
 
 fn dot_row(row: u32, lane: u32) -> f32 {
-    switch KIND {
-        case 0u: { return dot_f32(row, lane); }
-        case 2u: { return dot_q8_0(row, lane); }
-        case 3u: { return dot_q4_0(row, lane); }
-        default: { return dot_halves(row, lane); }
-    }
+    if (KIND == KIND_F32) { return dot_f32(row, lane); }
+    if (is_block()) { return dot_blocks(row, lane); }
+    return dot_halves(row, lane);
 }
 
 @compute @workgroup_size(WG)

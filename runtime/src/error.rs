@@ -58,6 +58,9 @@ pub enum Error {
     #[error("tensor `{tensor}` has shape {got}, expected {expected}. Hint: the weights do not match config.json")]
     TensorShape { tensor: String, expected: String, got: String },
 
+    #[error("tensor `{tensor}` holds a non-finite value: {what}. Hint: the file is corrupt or was written from a diverged model; download or convert it again")]
+    NonFinite { tensor: String, what: String },
+
     #[error("tensor `{tensor}` has dtype {got}; supported: {supported}")]
     UnsupportedDtype { tensor: String, got: String, supported: String },
 

@@ -501,11 +501,25 @@ fn unknown_and_unsupported_tensor_types() {
     gguf_error(&g, &["blk.0.attn_q.weight", "unknown ggml type 99"]);
     // A type ggml defines but this runtime does not compute with: the file parses, the model
     // does not load, and the error names the tensor and the type.
+    for (ty, name, bytes) in [(16u32, "IQ2_XXS (ggml type 16)", 66usize), (39, "MXFP4 (ggml type 39)", 17 * 8)] {
+        let mut g = Gguf::tiny();
+        g.tensor("blk.0.ffn_gate.weight_x", vec![256, 1], ty, vec![0; bytes]);
+        let err = g.read().err().unwrap();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::UnsupportedDtype { .. }) && msg.contains("blk.0.ffn_gate.weight_x") && msg.contains(name) && msg.contains("Q4_K"), "{msg}");
+    }
+}
+
+/// Block tensors whose shape the bytes cannot hold: rows that are not whole blocks, and more
+/// blocks than the file has.
+#[test]
+fn block_tensors_that_do_not_fit_their_shape() {
     let mut g = Gguf::tiny();
-    g.tensor("blk.0.ffn_gate.weight_k", vec![256, 1], 12, vec![0; 144]);
-    let err = g.read().err().unwrap();
-    let msg = err.to_string();
-    assert!(matches!(err, Error::UnsupportedDtype { .. }) && msg.contains("blk.0.ffn_gate.weight_k") && msg.contains("Q4_K (ggml type 12)"), "{msg}");
+    g.tensor("blk.0.extra.weight", vec![320, 2], 12, vec![0; 2 * 144]);
+    gguf_error(&g, &["blk.0.extra.weight", "rows of 320 values, not a multiple of the Q4_K block of 256"]);
+    let mut g = Gguf::tiny();
+    g.tensor("blk.0.extra.weight", vec![256, 4], 14, vec![0; 210]);
+    gguf_error(&g, &["blk.0.extra.weight", "past the end of the file"]);
 }
 
 #[test]

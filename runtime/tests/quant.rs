@@ -25,7 +25,7 @@ impl WeightSource for RoundTrip {
         if entry.shape.len() != 2 {
             return Ok(t);
         }
-        Ok(HostTensor::F32(cria::quant::round_trip(self.1, &t.into_f32(), entry.shape[1])))
+        Ok(HostTensor::F32(cria::quant::round_trip(self.1, &t.into_f32(), entry.shape[1])?))
     }
     fn has(&self, name: &str) -> bool {
         self.0.has(name)

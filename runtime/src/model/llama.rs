@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBuffer, Readback, Recorder};
 use crate::ops::attention::{self, DecodeScratch, Heads, KvCache, KvDType};
 use crate::ops::rope::RopeTable;
-use crate::model::safetensors::TensorEntry;
+use crate::model::safetensors::{HostTensor, TensorEntry};
 use crate::ops::sample::{self, SampleScratch};
 use crate::ops::{argmax, embedding, matmul, matvec, rms_norm, rope, swiglu, Layout, Matrix, WeightDType};
 use super::memory::MemoryPlan;
@@ -195,7 +195,7 @@ impl Llama {
         let context = options.context.unwrap_or(DEFAULT_CONTEXT).min(c.max_position_embeddings).max(1);
         let w = describe_weights(c, &mut Counter { weights, to: options.weight_dtype })?;
         let mut weight_bytes: Vec<(WeightDType, u64)> = Vec::new();
-        for &(dtype, bytes) in w.matrices() {
+        for &(dtype, bytes) in w.matrices().flatten() {
             match weight_bytes.iter_mut().find(|(d, _)| *d == dtype) {
                 Some((_, b)) => *b += bytes,
                 None => weight_bytes.push((dtype, bytes)),
@@ -263,9 +263,9 @@ impl Llama {
     /// The storage types of the weight matrices, e.g. "q4_0" or "f32+q4_0" when they differ.
     pub fn weight_types(&self) -> String {
         let mut types: Vec<&str> = Vec::new();
-        for m in self.w.matrices() {
-            if !types.contains(&m.dtype.name()) {
-                types.push(m.dtype.name());
+        for dtype in self.w.matrices().flat_map(|m| m.dtypes()) {
+            if !types.contains(&dtype.name()) {
+                types.push(dtype.name());
             }
         }
         types.sort();
@@ -505,11 +505,23 @@ fn token_id(bytes: &[u8]) -> u32 {
 
 /// The file tensors of one GPU matrix, checked to have their shapes, and the type it is stored
 /// as: the requested one, else the parts' own common type (F32 if they differ).
-fn matrix_parts(weights: &dyn WeightSource, parts: &[(&str, usize)], cols: usize, to: Option<WeightDType>) -> Result<(Vec<TensorEntry>, WeightDType)> {
+/// The file entries of a matrix's parts and the type each part is stored as: `to` where asked
+/// (a type Cria cannot quantize to is an error unless the part already has it), else the
+/// part's own type; interleaved parts of different types share one (f16, or f32 when either
+/// is f32 or bf16), as they share rows.
+fn matrix_parts(weights: &dyn WeightSource, parts: &[(&str, usize)], cols: usize, to: Option<WeightDType>, layout: Layout) -> Result<(Vec<TensorEntry>, Vec<WeightDType>)> {
     let entries = parts.iter().map(|&(n, rows)| entry(weights, n, &[rows, cols])).collect::<Result<Vec<_>>>()?;
-    let kinds: Vec<WeightDType> = entries.iter().map(|e| e.dtype.natural()).collect();
-    let dtype = to.unwrap_or(if kinds.iter().all(|&k| k == kinds[0]) { kinds[0] } else { WeightDType::F32 });
-    Ok((entries, dtype))
+    let mut kinds: Vec<WeightDType> = entries.iter().map(|e| e.dtype.natural()).collect();
+    if let Some(to) = to {
+        if !crate::quant::can_quantize(to) && kinds.iter().any(|&k| k != to) {
+            return Err(crate::quant::cannot_quantize(to));
+        }
+        kinds.fill(to);
+    } else if layout == Layout::Interleaved && kinds.iter().any(|&k| k != kinds[0]) {
+        let wide = kinds.iter().any(|&k| matches!(k, WeightDType::F32 | WeightDType::BF16));
+        kinds.fill(if wide { WeightDType::F32 } else { WeightDType::F16 });
+    }
+    Ok((entries, kinds))
 }
 
 /// The entry of `name`, checked to have `shape`.
@@ -528,12 +540,12 @@ struct Counter<'a> {
 }
 
 impl Build for Counter<'_> {
-    type M = (WeightDType, u64);
+    /// Bytes of each part, by stored type.
+    type M = Vec<(WeightDType, u64)>;
     type V = u64;
-    fn matrix(&mut self, _name: &str, parts: &[(&str, usize)], cols: usize, _layout: Layout) -> Result<(WeightDType, u64)> {
-        let (_, dtype) = matrix_parts(self.weights, parts, cols, self.to)?;
-        let rows: usize = parts.iter().map(|p| p.1).sum();
-        Ok((dtype, rows as u64 * dtype.row_words(cols) as u64 * 4))
+    fn matrix(&mut self, _name: &str, parts: &[(&str, usize)], cols: usize, layout: Layout) -> Result<Self::M> {
+        let (_, dtypes) = matrix_parts(self.weights, parts, cols, self.to, layout)?;
+        Ok(parts.iter().zip(dtypes).map(|(&(_, rows), dtype)| (dtype, rows as u64 * dtype.row_words(cols) as u64 * 4)).collect())
     }
     fn vector(&mut self, name: &str, len: usize) -> Result<u64> {
         entry(self.weights, name, &[len])?;
@@ -558,11 +570,14 @@ impl Build for Loader<'_> {
 
     /// See [`Matrix::from_parts`]; each piece is reported as it is read.
     fn matrix(&mut self, name: &str, parts: &[(&str, usize)], cols: usize, layout: Layout) -> Result<Matrix> {
-        let (entries, dtype) = matrix_parts(self.weights, parts, cols, self.to)?;
+        let (entries, dtypes) = matrix_parts(self.weights, parts, cols, self.to, layout)?;
         let rows: Vec<usize> = parts.iter().map(|p| p.1).collect();
         let (weights, progress) = (&mut *self.weights, &mut *self.progress);
-        Matrix::from_parts(self.gpu, name, cols, dtype, &rows, layout, &mut |i, range| {
+        Matrix::from_parts(self.gpu, name, cols, &dtypes, &rows, layout, &mut |i, range| {
             let tensor = weights.read_rows(parts[i].0, range.clone())?;
+            if let HostTensor::Quant { dtype: WeightDType::Block(t), bytes } = &tensor {
+                crate::quant::check_scales(*t, bytes, entries[i].row_bytes() as usize, range.start).map_err(|what| Error::NonFinite { tensor: parts[i].0.to_string(), what })?;
+            }
             progress(LoadProgress { tensor: parts[i].0.to_string(), bytes: range.len() as u64 * entries[i].row_bytes() });
             Ok(tensor)
         })

@@ -57,7 +57,7 @@ mod native {
         GgufModel::read(&path.display().to_string(), FileSource::open(path)?)
     }
 
-    /// Loads a GGUF model file (llama.cpp's format; F32, F16, BF16, Q8_0 and Q4_0 tensors) onto `gpu`.
+    /// Loads a GGUF model file (llama.cpp's format; float and ggml block tensors, types mixed as in Q4_K_M files) onto `gpu`.
     pub fn load_gguf(gpu: Arc<Gpu>, path: &Path, options: &ModelOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Llama> {
         open_gguf(path)?.load(gpu, options, progress)
     }

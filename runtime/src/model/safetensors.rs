@@ -76,7 +76,7 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    /// Bytes per element; for the block formats, bytes per block of [`crate::quant::QK`] values.
+    /// Bytes per element; 1 for the block formats (stored as U8).
     pub fn size(self) -> usize {
         match self {
             Dtype::F32 => 4,
@@ -178,7 +178,7 @@ impl HostTensor {
             HostTensor::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
             HostTensor::BF16(v) => v.iter().map(|h| h.to_f32()).collect(),
             HostTensor::Quant { dtype, ref bytes } => {
-                let cols = bytes.len() / crate::quant::block_bytes(dtype).unwrap_or(1) * crate::quant::QK;
+                let cols = dtype.block().map_or(0, |t| bytes.len() / t.block_bytes() * t.block_values());
                 self.into_f32_rows(cols)
             }
         }
@@ -374,8 +374,8 @@ mod tests {
     fn block_quantized_tensors_read_back_with_their_logical_shape() {
         let mut bytes = Vec::new();
         let row: Vec<f32> = (0..40).map(|i| i as f32 / 10.0).collect();
-        crate::quant::quantize_row(WeightDType::Q4_0, &row, &mut bytes);
-        crate::quant::quantize_row(WeightDType::Q4_0, &row, &mut bytes);
+        crate::quant::quantize_row(WeightDType::Q4_0, &row, &mut bytes).unwrap();
+        crate::quant::quantize_row(WeightDType::Q4_0, &row, &mut bytes).unwrap();
         let h = r#"{"w":{"dtype":"U8","shape":[2,36],"data_offsets":[0,72]},"__metadata__":{"cria.quant.w":"q4_0:40"}}"#;
         let mut f = SafetensorsFile::parse("m", file(h, &bytes)).unwrap();
         let entry = f.tensors["w"].clone();
@@ -387,7 +387,7 @@ mod tests {
         assert_eq!(values.len(), 80);
         assert!((values[39] - 3.9).abs() < 0.3 && (values[79] - 3.9).abs() < 0.3);
         // Lying entries: a row length that does not fit the columns, an unknown type, garbage.
-        for (meta, want) in [("q4_0:65", "need [rows, 54]"), ("q4_0:20", "need [rows, 18]"), ("q5_1:40", "unknown quantization"), ("q4_0", "malformed"), ("q4_0:0", "malformed")] {
+        for (meta, want) in [("q4_0:65", "need [rows, 54]"), ("q4_0:20", "need [rows, 18]"), ("q5_1:40", "need [rows, 48]"), ("iq2_xxs:40", "unknown quantization"), ("q4_0", "malformed"), ("q4_0:0", "malformed")] {
             let h = format!(r#"{{"w":{{"dtype":"U8","shape":[2,36],"data_offsets":[0,72]}},"__metadata__":{{"cria.quant.w":"{meta}"}}}}"#);
             let err = SafetensorsFile::parse("m", file(&h, &bytes)).err().unwrap();
             assert!(err.to_string().contains(want), "{meta}: {err}");

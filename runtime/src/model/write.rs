@@ -23,9 +23,9 @@ pub struct OutTensor {
 impl OutTensor {
     /// `tensor` stored as [`stored_as`] says: converted where the type changes, kept as it is
     /// where it does not.
-    pub fn convert(tensor: HostTensor, shape: &[usize], to: Option<WeightDType>) -> OutTensor {
+    pub fn convert(tensor: HostTensor, shape: &[usize], to: Option<WeightDType>) -> Result<OutTensor> {
         let cols = shape.last().copied().unwrap_or(1);
-        match (stored_as(tensor.natural_dtype(), shape.len(), to), tensor) {
+        Ok(match (stored_as(tensor.natural_dtype(), shape.len(), to), tensor) {
             (WeightDType::F32, HostTensor::F32(v)) => OutTensor::f32(&v, shape),
             (WeightDType::F16, HostTensor::F16(v)) => OutTensor::halves("F16", v.iter().map(|h| h.to_bits()), shape),
             (WeightDType::BF16, HostTensor::BF16(v)) => OutTensor::halves("BF16", v.iter().map(|h| h.to_bits()), shape),
@@ -36,11 +36,11 @@ impl OutTensor {
             (q, t) => {
                 let mut bytes = Vec::new();
                 for row in t.into_f32_rows(cols).chunks(cols) {
-                    quant::quantize_row(q, row, &mut bytes);
+                    quant::quantize_row(q, row, &mut bytes)?;
                 }
                 quant_out(q, shape, bytes)
             }
-        }
+        })
     }
 
     fn f32(v: &[f32], shape: &[usize]) -> OutTensor {
@@ -133,6 +133,7 @@ pub fn planned(name: &str, from: super::safetensors::Dtype, shape: &[usize], to:
         WeightDType::F32 => Planned { name, dtype: "F32", shape: shape.to_vec(), len: numel * 4, quant: None },
         WeightDType::F16 => Planned { name, dtype: "F16", shape: shape.to_vec(), len: numel * 2, quant: None },
         WeightDType::BF16 => Planned { name, dtype: "BF16", shape: shape.to_vec(), len: numel * 2, quant: None },
+        q if q != from.natural() && !quant::can_quantize(q) => return Err(quant::cannot_quantize(q)),
         q => {
             let (rows, cols) = (shape[0], shape[1]);
             let rb = quant::row_bytes(q, cols)?;
@@ -167,7 +168,7 @@ pub fn write_weights(weights: &mut dyn WeightSource, path: &Path, to: WeightDTyp
     write_safetensors(path, &plan, |name| {
         progress(name);
         let (entry, tensor) = weights.tensor(name)?;
-        Ok(OutTensor::convert(tensor, &entry.shape, Some(to)))
+        OutTensor::convert(tensor, &entry.shape, Some(to))
     })?;
     Ok(plan.iter().map(|p| p.len as u64).sum())
 }

@@ -1,10 +1,11 @@
-//! Embedding lookup: ids [n] -> out [n, dim] from a [vocab, dim] table (f32, f16, bf16, q8_0, q4_0).
+//! Embedding lookup: ids [n] -> out [n, dim] from a [vocab, dim] table (every weight type).
 //! Reference: HF `nn.Embedding` (`LlamaModel.embed_tokens`).
 
 use super::check::{compare, tolerance, CheckFailure, DType, Rng};
+use super::matrix::{random_matrix, weight_variant};
 use super::{grid, need, Matrix, WeightDType};
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, GpuBuffer, KernelSpec, Recorder, Variant};
+use crate::gpu::{Binding, GpuBuffer, KernelSpec, Recorder};
 
 const WG: u32 = 256;
 const BINDINGS: &[Binding] = &[Binding::ReadOnly, Binding::ReadOnly, Binding::ReadWrite];
@@ -19,23 +20,23 @@ struct Params {
     row_words: u32,
 }
 
-/// One entry point for every weight type: the type is the `KIND` override constant.
-const SPEC: KernelSpec = KernelSpec { name: "embedding", source: include_str!("../../../shaders/embedding.wgsl"), entry: "embedding", bindings: BINDINGS };
+/// One entry point for every weight type: the type is a set of override constants.
+const SPEC: KernelSpec = KernelSpec { name: "embedding", source: concat!(include_str!("../../../shaders/weights.wgsl"), include_str!("../../../shaders/embedding.wgsl")), entry: "embedding", bindings: BINDINGS };
 
 /// Records `out[t] = table[ids[t]]` for `n_tokens` ids. The caller validates ids against the
 /// vocabulary size on the host ([`validate_ids`]); an id outside the table leaves its row unwritten.
 pub fn encode(rec: &mut Recorder<'_>, table: &Matrix, ids: &GpuBuffer, n_tokens: usize, out: &GpuBuffer) -> Result<()> {
     need("embedding", "ids", ids, n_tokens)?;
     need("embedding", "out", out, n_tokens * table.cols)?;
-    let kernel = rec.gpu().kernel(&SPEC, &Variant::constants(&[("WG", WG as f64), ("KIND", table.dtype.kind() as f64)]))?;
     let groups = ((n_tokens * table.cols) as u32).div_ceil(WG);
     for chunk in &table.chunks {
+        let kernel = rec.gpu().kernel(&SPEC, &weight_variant(chunk.dtype, &[("WG", WG as f64)]))?;
         let params = Params {
             n_tokens: n_tokens as u32,
             dim: table.cols as u32,
             row_start: chunk.rows.start as u32,
             rows: chunk.rows.len() as u32,
-            row_words: table.row_words as u32,
+            row_words: chunk.row_words as u32,
         };
         rec.dispatch(&kernel, &params, &[ids, &chunk.buffer, out], grid(rec, groups))?;
     }
@@ -61,8 +62,7 @@ pub async fn check(gpu: &crate::Gpu, seed: u64) -> Result<(), CheckFailure> {
     let mut rng = Rng::new(seed);
     for &(vocab, dim, n, limit) in &[(17usize, 3usize, 1usize, None), (255, 17, 5, None), (257, 31, 9, Some(1024u64)), (40, 256, 3, None), (33, 70, 4, Some(600))] {
         for dtype in WeightDType::ALL {
-            let data = rng.normals(vocab * dim, 1.0);
-            let table = Matrix::from_f32_with_limit(gpu, "table", vocab, dim, dtype, &data, limit.unwrap_or(u64::MAX))?;
+            let (table, values) = random_matrix(gpu, &mut rng, "table", vocab, dim, dtype, limit.unwrap_or(u64::MAX))?;
             let ids: Vec<u32> = (0..n).map(|_| rng.below(vocab as u32)).collect();
             validate_ids(&ids, vocab)?;
             let ids_buf = GpuBuffer::from_slice(gpu, "ids", &ids)?;
@@ -71,8 +71,8 @@ pub async fn check(gpu: &crate::Gpu, seed: u64) -> Result<(), CheckFailure> {
             encode(&mut rec, &table, &ids_buf, n, &out)?;
             rec.submit()?;
             let got = out.read_f32(gpu).await?;
-            let want = reference(&Matrix::stored_values(dtype, &data, dim), dim, &ids);
-            let what = format!("embedding {dtype:?} vocab {vocab} dim {dim} n {n} chunks {}", table.chunks.len());
+            let want = reference(&values, dim, &ids);
+            let what = format!("embedding {} vocab {vocab} dim {dim} n {n} chunks {}", dtype.name(), table.chunks.len());
             compare(&what, seed, &got, &want, tolerance(DType::F32))?;
         }
     }

@@ -1,10 +1,11 @@
 //! Tiled matrix-matrix product for prefill: out [m, rows] = x [m, k] · W [rows, k]^T,
-//! f32, f16, bf16, q8_0 or q4_0 weights. Reference: HF `nn.Linear` (bias-free).
+//! weights of every type. Reference: HF `nn.Linear` (bias-free).
 
 use super::check::CheckFailure;
+use super::matrix::weight_variant;
 use super::{need, Matrix};
 use crate::error::Result;
-use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder, Variant};
+use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder};
 
 /// Output tile edge (see shaders/matmul.wgsl).
 const TILE: u32 = 64;
@@ -21,20 +22,20 @@ struct Params {
     out_offset: u32,
 }
 
-/// One entry point for every weight type: the type is the `KIND` override constant.
-const SPEC: KernelSpec = KernelSpec { name: "matmul", source: include_str!("../../../shaders/matmul.wgsl"), entry: "matmul", bindings: BINDINGS };
+/// One entry point for every weight type: the type is a set of override constants.
+const SPEC: KernelSpec = KernelSpec { name: "matmul", source: concat!(include_str!("../../../shaders/weights.wgsl"), include_str!("../../../shaders/matmul.wgsl")), entry: "matmul", bindings: BINDINGS };
 
 /// Records `out = x W^T` for `m` rows of x. `out` must not alias `x`.
 pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, out: &GpuBuffer) -> Result<()> {
     need("matmul", "x", x, m * w.cols)?;
     need("matmul", "out", out, m * w.rows)?;
-    let kernel = rec.gpu().kernel(&SPEC, &Variant::constants(&[("KIND", w.dtype.kind() as f64)]))?;
     for chunk in &w.chunks {
+        let kernel = rec.gpu().kernel(&SPEC, &weight_variant(chunk.dtype, &[]))?;
         let params = Params {
             m: m as u32,
             n: chunk.rows.len() as u32,
             k: w.cols as u32,
-            row_words: w.row_words as u32,
+            row_words: chunk.row_words as u32,
             out_stride: w.rows as u32,
             out_offset: chunk.rows.start as u32,
         };

@@ -1,11 +1,12 @@
-//! Matrix-vector product for decode: y [rows] = W [rows, k] · x [k], f32, f16, bf16, q8_0 or q4_0
-//! weights (quantized ones dequantized in the kernel).
+//! Matrix-vector product for decode: y [rows] = W [rows, k] · x [k], weights of every type
+//! (block-quantized ones dequantized in the kernel).
 //! Reference: HF `nn.Linear` (bias-free), `x @ W.T`.
 
 use super::check::CheckFailure;
+use super::matrix::weight_variant;
 use super::{grid, need, Matrix, WeightDType};
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder, Variant};
+use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder};
 
 const BINDINGS: &[Binding] = &[Binding::ReadOnly, Binding::ReadOnly, Binding::ReadWrite];
 
@@ -19,8 +20,8 @@ struct Params {
     y_stride: u32,
 }
 
-/// One entry point for every weight type: the type is the `KIND` override constant.
-const SPEC: KernelSpec = KernelSpec { name: "matvec", source: include_str!("../../../shaders/matvec.wgsl"), entry: "matvec", bindings: BINDINGS };
+/// One entry point for every weight type: the type is a set of override constants.
+const SPEC: KernelSpec = KernelSpec { name: "matvec", source: concat!(include_str!("../../../shaders/weights.wgsl"), include_str!("../../../shaders/matvec.wgsl")), entry: "matvec", bindings: BINDINGS };
 
 /// Records `y = W x` (one dispatch per chunk of W). `y` must not alias `x`.
 pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
@@ -48,13 +49,13 @@ fn record(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBu
     need("matvec", "x", x, m * w.cols)?;
     need("matvec", "y", y, m * out_rows)?;
     let (wg, rows) = rec.gpu().tuning.matvec;
-    let constants = [("WG", wg as f64), ("ROWS", rows as f64), ("GLU", if glu { 1.0 } else { 0.0 }), ("KIND", w.dtype.kind() as f64)];
-    let kernel = rec.gpu().kernel(&SPEC, &Variant::constants(&constants))?;
+    let constants = [("WG", wg as f64), ("ROWS", rows as f64), ("GLU", if glu { 1.0 } else { 0.0 })];
     for chunk in &w.chunks {
+        let kernel = rec.gpu().kernel(&SPEC, &weight_variant(chunk.dtype, &constants))?;
         let params = Params {
             rows: chunk.rows.len() as u32,
             k: w.cols as u32,
-            row_words: w.row_words as u32,
+            row_words: chunk.row_words as u32,
             out_offset: chunk.rows.start as u32,
             y_stride: out_rows as u32,
         };
@@ -91,28 +92,28 @@ pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
 /// The fused gate/up/SwiGLU against separate f64 products and the SwiGLU reference.
 async fn check_glu(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     use super::check::{compare, tolerance, DType, Rng};
+    use super::matrix::{random_tensor, tensor_rows};
     use super::Layout;
-    use crate::model::safetensors::HostTensor;
     let mut rng = Rng::new(seed ^ 0x61u64);
     // (tokens, rows of each of gate and up, k, chunk limit): odd row counts, partial blocks,
     // several chunks, each filled in several pieces.
     for &(m, rows, k, limit) in &[(1usize, 1usize, 5usize, None), (1, 37, 70, Some(4000u64)), (3, 64, 96, None), (1, 5632 / 16, 128, Some(30_000))] {
         for dtype in WeightDType::ALL {
-            let (g, u) = (rng.normals(rows * k, 1.0), rng.normals(rows * k, 1.0));
+            let ((g, gate_w), (u, up_w)) = (random_tensor(&mut rng, rows, k, dtype)?, random_tensor(&mut rng, rows, k, dtype)?);
             // Read back a few rows at a time, as a loader streams them.
             let parts = [&g, &u];
-            let read = &mut |i: usize, r: std::ops::Range<usize>| Ok(HostTensor::F32(parts[i][r.start * k..r.end * k].to_vec()));
-            let w = Matrix::from_parts_with_limit(gpu, "gate_up", k, dtype, &[rows, rows], Layout::Interleaved, read, limit.unwrap_or(u64::MAX))?;
+            let read = &mut |i: usize, r: std::ops::Range<usize>| tensor_rows(parts[i], r, k);
+            let w = Matrix::from_parts_with_limit(gpu, "gate_up", k, &[dtype; 2], &[rows, rows], Layout::Interleaved, read, limit.unwrap_or(u64::MAX))?;
             let x = rng.normals(m * k, 1.0);
             let xb = GpuBuffer::from_slice(gpu, "x", &x)?;
             let out = GpuBuffer::zeroed(gpu, "out", (m * rows * 4) as u64)?;
             let mut rec = Recorder::new(gpu, 4);
             encode_glu(&mut rec, &w, &xb, m, &out)?;
             rec.submit()?;
-            let gate = reference(&x, &Matrix::stored_values(dtype, &g, k), m, rows, k);
-            let up = reference(&x, &Matrix::stored_values(dtype, &u, k), m, rows, k);
+            let gate = reference(&x, &gate_w, m, rows, k);
+            let up = reference(&x, &up_w, m, rows, k);
             let want = super::swiglu::reference(&gate, &up);
-            let what = format!("matvec glu {dtype:?} {m} tokens, 2x{rows}x{k} ({} chunks)", w.chunks.len());
+            let what = format!("matvec glu {} {m} tokens, 2x{rows}x{k} ({} chunks)", dtype.name(), w.chunks.len());
             compare(&what, seed, &out.read_f32(gpu).await?, &want, tolerance(DType::F32))?;
         }
     }

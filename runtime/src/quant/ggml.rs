@@ -114,6 +114,40 @@ impl BlockType {
         }
     }
 
+    /// Where the block's 16-bit fields are (the f16 scales, and IQ4_XS's high scale bits): the
+    /// byte offset of the first, how many, and how many of them (the first) are f16 scales.
+    /// They are either a prefix or a suffix of the block, so the rest (the body: quants and
+    /// packed sub-block scales) is contiguous and a whole number of 4-byte words. The GPU
+    /// layout ([`crate::quant::repack_row`]) stores the bodies verbatim and the fields apart.
+    pub fn header(self) -> Header {
+        let (at, fields, scales) = match self {
+            BlockType::Q4_0 | BlockType::Q5_0 | BlockType::Q8_0 | BlockType::IQ4_NL => (0, 1, 1),
+            BlockType::Q4_1 | BlockType::Q5_1 | BlockType::Q4_K | BlockType::Q5_K => (0, 2, 2),
+            BlockType::IQ4_XS => (0, 2, 1),
+            BlockType::Q2_K => (QK_K / 16 + QK_K / 4, 2, 2),
+            BlockType::Q3_K => (QK_K / 8 + QK_K / 4 + 12, 1, 1),
+            BlockType::Q6_K => (QK_K / 2 + QK_K / 4 + QK_K / 16, 1, 1),
+        };
+        Header { at, fields, scales }
+    }
+
+    /// u32 words of the block's body (the block without its 16-bit header fields).
+    pub fn body_words(self) -> usize {
+        (self.block_bytes() - 2 * self.header().fields) / 4
+    }
+
+    /// The block's body bytes: everything but the header fields.
+    pub fn body(self, block: &[u8]) -> &[u8] {
+        let h = self.header();
+        if h.at == 0 { &block[2 * h.fields..] } else { &block[..h.at] }
+    }
+
+    /// Header field `i` of a block, as stored (little-endian 16 bits).
+    pub fn header_field(self, block: &[u8], i: usize) -> u16 {
+        let at = self.header().at + 2 * i;
+        u16::from_le_bytes([block[at], block[at + 1]])
+    }
+
     /// Dequantizes one block (`block_bytes` bytes) into `out` (`block_values` values).
     pub fn dequantize_block(self, b: &[u8], out: &mut [f32]) {
         assert!(b.len() == self.block_bytes() && out.len() == self.block_values(), "one {} block", self.name());
@@ -213,6 +247,17 @@ impl BlockType {
             }
         }
     }
+}
+
+/// The 16-bit fields of a block (see [`BlockType::header`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Byte offset of the first field.
+    pub at: usize,
+    /// Number of 16-bit fields.
+    pub fields: usize,
+    /// How many of them, the first, are f16 scales (the rest are bits).
+    pub scales: usize,
 }
 
 /// Scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K super-block: 6 bits each, packed in 12

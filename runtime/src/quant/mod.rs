@@ -1,5 +1,7 @@
-//! Block-quantized weights with GGUF semantics (ggml's `quantize_row_q8_0_ref` and
-//! `quantize_row_q4_0_ref`): blocks of 32 values along a row, each with one f16 scale `d`.
+//! Block-quantized weights with GGUF semantics: every ggml block type Cria reads is described
+//! in [`ggml`] (layout, CPU dequantization checked against the `gguf` package). This module
+//! quantizes rows (ggml's `quantize_row_q8_0_ref` and `quantize_row_q4_0_ref`) and lays rows out
+//! for the GPU.
 //!
 //! - Q8_0: `q = round(x / d)` in -127..=127 with `d = max|x| / 127`; value = `q * d`.
 //!   ggml block: `d: f16, qs: [i8; 32]` (34 bytes).
@@ -8,158 +10,151 @@
 //!   ggml block: `d: f16, qs: [u8; 16]` with value j in the low nibble of byte j and value
 //!   j + 16 in its high nibble (18 bytes).
 //!
-//! On the GPU a row is repacked for 4-byte loads ([`repack_row`]): first every block's quants,
-//! in value order (Q8_0: 8 words per block, value 4w+b in byte b of word w; Q4_0: 4 words per
-//! block, value 8w+n in nibble n of word w), then the scales as f16 pairs (block 2i in the low
-//! half), then zero words up to a multiple of 4 words. Rows whose length is not a multiple of
-//! 32 are padded with zeros to whole blocks.
+//! On the GPU a row keeps ggml's bytes, split for 4-byte loads ([`repack_row`]): first every
+//! block's body verbatim (the block without its 16-bit header fields: quants, packed sub-block
+//! scales; always whole words), then every block's header fields (f16 scales, IQ4_XS's high
+//! scale bits) two to a word, block 0 first, then zero words up to a multiple of 4 words. A row
+//! takes the file's bytes plus at most 14 bytes of padding, whatever the type. Rows whose length
+//! is not a multiple of the block are padded with zeros to whole blocks (only Cria's own
+//! quantizer makes such rows; GGUF rows are whole blocks).
 
 pub mod ggml;
 
 use crate::error::{Error, Result};
 use crate::ops::WeightDType;
+use ggml::BlockType;
 use half::f16;
 
-/// Values per block.
+/// Values per block of the 32-value types.
 pub const QK: usize = 32;
 
 /// Bytes of one ggml block of `dtype` (None for the unquantized types).
 pub fn block_bytes(dtype: WeightDType) -> Option<usize> {
-    match dtype {
-        WeightDType::Q8_0 => Some(2 + QK),
-        WeightDType::Q4_0 => Some(2 + QK / 2),
-        WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 => None,
-    }
-}
-
-/// u32 words of quants per block on the GPU.
-pub(crate) fn block_words(dtype: WeightDType) -> usize {
-    match dtype {
-        WeightDType::Q8_0 => QK / 4,
-        WeightDType::Q4_0 => QK / 8,
-        WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 => 0,
-    }
+    dtype.block().map(BlockType::block_bytes)
 }
 
 /// Blocks per row of `cols` values.
-pub fn blocks(cols: usize) -> usize {
-    cols.div_ceil(QK)
+pub fn blocks(t: BlockType, cols: usize) -> usize {
+    cols.div_ceil(t.block_values())
 }
 
 /// Bytes of one row of `cols` values in ggml's block layout.
 pub fn row_bytes(dtype: WeightDType, cols: usize) -> Result<usize> {
-    let b = block_bytes(dtype).ok_or_else(|| Error::Unsupported { what: format!("{dtype:?} as a block format"), hint: "only Q8_0 and Q4_0 are block-quantized".into() })?;
-    Ok(blocks(cols) * b)
+    let t = dtype.block().ok_or_else(|| Error::Unsupported { what: format!("{} as a block format", dtype.name()), hint: "only the ggml block types are block-quantized".into() })?;
+    Ok(blocks(t, cols) * t.block_bytes())
 }
 
-/// Quantizes one row into ggml blocks, appended to `out` (the row is zero-padded to whole blocks).
-pub fn quantize_row(dtype: WeightDType, row: &[f32], out: &mut Vec<u8>) {
+/// Whether Cria can quantize f32 rows to `dtype` (the float types and Q8_0/Q4_0); the other
+/// block types are read from files as they are.
+pub fn can_quantize(dtype: WeightDType) -> bool {
+    matches!(dtype, WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 | WeightDType::Q8_0 | WeightDType::Q4_0)
+}
+
+/// The typed error for converting weights to a type Cria cannot quantize to.
+pub fn cannot_quantize(dtype: WeightDType) -> Error {
+    Error::Unsupported {
+        what: format!("quantizing weights to {}", dtype.name()),
+        hint: "Cria quantizes to f32, f16, bf16, q8_0 and q4_0; files already in other ggml types load as they are".into(),
+    }
+}
+
+/// Quantizes one row into ggml blocks, appended to `out` (the row is zero-padded to whole
+/// blocks). Types without a quantizer ([`can_quantize`]) are a typed error.
+pub fn quantize_row(dtype: WeightDType, row: &[f32], out: &mut Vec<u8>) -> Result<()> {
+    if !dtype.is_block() || !can_quantize(dtype) {
+        return Err(cannot_quantize(dtype));
+    }
     for block in row.chunks(QK) {
         let mut x = [0f32; QK];
         x[..block.len()].copy_from_slice(block);
-        match dtype {
-            WeightDType::Q8_0 => {
-                let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let d = amax / 127.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
-                out.extend(x.iter().map(|v| (v * id).round() as i8 as u8));
-            }
-            WeightDType::Q4_0 => {
-                let (mut amax, mut max) = (0f32, 0f32);
-                for &v in &x {
-                    if amax < v.abs() {
-                        amax = v.abs();
-                        max = v;
-                    }
+        if dtype == WeightDType::Q8_0 {
+            let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+            out.extend(x.iter().map(|v| (v * id).round() as i8 as u8));
+        } else {
+            let (mut amax, mut max) = (0f32, 0f32);
+            for &v in &x {
+                if amax < v.abs() {
+                    amax = v.abs();
+                    max = v;
                 }
-                let d = max / -8.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
-                let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
-                out.extend((0..QK / 2).map(|j| q(x[j]) | (q(x[j + QK / 2]) << 4)));
             }
-            WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 => unreachable!("quantize_row is called with block formats only"),
+            let d = max / -8.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+            let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
+            out.extend((0..QK / 2).map(|j| q(x[j]) | (q(x[j + QK / 2]) << 4)));
         }
     }
-}
-
-/// The integer quants and the scale of one ggml block: (d, q) with value = q * d.
-fn decode_block(dtype: WeightDType, b: &[u8]) -> (f32, [i32; QK]) {
-    let d = f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
-    let mut q = [0i32; QK];
-    match dtype {
-        WeightDType::Q8_0 => {
-            for (j, v) in q.iter_mut().enumerate() {
-                *v = b[2 + j] as i8 as i32;
-            }
-        }
-        WeightDType::Q4_0 => {
-            for j in 0..QK / 2 {
-                q[j] = (b[2 + j] & 0xF) as i32 - 8;
-                q[j + QK / 2] = (b[2 + j] >> 4) as i32 - 8;
-            }
-        }
-        WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 => unreachable!("decode_block is called with block formats only"),
-    }
-    (d, q)
+    Ok(())
 }
 
 /// The ggml block format of a block-quantized weight type.
-pub fn block_type(dtype: WeightDType) -> Option<ggml::BlockType> {
-    match dtype {
-        WeightDType::Q8_0 => Some(ggml::BlockType::Q8_0),
-        WeightDType::Q4_0 => Some(ggml::BlockType::Q4_0),
-        WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 => None,
-    }
+pub fn block_type(dtype: WeightDType) -> Option<BlockType> {
+    dtype.block()
 }
 
 /// Dequantizes one row of ggml blocks to `cols` f32 values (CPU reference of the kernels).
 pub fn dequantize_row(dtype: WeightDType, bytes: &[u8], cols: usize) -> Vec<f32> {
-    let Some(t) = block_type(dtype) else { return Vec::new() };
+    let Some(t) = dtype.block() else { return Vec::new() };
     let mut out = ggml::dequantize(t, bytes);
     out.truncate(cols);
     out
 }
 
 /// What a kernel computes with for weights stored as `dtype`: f16 rounding, or quantize then
-/// dequantize (CPU reference input).
-pub fn round_trip(dtype: WeightDType, data: &[f32], cols: usize) -> Vec<f32> {
+/// dequantize (CPU reference input). Types Cria cannot quantize to are a typed error.
+pub fn round_trip(dtype: WeightDType, data: &[f32], cols: usize) -> Result<Vec<f32>> {
     match dtype {
-        WeightDType::F32 => return data.to_vec(),
-        WeightDType::F16 => return data.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
-        WeightDType::BF16 => return data.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect(),
-        WeightDType::Q8_0 | WeightDType::Q4_0 => {}
+        WeightDType::F32 => return Ok(data.to_vec()),
+        WeightDType::F16 => return Ok(data.iter().map(|&v| f16::from_f32(v).to_f32()).collect()),
+        WeightDType::BF16 => return Ok(data.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect()),
+        WeightDType::Block(_) => {}
     }
     let mut out = Vec::with_capacity(data.len());
     let mut bytes = Vec::new();
     for row in data.chunks(cols) {
         bytes.clear();
-        quantize_row(dtype, row, &mut bytes);
+        quantize_row(dtype, row, &mut bytes)?;
         out.extend(dequantize_row(dtype, &bytes, cols));
     }
-    out
+    Ok(out)
 }
 
-/// GPU words of one row of `cols` values (quants, scales, padding to 4 words).
-pub(crate) fn row_words(dtype: WeightDType, cols: usize) -> usize {
-    let n = blocks(cols);
-    (n * block_words(dtype) + n.div_ceil(2)).next_multiple_of(4)
-}
-
-/// Repacks one row of ggml blocks into the GPU layout (see the module docs), appended to `out`.
-pub(crate) fn repack_row(dtype: WeightDType, bytes: &[u8], out: &mut Vec<u32>) {
-    let bb = block_bytes(dtype).unwrap_or(1);
-    let mut scales = Vec::with_capacity(bytes.len() / bb);
-    for block in bytes.chunks_exact(bb) {
-        scales.push(u16::from_le_bytes([block[0], block[1]]) as u32);
-        let (_, q) = decode_block(dtype, block);
-        match dtype {
-            WeightDType::Q8_0 => out.extend(q.chunks(4).map(|c| c.iter().enumerate().fold(0u32, |w, (b, &v)| w | ((v as u8 as u32) << (8 * b))))),
-            _ => out.extend(q.chunks(8).map(|c| c.iter().enumerate().fold(0u32, |w, (n, &v)| w | (((v + 8) as u32) << (4 * n))))),
+/// Checks that every f16 scale of rows of ggml blocks (`row_bytes` each, the first being row
+/// `first_row` of its tensor) is finite: a NaN or infinite scale would make every value of its
+/// block NaN. The error names the first bad block.
+pub fn check_scales(t: BlockType, bytes: &[u8], row_bytes: usize, first_row: usize) -> std::result::Result<(), String> {
+    for (b, block) in bytes.chunks_exact(t.block_bytes()).enumerate() {
+        for i in 0..t.header().scales {
+            let d = f16::from_bits(t.header_field(block, i));
+            if !d.is_finite() {
+                let per_row = (row_bytes / t.block_bytes()).max(1);
+                return Err(format!("row {} block {}: f16 scale {i} of a {} block is {d}", first_row + b / per_row, b % per_row, t.name()));
+            }
         }
     }
-    out.extend(scales.chunks(2).map(|p| p[0] | (p.get(1).copied().unwrap_or(0) << 16)));
+    Ok(())
+}
+
+/// GPU words of one row of `cols` values (bodies, header fields, padding to 4 words).
+pub(crate) fn row_words(t: BlockType, cols: usize) -> usize {
+    let n = blocks(t, cols);
+    (n * t.body_words() + (n * t.header().fields).div_ceil(2)).next_multiple_of(4)
+}
+
+/// Repacks one row of ggml blocks into the GPU layout (see the module docs), appended to `out`
+/// (without the padding to 4 words).
+pub(crate) fn repack_row(t: BlockType, bytes: &[u8], out: &mut Vec<u32>) {
+    let fields = t.header().fields;
+    let mut header = Vec::with_capacity(bytes.len() / t.block_bytes() * fields);
+    for block in bytes.chunks_exact(t.block_bytes()) {
+        header.extend((0..fields).map(|i| t.header_field(block, i) as u32));
+        out.extend(t.body(block).chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+    }
+    out.extend(header.chunks(2).map(|p| p[0] | (p.get(1).copied().unwrap_or(0) << 16)));
 }
 
 #[cfg(test)]
@@ -172,7 +167,7 @@ mod tests {
     fn q8_0_matches_ggml_semantics() {
         let row: Vec<f32> = (0..QK).map(|i| i as f32 - 12.7).collect();
         let mut bytes = Vec::new();
-        quantize_row(WeightDType::Q8_0, &row, &mut bytes);
+        quantize_row(WeightDType::Q8_0, &row, &mut bytes).unwrap();
         assert_eq!(bytes.len(), 34);
         let d = f16::from_bits(u16::from_le_bytes([bytes[0], bytes[1]])).to_f32();
         assert!((d - 18.3 / 127.0).abs() < 1e-4, "{d}");
@@ -189,7 +184,7 @@ mod tests {
         row[3] = -4.0; // largest magnitude, negative: d = -4 / -8 = 0.5, q(-4) = 0
         row[20] = 3.0;
         let mut bytes = Vec::new();
-        quantize_row(WeightDType::Q4_0, &row, &mut bytes);
+        quantize_row(WeightDType::Q4_0, &row, &mut bytes).unwrap();
         assert_eq!(bytes.len(), 18);
         let back = dequantize_row(WeightDType::Q4_0, &bytes, QK);
         assert_eq!(back[3], -4.0);
@@ -205,7 +200,7 @@ mod tests {
         for cols in [1, 31, 32, 33, 100] {
             let data = rng.normals(3 * cols, 1.0);
             for dtype in [WeightDType::Q8_0, WeightDType::Q4_0] {
-                let back = round_trip(dtype, &data, cols);
+                let back = round_trip(dtype, &data, cols).unwrap();
                 assert_eq!(back.len(), data.len());
                 let levels = if dtype == WeightDType::Q8_0 { 127.0 } else { 8.0 };
                 for (row, brow) in data.chunks(cols).zip(back.chunks(cols)) {
@@ -220,28 +215,38 @@ mod tests {
         }
     }
 
+    /// The GPU layout keeps every byte of every block: bodies and header fields put back
+    /// together give the file's blocks again, for every type, at a block count that leaves an
+    /// odd header field.
     #[test]
-    fn repack_keeps_values_in_order() {
+    fn repack_is_lossless_for_every_block_type() {
         let mut rng = Rng::new(3);
-        let cols = 70;
-        let data = rng.normals(cols, 1.0);
-        for dtype in [WeightDType::Q8_0, WeightDType::Q4_0] {
-            let mut bytes = Vec::new();
-            quantize_row(dtype, &data, &mut bytes);
-            let want = dequantize_row(dtype, &bytes, cols);
+        for t in BlockType::ALL {
+            let n = 3;
+            let bytes: Vec<u8> = (0..n * t.block_bytes()).map(|_| rng.below(256) as u8).collect();
             let mut words = Vec::new();
-            repack_row(dtype, &bytes, &mut words);
-            let nb = blocks(cols);
-            assert_eq!(words.len(), nb * block_words(dtype) + nb.div_ceil(2));
-            for (k, &want) in want.iter().enumerate() {
-                let (b, i) = (k / QK, k % QK);
-                let scale_word = words[nb * block_words(dtype) + b / 2];
-                let d = f16::from_bits((scale_word >> (16 * (b % 2))) as u16).to_f32();
-                let q = match dtype {
-                    WeightDType::Q8_0 => ((words[b * 8 + i / 4] >> (8 * (i % 4))) & 0xFF) as u8 as i8 as f32,
-                    _ => ((words[b * 4 + i / 8] >> (4 * (i % 8))) & 0xF) as f32 - 8.0,
-                };
-                assert_eq!(q * d, want, "{dtype:?} value {k}");
+            repack_row(t, &bytes, &mut words);
+            let (bw, h) = (t.body_words(), t.header());
+            assert_eq!(words.len(), n * bw + (n * h.fields).div_ceil(2), "{t:?}");
+            assert!(row_words(t, n * t.block_values()) >= words.len() && row_words(t, n * t.block_values()) % 4 == 0);
+            let halves: Vec<u8> = words[n * bw..].iter().flat_map(|w| w.to_le_bytes()).collect();
+            for b in 0..n {
+                let body: Vec<u8> = words[b * bw..(b + 1) * bw].iter().flat_map(|w| w.to_le_bytes()).collect();
+                let header = &halves[2 * b * h.fields..2 * (b + 1) * h.fields];
+                let block = if h.at == 0 { [header, &body].concat() } else { [&body[..], header].concat() };
+                assert_eq!(block, &bytes[b * t.block_bytes()..(b + 1) * t.block_bytes()], "{t:?} block {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_q8_0_and_q4_0_blocks_are_quantized_here() {
+        for t in BlockType::ALL {
+            let d = WeightDType::Block(t);
+            let r = quantize_row(d, &[1.0; 64], &mut Vec::new());
+            assert_eq!(r.is_ok(), can_quantize(d), "{t:?}");
+            if let Err(e) = r {
+                assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains(t.name()), "{e}");
             }
         }
     }

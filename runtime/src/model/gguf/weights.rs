@@ -15,9 +15,13 @@ use crate::model::safetensors::{ByteSource, Dtype, HostTensor, TensorEntry};
 use std::ops::Range;
 use crate::model::weights::WeightSource;
 use crate::ops::WeightDType;
+use crate::quant::ggml::BlockType;
 
-/// Tensor types this runtime computes with.
-pub const SUPPORTED_TYPES: &str = "F32, F16, BF16, Q8_0, Q4_0";
+/// Tensor types this runtime computes with, as ggml names them.
+pub fn supported_types() -> String {
+    let blocks = BlockType::ALL.map(|t| t.name().to_ascii_uppercase());
+    format!("F32, F16, BF16, {}", blocks.join(", "))
+}
 
 /// The tensor llama.cpp stores Llama 3 rope scaling in (read by the config, not served).
 pub const ROPE_FREQS: &str = "rope_freqs.weight";
@@ -69,9 +73,7 @@ fn dtype(t: GgmlType) -> Option<Dtype> {
         GgmlType::F32 => Dtype::F32,
         GgmlType::F16 => Dtype::F16,
         GgmlType::BF16 => Dtype::BF16,
-        GgmlType::Q8_0 => Dtype::Block(WeightDType::Q8_0),
-        GgmlType::Q4_0 => Dtype::Block(WeightDType::Q4_0),
-        _ => return None,
+        _ => Dtype::Block(WeightDType::Block(BlockType::from_ggml_id(t.0)?)),
     })
 }
 
@@ -92,7 +94,7 @@ impl<S: ByteSource> GgufWeights<S> {
                 return Err(Error::UnsupportedDtype {
                     tensor: t.name.clone(),
                     got: t.ggml_type.describe(),
-                    supported: format!("{SUPPORTED_TYPES}. Hint: requantize {} with `llama-quantize --pure` to Q8_0 or Q4_0", file.path),
+                    supported: format!("{}. Hint: download another quantization of this model (Q4_K_M, Q8_0, ...) or requantize {} with `llama-quantize --allow-requantize`", supported_types(), file.path),
                 });
             }
         }
@@ -120,7 +122,7 @@ impl<S: ByteSource> GgufWeights<S> {
             return Err(Error::MissingTensor { name: format!("{name} ({gguf})"), path: self.file.path.clone() });
         };
         let gguf = info.name.clone();
-        let dtype = dtype(info.ggml_type).ok_or_else(|| Error::UnsupportedDtype { tensor: gguf.clone(), got: info.ggml_type.describe(), supported: SUPPORTED_TYPES.into() })?;
+        let dtype = dtype(info.ggml_type).ok_or_else(|| Error::UnsupportedDtype { tensor: gguf.clone(), got: info.ggml_type.describe(), supported: supported_types() })?;
         let shape = info
             .dims
             .iter()

@@ -60,8 +60,9 @@ enum Command {
         /// tinyllama-1.1b, litellama-460m or stories15m.
         #[arg(long, conflicts_with = "model")]
         synthetic: Option<String>,
-        /// The file type of the synthetic model's matrices: f16 (default), bf16 or f32 (each
-        /// kept as is on the GPU unless --quant converts it).
+        /// The file type of the synthetic model's matrices: f16 (default), bf16, f32, or a ggml
+        /// block type as GGUF files hold them (q4_k, q6_k, q8_0, iq4_xs, ...: random blocks);
+        /// each kept as is on the GPU unless --quant converts it.
         #[arg(long, default_value = "f16", requires = "synthetic")]
         dtype: String,
         /// Prompt tokens for the prefill measurement.
@@ -307,7 +308,7 @@ fn synthetic_dtype(name: &str) -> cria::Result<model::safetensors::Dtype> {
         WeightDType::F32 => Ok(Dtype::F32),
         WeightDType::F16 => Ok(Dtype::F16),
         WeightDType::BF16 => Ok(Dtype::BF16),
-        other => Err(cria::Error::Unsupported { what: format!("synthetic {} checkpoints", other.name()), hint: "choose --dtype f32, f16 or bf16 and convert with --quant".into() }),
+        block => Ok(Dtype::Block(block)),
     }
 }
 

@@ -51,6 +51,28 @@ fn bench_bf16_checkpoints_read_16_bit_weights() {
     assert!((1.95..2.0).contains(&ratio), "f32 / bf16 bytes per token: {ratio}");
 }
 
+/// A synthetic K-quant checkpoint (random Q4_K / Q6_K blocks, as a GGUF file holds them) runs
+/// in its blocks: the weights are reported in the type and the bytes per token are fewer than
+/// F16's (stories15m's 288-wide rows are padded to two 256-value blocks, so not 4.5/16 of them).
+#[test]
+fn bench_k_quant_checkpoints() {
+    if !have_gpu() {
+        return;
+    }
+    let run = |dtype: &str| {
+        let out = cria(&["bench", "--synthetic", "stories15m", "--prompt-len", "4", "--gen-len", "2", "--json", "--dtype", dtype]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+        assert_eq!(v["weights"].as_str().unwrap(), dtype);
+        assert!(v["decode_tokens_per_s"].as_f64().unwrap() > 0.0, "{v}");
+        v["weight_bytes_per_token"].as_u64().unwrap()
+    };
+    let f16 = run("f16");
+    for dtype in ["q4_k", "q6_k"] {
+        assert!(run(dtype) < f16, "{dtype}");
+    }
+}
+
 /// `info` prints the GPU memory a model will need, and refuses (exit 1, the numbers and a hint)
 /// when a memory budget is too small.
 #[test]

@@ -122,14 +122,40 @@ fn a_kv_cache_over_the_binding_limit_is_refused_with_the_context_that_fits() {
 }
 
 /// Synthetic checkpoints of every float file type read back as their type.
+/// A K-quant TinyLlama (every row whole 256-value blocks) needs the type's bits per weight on
+/// the GPU: 4.5 for Q4_K, 6.5625 for Q6_K, against F16's 16, padding aside (known before load).
+#[test]
+fn k_quant_weights_take_their_bits_on_the_gpu() {
+    let config = synthetic::config("tinyllama-1.1b").unwrap();
+    let bytes = |dtype: Dtype| {
+        let w = SyntheticWeights::with_dtype(&config, dtype).unwrap();
+        let plan = Llama::memory_plan(&config, &w, &ModelOptions::default()).unwrap();
+        assert_eq!(plan.weights.len(), 1, "{dtype:?}: {:?}", plan.weights);
+        plan.weights[0].1 as f64
+    };
+    let f16 = bytes(Dtype::F16);
+    for (dtype, bits) in [(WeightDType::Q4_K, 4.5), (WeightDType::Q6_K, 6.5625), (WeightDType::Q4_0, 4.5), (WeightDType::Q8_0, 8.5)] {
+        let ratio = bytes(Dtype::Block(dtype)) / f16;
+        assert!((ratio - bits / 16.0).abs() < 1e-3, "{} / f16 bytes: {ratio}, want {}", dtype.name(), bits / 16.0);
+    }
+}
+
 #[test]
 fn synthetic_weights_come_in_each_file_type() {
     let config = synthetic::config("stories15m").unwrap();
-    for dtype in [Dtype::F32, Dtype::F16, Dtype::BF16] {
+    for dtype in [Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::Block(WeightDType::Q4_0), Dtype::Block(WeightDType::Q4_K), Dtype::Block(WeightDType::Q6_K)] {
         let mut w = SyntheticWeights::with_dtype(&config, dtype).unwrap();
         let name = "model.layers.0.mlp.up_proj.weight";
-        assert_eq!(w.entry(name).unwrap().dtype, dtype);
-        assert_eq!(w.read_rows(name, 0..2).unwrap().natural_dtype(), dtype.natural());
+        let entry = w.entry(name).unwrap();
+        assert_eq!(entry.dtype, dtype);
+        let cols = entry.shape[1];
+        let rows = w.read_rows(name, 1..3).unwrap();
+        assert_eq!(rows.natural_dtype(), dtype.natural());
+        // Any range of rows is the same rows read whole, and every value is of the same size.
+        let whole = w.read_rows(name, 0..3).unwrap().into_f32_rows(cols);
+        let values = rows.into_f32_rows(cols);
+        assert_eq!(values, whole[cols..], "{dtype:?}");
+        let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(max > 0.02 && max <= 0.0347, "{dtype:?}: max |w| {max}");
     }
-    assert!(SyntheticWeights::with_dtype(&config, Dtype::Block(WeightDType::Q4_0)).is_err());
 }

@@ -507,8 +507,8 @@ fn token_id(bytes: &[u8]) -> u32 {
 /// as: the requested one, else the parts' own common type (F32 if they differ).
 /// The file entries of a matrix's parts and the type each part is stored as: `to` where asked
 /// (a type Cria cannot quantize to is an error unless the part already has it), else the
-/// part's own type; interleaved parts of different types share one (f16, or f32 when either
-/// is f32 or bf16), as they share rows.
+/// part's own type; interleaved parts of different types (gate and up quantized differently,
+/// which llama.cpp's own mixes never do) share f32, which holds both exactly.
 fn matrix_parts(weights: &dyn WeightSource, parts: &[(&str, usize)], cols: usize, to: Option<WeightDType>, layout: Layout) -> Result<(Vec<TensorEntry>, Vec<WeightDType>)> {
     let entries = parts.iter().map(|&(n, rows)| entry(weights, n, &[rows, cols])).collect::<Result<Vec<_>>>()?;
     let mut kinds: Vec<WeightDType> = entries.iter().map(|e| e.dtype.natural()).collect();
@@ -518,8 +518,7 @@ fn matrix_parts(weights: &dyn WeightSource, parts: &[(&str, usize)], cols: usize
         }
         kinds.fill(to);
     } else if layout == Layout::Interleaved && kinds.iter().any(|&k| k != kinds[0]) {
-        let wide = kinds.iter().any(|&k| matches!(k, WeightDType::F32 | WeightDType::BF16));
-        kinds.fill(if wide { WeightDType::F32 } else { WeightDType::F16 });
+        kinds.fill(WeightDType::F32);
     }
     Ok((entries, kinds))
 }

@@ -6,6 +6,7 @@ use super::config::LlamaConfig;
 use super::safetensors::{Dtype, HostTensor, TensorEntry};
 use super::weights::WeightSource;
 use crate::error::{Error, Result};
+use crate::ops::WeightDType;
 use half::{bf16, f16};
 
 /// (name, config.json) of each synthetic model.
@@ -78,12 +79,11 @@ impl SyntheticWeights {
         SyntheticWeights { tensors: tensor_shapes(config), dtype: Dtype::F16 }
     }
 
-    /// Matrices stored as `dtype` (F32, F16 or BF16), as a checkpoint of that type would be.
+    /// Matrices stored as `dtype`, as a checkpoint (or GGUF file) of that type would be: floats
+    /// of the same distribution whatever the type; block types as random blocks of the same
+    /// magnitude (every value within 0.02·√3), whose rows are whole blocks of the padded row.
     pub fn with_dtype(config: &LlamaConfig, dtype: Dtype) -> Result<SyntheticWeights> {
-        match dtype {
-            Dtype::F32 | Dtype::F16 | Dtype::BF16 => Ok(SyntheticWeights { tensors: tensor_shapes(config), dtype }),
-            Dtype::Block(d) => Err(Error::Unsupported { what: format!("synthetic {} checkpoints", d.name()), hint: "choose f32, f16 or bf16 (and --quant to convert at load)".into() }),
-        }
+        Ok(SyntheticWeights { tensors: tensor_shapes(config), dtype })
     }
 
     fn shape(&self, name: &str) -> Result<&[usize]> {
@@ -98,12 +98,15 @@ impl SyntheticWeights {
 /// Element `i` of tensor `name`, uniform in [-1, 1): a hash (splitmix64's finalizer) of FNV-1a
 /// of the name and the index, so any range of rows is generated without the ones before it.
 fn value(seed: u64, i: u64) -> f32 {
+    let u = (hash(seed, i) >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+    (u - 0.5) * 2.0
+}
+
+fn hash(seed: u64, i: u64) -> u64 {
     let mut z = seed.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    let u = (z >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
-    (u - 0.5) * 2.0
+    z ^ (z >> 31)
 }
 
 fn seed(name: &str) -> u64 {
@@ -120,6 +123,19 @@ impl WeightSource for SyntheticWeights {
             HostTensor::F32(elems.map(|i| 1.0 + 0.1 * value(seed, i)).collect())
         } else {
             let a = 0.02 * 3f32.sqrt();
+            if let Dtype::Block(WeightDType::Block(t)) = self.dtype {
+                // Row r is generated from its own stream, so any range of rows can be.
+                let blocks = crate::quant::blocks(t, cols as usize);
+                let mut bytes = Vec::with_capacity(rows.len() * blocks * t.block_bytes());
+                for r in rows {
+                    let mut i = r as u64 * (blocks * t.block_bytes()) as u64;
+                    bytes.extend(crate::quant::ggml::random_blocks(t, blocks, a, &mut || {
+                        i += 1;
+                        (hash(seed, i) >> 32) as u32
+                    }));
+                }
+                return Ok(HostTensor::Quant { dtype: WeightDType::Block(t), bytes });
+            }
             let values = elems.map(|i| a * value(seed, i));
             match self.dtype {
                 Dtype::F32 => HostTensor::F32(values.collect()),
@@ -137,7 +153,10 @@ impl WeightSource for SyntheticWeights {
     fn entry(&self, name: &str) -> Result<TensorEntry> {
         let shape = self.shape(name)?.to_vec();
         let dtype = if shape.len() == 1 { Dtype::F32 } else { self.dtype };
-        let bytes = (shape.iter().product::<usize>() * dtype.size()) as u64;
+        let bytes = match dtype {
+            Dtype::Block(d) => (shape[0] * crate::quant::row_bytes(d, shape[1])?) as u64,
+            _ => (shape.iter().product::<usize>() * dtype.size()) as u64,
+        };
         Ok(TensorEntry { dtype, shape, start: 0, end: bytes })
     }
     fn total_bytes(&self) -> u64 {

@@ -409,42 +409,17 @@ pub(crate) fn weight_variant(dtype: WeightDType, constants: &[(&'static str, f64
     Variant::constants(&[constants, &dtype.constants()[..]].concat())
 }
 
-/// Random ggml blocks of type `t` whose values lie in about [-1, 1]: random quants and packed
-/// sub-block scales, f16 scales chosen so that the largest value of each block is near 1 (the
-/// input of the kernel checks, which thereby cover every bit of every field).
-pub(crate) fn random_blocks(t: BlockType, n: usize, rng: &mut super::check::Rng) -> Vec<u8> {
-    let h = t.header();
-    let mut out = Vec::with_capacity(n * t.block_bytes());
-    let mut values = vec![0f32; t.block_values()];
-    for _ in 0..n {
-        let mut block: Vec<u8> = (0..t.block_bytes()).map(|_| rng.below(256) as u8).collect();
-        let set = |block: &mut [u8], i: usize, v: f32| block[h.at + 2 * i..h.at + 2 * i + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
-        let scales: Vec<f32> = (0..h.scales).map(|_| rng.range(0.25, 1.0)).collect();
-        for (i, &v) in scales.iter().enumerate() {
-            set(&mut block, i, v);
-        }
-        t.dequantize_block(&block, &mut values);
-        let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-        if amax > 0.0 {
-            for (i, &v) in scales.iter().enumerate() {
-                set(&mut block, i, v / amax);
-            }
-        }
-        out.extend(block);
-    }
-    out
-}
-
 /// A random `rows` x `cols` tensor to store as `dtype`, as a loader hands it over, and the values
-/// a kernel sees: normal floats (rounded to the type), or random blocks ([`random_blocks`], as
-/// a GGUF tensor holds them) and their CPU dequantization.
+/// a kernel sees: normal floats (rounded to the type), or random blocks (every bit of every field
+/// random, scales finite: [`quant::ggml::random_blocks`], as a GGUF tensor holds them) and their
+/// CPU dequantization.
 pub(crate) fn random_tensor(rng: &mut super::check::Rng, rows: usize, cols: usize, dtype: WeightDType) -> Result<(HostTensor, Vec<f32>)> {
     let Some(t) = dtype.block() else {
         let data = rng.normals(rows * cols, 1.0);
         let values = Matrix::stored_values(dtype, &data, cols)?;
         return Ok((HostTensor::F32(data), values));
     };
-    let bytes = random_blocks(t, rows * quant::blocks(t, cols), rng);
+    let bytes = quant::ggml::random_blocks(t, rows * quant::blocks(t, cols), 1.0, &mut || rng.next_u64() as u32);
     let values = bytes.chunks(quant::row_bytes(dtype, cols)?).flat_map(|row| quant::dequantize_row(dtype, row, cols)).collect();
     Ok((HostTensor::Quant { dtype, bytes }, values))
 }
@@ -558,7 +533,7 @@ mod tests {
         let mut rng = Rng::new(11);
         let cols = 512;
         let (types, part_rows) = ([WeightDType::Q4_K, WeightDType::Q4_K, WeightDType::Q6_K], [3usize, 2, 4]);
-        let parts: Vec<Vec<u8>> = types.iter().zip(part_rows).map(|(d, r)| random_blocks(d.block().unwrap(), r * 2, &mut rng)).collect();
+        let parts: Vec<Vec<u8>> = types.iter().zip(part_rows).map(|(d, r)| quant::ggml::random_blocks(d.block().unwrap(), r * 2, 1.0, &mut || rng.next_u64() as u32)).collect();
         let read = &mut |i: usize, r: Range<usize>| {
             let rb = quant::row_bytes(types[i], cols).unwrap();
             Ok(HostTensor::Quant { dtype: types[i], bytes: parts[i][r.start * rb..r.end * rb].to_vec() })

@@ -270,6 +270,32 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
+/// `n` blocks of type `t` made of random bits (`bits()` gives 32 at a time), with every f16
+/// scale field set so that each block's largest value has magnitude `amax`: input for kernel
+/// checks (every bit of every field is exercised) and for synthetic models.
+pub fn random_blocks(t: BlockType, n: usize, amax: f32, bits: &mut dyn FnMut() -> u32) -> Vec<u8> {
+    let h = t.header();
+    let mut out = Vec::with_capacity(n * t.block_bytes());
+    let mut values = vec![0f32; t.block_values()];
+    let set = |block: &mut [u8], i: usize, v: f32| block[h.at + 2 * i..h.at + 2 * i + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+    for _ in 0..n {
+        let mut block: Vec<u8> = (0..t.block_bytes().div_ceil(4)).flat_map(|_| bits().to_le_bytes()).take(t.block_bytes()).collect();
+        let scales: Vec<f32> = (0..h.scales).map(|_| 0.25 + 0.75 * (bits() as f32 / 4294967296.0)).collect();
+        for (i, &v) in scales.iter().enumerate() {
+            set(&mut block, i, v);
+        }
+        t.dequantize_block(&block, &mut values);
+        let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        if max > 0.0 {
+            for (i, &v) in scales.iter().enumerate() {
+                set(&mut block, i, v * amax / max);
+            }
+        }
+        out.extend(block);
+    }
+    out
+}
+
 /// Dequantizes whole blocks of `t` (`bytes.len()` a multiple of its block size).
 pub fn dequantize(t: BlockType, bytes: &[u8]) -> Vec<f32> {
     let mut out = vec![0f32; bytes.len() / t.block_bytes() * t.block_values()];

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check for a single NVIDIA H200 machine that reaches no package registry (the lent device
 # machine): Cria's decode/prefill bench through Vulkan on synthetic models with real shapes, in
-# f16, q8_0 and q4_0, each against the copy ceiling measured in the same run, and PyTorch
+# f16, q8_0 and q4_0 (converted at load) and q4_k and q6_k (random K-quant blocks, as a GGUF
+# file holds them), each against the copy ceiling measured in the same run, and PyTorch
 # transformers on CUDA with the very same weights for a side-by-side ratio. One call, a few
 # minutes.
 #
@@ -51,6 +52,9 @@ run() {
     for q in f16 q8_0 q4_0; do
       .gpu/cria bench --model "$dir" --quant "$q" --prompt-len "$len" --gen-len "$len" --json | tee -a "$out/gpu-bench.jsonl"
     done
+    for q in ${CRIA_GPU_BENCH_KQUANTS:-q4_k q6_k}; do
+      .gpu/cria bench --synthetic "$model" --dtype "$q" --prompt-len "$len" --gen-len "$len" --json | tee -a "$out/gpu-bench.jsonl"
+    done
     PYTHONUNBUFFERED=1 ${CRIA_PYTHON:-python3} scripts/bench-peer.py "$dir" --device "${CRIA_PEER_DEVICE:-cuda}" --dtype float16 \
       --prompt-len "$len" --gen-len "$len" | tee -a "$out/gpu-bench.jsonl"
     rm -rf "$dir"
@@ -60,12 +64,14 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 print("| model | runtime | weights | prefill tok/s | decode tok/s | achieved GB/s | copy GB/s | ratio to copy | dispatches/token | decode vs peer |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-peer = {r["model"]: r for r in rows if "peer" in r}
+# Rows name the model by its directory (/tmp/synth-NAME) or as "synthetic NAME (TYPE checkpoint)".
+name = lambda r: r["model"].split("synth-")[-1] if "synth-" in r["model"] else r["model"].split()[1]
+peer = {name(r): r for r in rows if "peer" in r}
 for r in rows:
     if "peer" in r:
         print(f"| {r['model']} | {r['peer']} | f16 | {r['prefill_tokens_per_s']:.0f} | {r['decode_tokens_per_s']:.1f} | | | | | 1.00 |")
         continue
-    p = peer.get(r["model"])
+    p = peer.get(name(r))
     ratio = f"{r['decode_tokens_per_s'] / p['decode_tokens_per_s']:.2f}" if p else ""
     print(f"| {r['model']} | Cria on {r['adapter']} | {r['weights']} | {r['prefill_tokens_per_s']:.0f} | {r['decode_tokens_per_s']:.1f} | "
           f"{r['achieved_gb_per_s']:.0f} | {r['copy_gb_per_s']:.0f} | {100 * r['ratio_to_copy']:.1f}% | {r['dispatches_per_token']} | {ratio} |")

@@ -59,6 +59,9 @@ fn check(tag: &str) {
     let want: Vec<f32> = bytemuck::pod_collect_to_vec(goldens.tensor(&format!("{tag}.prefill_logits")).unwrap().data());
 
     let mut m = model::open_gguf(&path).unwrap();
+    // The tokenizer llama.cpp's converter wrote (Llama-3 BPE, "llama-bpe") gives the prompt ids
+    // transformers' tokenizer gave: the browser test generates from the text.
+    assert_eq!(m.tokenizer.encode(g["prompt"].as_str().unwrap(), true).unwrap(), prompt, "{file}: prompt ids");
     let plan = cria::model::Llama::memory_plan(&m.config, &m.weights, &options()).unwrap();
     let mut llama = m.load(gpu, &options(), &mut |_| {}).unwrap();
     let types: BTreeSet<String> = llama.weight_types().split('+').map(str::to_string).collect();

@@ -109,7 +109,7 @@ const send = (res, body) => {
 };
 const routes = (req, res, path) => {
   // The transformers fixtures: plain folders (no manifest) and GGUF files.
-  const f = path.match(/^\/fixtures\/(models\/[a-z-]+|gguf)\/([\w.-]+)$/);
+  const f = path.match(/^\/fixtures\/(models\/[a-z-]+|gguf|kquant)\/([\w.-]+)$/);
   if (f) {
     try {
       return send(res, readFileSync(`${fixtures}${f[1]}/${f[2]}`));
@@ -462,7 +462,7 @@ try {
   });
 
   // ---- other sources, each checked against transformers' greedy ids for that model ----
-  const greedyIds = (source, model) =>
+  const greedyIds = (source, model, prompt = golden(model).prompt) =>
     page.evaluate(async ({ source, prompt }) => {
       const { Cria } = await import("/pkg/src/index.js");
       const cria = await Cria.load(source);
@@ -471,7 +471,7 @@ try {
       const r = await s.result;
       cria.dispose();
       return r.tokens;
-    }, { source, prompt: golden(model).prompt });
+    }, { source, prompt });
 
   await check("a Hugging Face-style folder URL (no manifest) gives transformers' greedy ids", async () => {
     assert.deepEqual(await greedyIds(`${server.url}/fixtures/models/tinyllama-mini/`, "tinyllama-mini"), golden("tinyllama-mini").ids);
@@ -484,6 +484,13 @@ try {
 
   await check("a .gguf URL gives transformers' greedy ids", async () => {
     assert.deepEqual(await greedyIds(`${server.url}/fixtures/gguf/tinyllama-mini-f32.gguf`, "tinyllama-mini"), golden("tinyllama-mini").ids);
+  });
+
+  await check("K-quant GGUFs as llama.cpp writes them (Q4_K_M; every other type mixed) give transformers' greedy ids", async () => {
+    const k = JSON.parse(readFileSync(`${fixtures}kquant/golden.json`, "utf8"));
+    for (const file of ["kquant-mini-q4_k_m.gguf", "kquant-mini-mix.gguf"]) {
+      assert.deepEqual(await greedyIds(`${server.url}/fixtures/kquant/${file}`, null, k.prompt), k.files[file].generated_ids, file);
+    }
   });
 
   await check("the user's own files through the demo's file picker give transformers' greedy ids", async () => {

@@ -4,7 +4,7 @@
 //!   cria chat --model DIR
 //!   cria info [--model DIR|FILE.gguf | --synthetic NAME] [--context N --quant T --kv-cache T --gpu-memory MIB]
 //!   cria bench [--model DIR | --synthetic NAME] [--quant q4_0] [--json]
-//!   cria quantize --model DIR --to q4_0|q8_0|f16 --out DIR2
+//!   cria quantize --model DIR --to q4_k|q5_k|q6_k|q8_0|q4_0|...|f16 --out DIR2
 
 
 use clap::{Args, Parser, Subcommand};
@@ -84,7 +84,9 @@ enum Command {
         /// litellama-460m or stories15m (config.json and weights, no tokenizer).
         #[arg(long, conflicts_with = "model")]
         synthetic: Option<String>,
-        /// f16, q8_0 or q4_0 (f32 keeps full precision).
+        /// f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k or q6_k (f32 keeps full
+        /// precision). K-quant matrices whose rows are not whole 256-value blocks fall back as
+        /// llama-quantize's do (q4_k to q5_0, q5_k to q5_1, q6_k to q8_0).
         #[arg(long)]
         to: String,
         /// The new model directory (must not exist or be empty).
@@ -113,8 +115,8 @@ struct ModelArgs {
     /// Context length to allocate (default 4096, or the model's max_position_embeddings if smaller).
     #[arg(long)]
     context: Option<usize>,
-    /// Store the weight matrices as f32, f16, bf16, q8_0 or q4_0 on the GPU, converting at
-    /// load (default: each tensor keeps its checkpoint's type).
+    /// Store the weight matrices as f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k or
+    /// q6_k on the GPU, converting at load (default: each tensor keeps its file's type).
     #[arg(long)]
     quant: Option<String>,
     /// Element type of the KV cache: f16 (default) or f32.
@@ -437,6 +439,9 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, dtype: &str, prompt_len: usi
 /// `cria quantize`: a model directory (or a synthetic model) written with its matrices as `to`.
 fn quantize(dir: Option<&std::path::Path>, synthetic: Option<&str>, to: &str, out: &std::path::Path) -> cria::Result<()> {
     let to = WeightDType::parse(to)?;
+    if !cria::quant::can_quantize(to) {
+        return Err(cria::quant::cannot_quantize(to));
+    }
     let mut log = |name: &str| eprint!("\r\x1b[Kwriting {name}");
     let bytes = match (dir, synthetic) {
         (_, Some(name)) => {

@@ -243,8 +243,12 @@ fn quantize_writes_a_model_that_loads_directly() {
     assert_eq!(text(&from_file.stdout), text(&at_load.stdout));
     assert!(!text(&from_file.stdout).trim().is_empty());
     std::fs::remove_dir_all(&out).unwrap();
+    let bad = cria(&["quantize", "--model", src.to_str().unwrap(), "--to", "q9_9", "--out", out.to_str().unwrap()]);
+    assert!(text(&bad.stderr).contains("choose one of f32, f16, bf16, q4_0"), "{}", text(&bad.stderr));
+    assert!(!out.exists(), "a failed quantize leaves nothing behind");
+    // A type Cria reads but does not write.
     let bad = cria(&["quantize", "--model", src.to_str().unwrap(), "--to", "q3_k", "--out", out.to_str().unwrap()]);
-    assert!(text(&bad.stderr).contains("choose one of f32, f16, q8_0, q4_0"), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("quantizing weights to q3_k"), "{}", text(&bad.stderr));
     assert!(!out.exists(), "a failed quantize leaves nothing behind");
 }
 

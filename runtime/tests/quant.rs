@@ -25,7 +25,8 @@ impl WeightSource for RoundTrip {
         if entry.shape.len() != 2 {
             return Ok(t);
         }
-        Ok(HostTensor::F32(cria::quant::round_trip(self.1, &t.into_f32(), entry.shape[1])?))
+        let cols = entry.shape[1];
+        Ok(HostTensor::F32(cria::quant::round_trip(cria::quant::target_for(self.1, cols), &t.into_f32_rows(cols), cols)?))
     }
     fn has(&self, name: &str) -> bool {
         self.0.has(name)
@@ -56,14 +57,16 @@ fn std_dev(v: &[f32]) -> f32 {
     (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / v.len() as f32).sqrt()
 }
 
-fn check(name: &str, dtype: WeightDType, bound: f32) {
+/// `stored`: the weight types the model ends up with (K-quants fall back where rows are not
+/// whole 256-value blocks, as every matrix of these tiny fixtures is).
+fn check(name: &str, dtype: WeightDType, stored: &str, bound: f32) {
     let Some(gpu) = common::gpu() else { return };
     let dir = fixture(name);
     let files = model::open(&dir).unwrap();
     let config = files.config.clone();
     let at_load = ModelOptions { weight_dtype: Some(dtype), ..ModelOptions::default() };
     let mut quantized = model::load_llama(gpu.clone(), &dir, &at_load, &mut |_| {}).unwrap();
-    assert_eq!(quantized.weight_types(), dtype.name());
+    assert_eq!(quantized.weight_types(), stored);
     let ids = prompt(&quantized);
     let got = logits(&mut quantized, &ids);
 
@@ -78,7 +81,7 @@ fn check(name: &str, dtype: WeightDType, bound: f32) {
     let written = model::write::quantize(&dir, &out, dtype, &mut |_| {}).unwrap();
     assert!(out.join("tokenizer.json").exists() && out.join("config.json").exists());
     let mut loaded = model::load_llama(gpu.clone(), &out, &ModelOptions::default(), &mut |_| {}).unwrap();
-    assert_eq!(loaded.weight_types(), dtype.name());
+    assert_eq!(loaded.weight_types(), stored);
     assert_eq!(logits(&mut loaded, &ids), got, "{name}: quantized file vs quantize-at-load");
     // A rerun refuses to overwrite.
     assert!(matches!(model::write::quantize(&dir, &out, dtype, &mut |_| {}), Err(cria::Error::Io { .. })));
@@ -102,26 +105,53 @@ fn check(name: &str, dtype: WeightDType, bound: f32) {
 // order); the exact check is the comparison with CPU-dequantized weights above.
 #[test]
 fn q8_0_tinyllama() {
-    check("tinyllama-mini", WeightDType::Q8_0, 0.1);
+    check("tinyllama-mini", WeightDType::Q8_0, "q8_0", 0.1);
 }
 
 #[test]
 fn q4_0_tinyllama() {
-    check("tinyllama-mini", WeightDType::Q4_0, 1.2);
+    check("tinyllama-mini", WeightDType::Q4_0, "q4_0", 1.2);
+}
+
+/// Rows of 128 and 352 values: Q4_K falls back to Q5_0 everywhere, as llama-quantize does.
+#[test]
+fn q4_k_tinyllama_falls_back_to_q5_0() {
+    check("tinyllama-mini", WeightDType::Q4_K, "q5_0", 1.2);
 }
 
 #[test]
 fn q8_0_litellama_partial_blocks() {
     // intermediate 176 = 5.5 blocks: rows end in a partial block.
-    check("litellama-mini", WeightDType::Q8_0, 0.1);
+    check("litellama-mini", WeightDType::Q8_0, "q8_0", 0.1);
 }
 
 #[test]
 fn q4_0_smollm_tied_embeddings() {
-    check("smollm-mini", WeightDType::Q4_0, 1.2);
+    check("smollm-mini", WeightDType::Q4_0, "q4_0", 1.2);
 }
 
 #[test]
 fn f16_from_f32() {
-    check("tinyllama-mini", WeightDType::F16, 0.01);
+    check("tinyllama-mini", WeightDType::F16, "f16", 0.01);
+}
+
+/// K-quants at load from a K-quant GGUF (hidden 256: whole super-blocks; ffn_down's 320-value
+/// rows fall back): Q6_K and Q5_K requantized from the file's blocks on the CPU, against the same
+/// quantization applied on the CPU and uploaded as f32.
+#[test]
+fn k_quants_at_load_from_a_gguf() {
+    let Some(gpu) = common::gpu() else { return };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/kquant/kquant-mini-q4_k_m.gguf");
+    for (dtype, stored) in [(WeightDType::Q6_K, "q6_k+q8_0"), (WeightDType::Block(cria::quant::ggml::BlockType::Q5_K), "q5_1+q5_k")] {
+        let mut m = model::open_gguf(&path).unwrap();
+        let options = ModelOptions { weight_dtype: Some(dtype), ..ModelOptions::default() };
+        let mut quantized = m.load(gpu.clone(), &options, &mut |_| {}).unwrap();
+        assert_eq!(quantized.weight_types(), stored);
+        let ids = prompt(&quantized);
+        let got = logits(&mut quantized, &ids);
+        let m = model::open_gguf(&path).unwrap();
+        let mut cpu = RoundTrip(Box::new(m.weights), dtype);
+        let mut reference = Llama::load(gpu.clone(), m.config.clone(), &mut cpu, &ModelOptions::default(), &mut |_| {}).unwrap();
+        compare(&format!("kquant-mini {} kernels vs CPU-quantized weights", dtype.name()), 0, &got, &logits(&mut reference, &ids), MODEL_TOLERANCE).unwrap_or_else(|m| panic!("{m}"));
+    }
 }

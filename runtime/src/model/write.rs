@@ -25,7 +25,7 @@ impl OutTensor {
     /// where it does not.
     pub fn convert(tensor: HostTensor, shape: &[usize], to: Option<WeightDType>) -> Result<OutTensor> {
         let cols = shape.last().copied().unwrap_or(1);
-        Ok(match (stored_as(tensor.natural_dtype(), shape.len(), to), tensor) {
+        Ok(match (stored_as(tensor.natural_dtype(), shape, to), tensor) {
             (WeightDType::F32, HostTensor::F32(v)) => OutTensor::f32(&v, shape),
             (WeightDType::F16, HostTensor::F16(v)) => OutTensor::halves("F16", v.iter().map(|h| h.to_bits()), shape),
             (WeightDType::BF16, HostTensor::BF16(v)) => OutTensor::halves("BF16", v.iter().map(|h| h.to_bits()), shape),
@@ -53,13 +53,14 @@ impl OutTensor {
     }
 }
 
-/// The type a tensor of `natural` type and `dims` dimensions is written as, given the requested
-/// `to`: `to` itself, except that block types apply to matrices only (norms stay F32, as llama.cpp
-/// keeps them); without a request, its own type.
-fn stored_as(natural: WeightDType, dims: usize, to: Option<WeightDType>) -> WeightDType {
+/// The type a tensor of `natural` type and `shape` is written as, given the requested `to`: `to`
+/// itself (with llama-quantize's fallback for rows that are not whole 256-value blocks,
+/// [`quant::target_for`]), except that block types apply to matrices only (norms stay F32, as
+/// llama.cpp keeps them); without a request, its own type.
+fn stored_as(natural: WeightDType, shape: &[usize], to: Option<WeightDType>) -> WeightDType {
     match to {
-        Some(q) if q.is_block() && dims != 2 => WeightDType::F32,
-        Some(t) => t,
+        Some(q) if q.is_block() && shape.len() != 2 => WeightDType::F32,
+        Some(t) => quant::target_for(t, shape.last().copied().unwrap_or(1)),
         None => natural,
     }
 }
@@ -127,7 +128,7 @@ pub fn write_safetensors(path: &Path, plan: &[Planned], mut produce: impl FnMut(
 /// is the source's element type.
 pub fn planned(name: &str, from: super::safetensors::Dtype, shape: &[usize], to: Option<WeightDType>) -> Result<Planned> {
     let numel: usize = shape.iter().product();
-    let target = stored_as(from.natural(), shape.len(), to);
+    let target = stored_as(from.natural(), shape, to);
     let name = name.to_string();
     Ok(match target {
         WeightDType::F32 => Planned { name, dtype: "F32", shape: shape.to_vec(), len: numel * 4, quant: None },
@@ -179,6 +180,9 @@ pub fn write_weights(weights: &mut dyn WeightSource, path: &Path, to: WeightDTyp
 pub fn quantize(dir: &Path, out: &Path, to: WeightDType, progress: &mut dyn FnMut(&str)) -> Result<u64> {
     let io = |p: &Path, e: std::io::Error| Error::Io { path: p.display().to_string(), message: e.to_string() };
     let mut files = super::ModelFiles::from_folder(&mut super::folder::Dir(dir.to_path_buf()))?; // a readable model directory first
+    if !quant::can_quantize(to) {
+        return Err(quant::cannot_quantize(to));
+    }
     create_out_dir(out)?;
     for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
         let entry = entry.map_err(|e| io(dir, e))?;

@@ -60,7 +60,7 @@ pub fn reference(table: &[f32], dim: usize, ids: &[u32]) -> Vec<f32> {
 /// several chunks and rows that end in a partial quantization block.
 pub async fn check(gpu: &crate::Gpu, seed: u64) -> Result<(), CheckFailure> {
     let mut rng = Rng::new(seed);
-    for &(vocab, dim, n, limit) in &[(17usize, 3usize, 1usize, None), (255, 17, 5, None), (257, 31, 9, Some(1024u64)), (40, 256, 3, None), (33, 70, 4, Some(600))] {
+    for &(vocab, dim, n, limit) in &[(17usize, 3usize, 1usize, None), (255, 17, 5, None), (257, 31, 9, Some(1024u64)), (40, 256, 3, None), (33, 70, 4, Some(600)), (21, 512, 5, Some(4500))] {
         for dtype in WeightDType::ALL {
             let (table, values) = random_matrix(gpu, &mut rng, "table", vocab, dim, dtype, limit.unwrap_or(u64::MAX))?;
             let ids: Vec<u32> = (0..n).map(|_| rng.below(vocab as u32)).collect();

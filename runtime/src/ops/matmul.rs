@@ -47,7 +47,8 @@ pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, out: 
 
 pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     // (m, rows, k, chunk limit): edges that cut tiles, k not a multiple of the k-slice, split W.
-    let cases = [(1, 1, 1, None), (3, 17, 5, None), (17, 255, 33, None), (65, 257, 17, None), (7, 100, 40, Some(2048)), (128, 64, 256, None), (9, 70, 100, None)];
+    // k = 256·n and 32·n (whole blocks) split over bindings too.
+    let cases = [(1, 1, 1, None), (3, 17, 5, None), (17, 255, 33, None), (65, 257, 17, None), (7, 100, 40, Some(2048)), (128, 64, 256, None), (9, 70, 100, None), (70, 67, 512, Some(5000)), (5, 33, 96, Some(600))];
     super::matrix::check_linear(gpu, seed, "matmul", &cases, encode).await
 }
 

@@ -360,20 +360,21 @@ impl HostTensor {
 /// converted through f32 where they do not.
 fn pack_host_row(dtype: WeightDType, t: &HostTensor, row: usize, cols: usize, out: &mut Vec<u32>) -> Result<()> {
     match (t, dtype) {
-        (HostTensor::F32(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().copied(), out),
-        (HostTensor::F16(v), WeightDType::F16) => Ok(pack_halves(v[row * cols..(row + 1) * cols].iter().map(|h| h.to_bits()), out)),
-        (HostTensor::F16(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().map(|h| h.to_f32()), out),
-        (HostTensor::BF16(v), WeightDType::BF16) => Ok(pack_halves(v[row * cols..(row + 1) * cols].iter().map(|h| h.to_bits()), out)),
-        (HostTensor::BF16(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().map(|h| h.to_f32()), out),
+        (HostTensor::F32(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().copied(), out)?,
+        (HostTensor::F16(v), WeightDType::F16) => pack_halves(v[row * cols..(row + 1) * cols].iter().map(|h| h.to_bits()), out),
+        (HostTensor::F16(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().map(|h| h.to_f32()), out)?,
+        (HostTensor::BF16(v), WeightDType::BF16) => pack_halves(v[row * cols..(row + 1) * cols].iter().map(|h| h.to_bits()), out),
+        (HostTensor::BF16(v), _) => pack_row(dtype, v[row * cols..(row + 1) * cols].iter().map(|h| h.to_f32()), out)?,
         (HostTensor::Quant { dtype: d, bytes }, _) => {
             let rb = quant::row_bytes(*d, cols)?;
             let src = &bytes[row * rb..(row + 1) * rb];
             match (d.block(), *d == dtype) {
-                (Some(t), true) => Ok(quant::repack_row(t, src, out)),
-                _ => pack_row(dtype, quant::dequantize_row(*d, src, cols).into_iter(), out),
+                (Some(t), true) => quant::repack_row(t, src, out),
+                _ => pack_row(dtype, quant::dequantize_row(*d, src, cols).into_iter(), out)?,
             }
         }
     }
+    Ok(())
 }
 
 /// Zero words up to the padded row length (rows are packed one after another).

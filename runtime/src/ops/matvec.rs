@@ -80,11 +80,12 @@ pub fn reference(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32>
 
 pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     // (1, rows, k, chunk byte limit): k not a multiple of 4 or 8, rows not a multiple of 4 or 16,
-    // and a matrix split over several bindings.
-    let cases = [(1, 1, 1, None), (1, 3, 17, None), (1, 255, 257, None), (1, 257, 255, None), (1, 17, 1024, None), (1, 100, 33, Some(1000)), (1, 64, 2048, None), (1, 9, 96, None), (1, 5, 100, None)];
+    // and a matrix split over several bindings; k that ends in a partial block of every block
+    // type, and k = 256·n and 32·n (whole blocks, as GGUF files have) split over bindings.
+    let cases = [(1, 1, 1, None), (1, 3, 17, None), (1, 255, 257, None), (1, 257, 255, None), (1, 17, 1024, None), (1, 100, 33, Some(1000)), (1, 64, 2048, None), (1, 9, 96, None), (1, 5, 100, None), (1, 37, 768, Some(7000)), (1, 29, 160, Some(700))];
     super::matrix::check_linear(gpu, seed, "matvec", &cases, |rec, w, x, _, y| encode(rec, w, x, y)).await?;
     // Several tokens at once (short prefills).
-    let cases = [(3, 17, 33, None), (5, 100, 70, Some(1000)), (16, 9, 64, None)];
+    let cases = [(3, 17, 33, None), (5, 100, 70, Some(1000)), (16, 9, 64, None), (3, 21, 512, Some(4200))];
     super::matrix::check_linear(gpu, seed, "matvec (tokens)", &cases, encode_tokens).await?;
     check_glu(gpu, seed).await
 }
@@ -97,7 +98,7 @@ async fn check_glu(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     let mut rng = Rng::new(seed ^ 0x61u64);
     // (tokens, rows of each of gate and up, k, chunk limit): odd row counts, partial blocks,
     // several chunks, each filled in several pieces.
-    for &(m, rows, k, limit) in &[(1usize, 1usize, 5usize, None), (1, 37, 70, Some(4000u64)), (3, 64, 96, None), (1, 5632 / 16, 128, Some(30_000))] {
+    for &(m, rows, k, limit) in &[(1usize, 1usize, 5usize, None), (1, 37, 70, Some(4000u64)), (3, 64, 96, None), (1, 5632 / 16, 128, Some(30_000)), (2, 23, 512, Some(9000))] {
         for dtype in WeightDType::ALL {
             let ((g, gate_w), (u, up_w)) = (random_tensor(&mut rng, rows, k, dtype)?, random_tensor(&mut rng, rows, k, dtype)?);
             // Read back a few rows at a time, as a loader streams them.

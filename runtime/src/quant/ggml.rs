@@ -114,6 +114,19 @@ impl BlockType {
         }
     }
 
+    /// llama-quantize's type for a matrix whose rows are not whole blocks of this 256-value type
+    /// (`tensor_type_fallback`): a 32-value type of about the same bits. None for 32-value types.
+    pub fn fallback(self) -> Option<BlockType> {
+        match self {
+            BlockType::Q2_K | BlockType::Q3_K => Some(BlockType::Q4_0),
+            BlockType::Q4_K => Some(BlockType::Q5_0),
+            BlockType::Q5_K => Some(BlockType::Q5_1),
+            BlockType::Q6_K => Some(BlockType::Q8_0),
+            BlockType::IQ4_XS => Some(BlockType::IQ4_NL),
+            _ => None,
+        }
+    }
+
     /// Where the block's 16-bit fields are (the f16 scales, and IQ4_XS's high scale bits): the
     /// byte offset of the first, how many, and how many of them (the first) are f16 scales.
     /// They are either a prefix or a suffix of the block, so the rest (the body: quants and
@@ -262,7 +275,7 @@ pub struct Header {
 
 /// Scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K super-block: 6 bits each, packed in 12
 /// bytes (ggml's `get_scale_min_k4`).
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {

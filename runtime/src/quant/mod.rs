@@ -19,6 +19,7 @@
 //! quantizer makes such rows; GGUF rows are whole blocks).
 
 pub mod ggml;
+pub mod kquants;
 
 use crate::error::{Error, Result};
 use crate::ops::WeightDType;
@@ -44,51 +45,102 @@ pub fn row_bytes(dtype: WeightDType, cols: usize) -> Result<usize> {
     Ok(blocks(t, cols) * t.block_bytes())
 }
 
-/// Whether Cria can quantize f32 rows to `dtype` (the float types and Q8_0/Q4_0); the other
-/// block types are read from files as they are.
+/// Whether Cria can quantize f32 rows to `dtype`: the float types, and the block types with a
+/// reference quantizer here (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K). Q2_K, Q3_K and the
+/// IQ4 types are read from files as they are.
 pub fn can_quantize(dtype: WeightDType) -> bool {
-    matches!(dtype, WeightDType::F32 | WeightDType::F16 | WeightDType::BF16 | WeightDType::Q8_0 | WeightDType::Q4_0)
+    match dtype.block() {
+        None => true,
+        Some(t) => matches!(t, BlockType::Q8_0 | BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q5_1 | BlockType::Q4_K | BlockType::Q5_K | BlockType::Q6_K),
+    }
+}
+
+/// The type a matrix of `cols` columns is quantized to when `to` is asked for: `to`, except
+/// that a 256-value type whose blocks do not divide the rows falls back as llama-quantize does
+/// (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0: hidden sizes such as 576 or 896). 32-value types pad
+/// the last block instead (Cria's layout allows a partial block).
+pub fn target_for(to: WeightDType, cols: usize) -> WeightDType {
+    match to.block() {
+        Some(t) if !cols.is_multiple_of(t.block_values()) => t.fallback().map_or(to, WeightDType::Block),
+        _ => to,
+    }
 }
 
 /// The typed error for converting weights to a type Cria cannot quantize to.
 pub fn cannot_quantize(dtype: WeightDType) -> Error {
     Error::Unsupported {
         what: format!("quantizing weights to {}", dtype.name()),
-        hint: "Cria quantizes to f32, f16, bf16, q8_0 and q4_0; files already in other ggml types load as they are".into(),
+        hint: "Cria quantizes to f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k and q6_k; files already in other ggml types load as they are".into(),
     }
 }
 
 /// Quantizes one row into ggml blocks, appended to `out` (the row is zero-padded to whole
-/// blocks). Types without a quantizer ([`can_quantize`]) are a typed error.
+/// blocks), as llama.cpp's `quantize_row_*_ref` do. Types without a quantizer
+/// ([`can_quantize`]) are a typed error.
 pub fn quantize_row(dtype: WeightDType, row: &[f32], out: &mut Vec<u8>) -> Result<()> {
-    if !dtype.is_block() || !can_quantize(dtype) {
-        return Err(cannot_quantize(dtype));
-    }
-    for block in row.chunks(QK) {
-        let mut x = [0f32; QK];
+    let t = match dtype.block() {
+        Some(t) if can_quantize(dtype) => t,
+        _ => return Err(cannot_quantize(dtype)),
+    };
+    let mut x = vec![0f32; t.block_values()];
+    for block in row.chunks(t.block_values()) {
+        x.fill(0.0);
         x[..block.len()].copy_from_slice(block);
-        if dtype == WeightDType::Q8_0 {
-            let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
-            out.extend(x.iter().map(|v| (v * id).round() as i8 as u8));
-        } else {
-            let (mut amax, mut max) = (0f32, 0f32);
-            for &v in &x {
-                if amax < v.abs() {
-                    amax = v.abs();
-                    max = v;
-                }
-            }
-            let d = max / -8.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
-            let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
-            out.extend((0..QK / 2).map(|j| q(x[j]) | (q(x[j + QK / 2]) << 4)));
+        match t {
+            BlockType::Q4_K => kquants::quantize_q4_k(&x, out),
+            BlockType::Q5_K => kquants::quantize_q5_k(&x, out),
+            BlockType::Q6_K => kquants::quantize_q6_k(&x, out),
+            _ => quantize_block32(t, &x, out),
         }
     }
     Ok(())
+}
+
+/// One block of a 32-value type: ggml's `quantize_row_{q8_0,q4_0,q4_1,q5_0,q5_1}_ref`.
+fn quantize_block32(t: BlockType, x: &[f32], out: &mut Vec<u8>) {
+    let half = |v: f32| f16::from_f32(v).to_le_bytes();
+    // The value of largest magnitude, sign kept; and the range.
+    let (mut amax, mut max) = (0f32, 0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    let (lo, hi) = x.iter().fold((f32::MAX, -f32::MAX), |(lo, hi), &v| (if v < lo { v } else { lo }, if v > hi { v } else { hi }));
+    let inv = |d: f32| if d != 0.0 { 1.0 / d } else { 0.0 };
+    // Nibbles: value j low in byte j, value j + 16 high; the fifth bits in a u32.
+    let pack = |q: &dyn Fn(f32) -> u8, out: &mut Vec<u8>, fifth: bool| {
+        let qs: Vec<u8> = x.iter().map(|&v| q(v)).collect();
+        if fifth {
+            let qh = qs.iter().enumerate().fold(0u32, |h, (j, &v)| h | (((v as u32 >> 4) & 1) << j));
+            out.extend(qh.to_le_bytes());
+        }
+        out.extend((0..QK / 2).map(|j| (qs[j] & 0xF) | ((qs[j + QK / 2] & 0xF) << 4)));
+    };
+    match t {
+        BlockType::Q8_0 => {
+            let d = amax / 127.0;
+            out.extend(half(d));
+            out.extend(x.iter().map(|v| (v * inv(d)).round() as i8 as u8));
+        }
+        BlockType::Q4_0 | BlockType::Q5_0 => {
+            let (levels, offset, top) = if t == BlockType::Q4_0 { (-8.0, 8.5, 15) } else { (-16.0, 16.5, 31) };
+            let d = max / levels;
+            let id = inv(d);
+            out.extend(half(d));
+            pack(&|v| ((v * id + offset) as i8).min(top) as u8, out, t == BlockType::Q5_0);
+        }
+        _ => {
+            // Q4_1, Q5_1: d = range / levels, m = the minimum.
+            let top = if t == BlockType::Q4_1 { 15 } else { 31 };
+            let d = (hi - lo) / top as f32;
+            let id = inv(d);
+            out.extend(half(d));
+            out.extend(half(lo));
+            pack(&|v| (((v - lo) * id + 0.5) as i8).min(top) as u8, out, t == BlockType::Q5_1);
+        }
+    }
 }
 
 /// The ggml block format of a block-quantized weight type.
@@ -228,7 +280,8 @@ mod tests {
             repack_row(t, &bytes, &mut words);
             let (bw, h) = (t.body_words(), t.header());
             assert_eq!(words.len(), n * bw + (n * h.fields).div_ceil(2), "{t:?}");
-            assert!(row_words(t, n * t.block_values()) >= words.len() && row_words(t, n * t.block_values()) % 4 == 0);
+            let padded = row_words(t, n * t.block_values());
+            assert!(padded >= words.len() && padded.is_multiple_of(4));
             let halves: Vec<u8> = words[n * bw..].iter().flat_map(|w| w.to_le_bytes()).collect();
             for b in 0..n {
                 let body: Vec<u8> = words[b * bw..(b + 1) * bw].iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -240,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn only_q8_0_and_q4_0_blocks_are_quantized_here() {
+    fn types_without_a_quantizer_are_a_typed_error() {
         for t in BlockType::ALL {
             let d = WeightDType::Block(t);
             let r = quantize_row(d, &[1.0; 64], &mut Vec::new());

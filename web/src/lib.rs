@@ -114,7 +114,7 @@ pub fn model_options(json: &str) -> cria::Result<cria::model::ModelOptions> {
             path: "load options".into(),
             field: "(options JSON)".into(),
             message: e.to_string(),
-            hint: "fields: context (tokens), dtype (f32, f16, bf16, q8_0, q4_0), kv_cache (f16, f32)".into(),
+            hint: "fields: context (tokens), dtype (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k), kv_cache (f16, f32)".into(),
         })?
     };
     let weight_dtype = o.dtype.as_deref().map(cria::ops::WeightDType::parse).transpose()?;

@@ -57,7 +57,7 @@ export interface LoadOptions {
   /** Tokens of context to allocate (default: 4096, or the model's maximum if smaller). */
   context?: number;
   /** Convert weights while loading (default: each tensor keeps its file's type; BF16 stays BF16). */
-  dtype?: "f32" | "f16" | "bf16" | "q8_0" | "q4_0";
+  dtype?: "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q4_k" | "q5_k" | "q6_k";
   /** Element type of the KV cache (default f16). */
   kvCache?: "f16" | "f32";
 }

@@ -1,7 +1,7 @@
 //! Block-quantized weights with GGUF semantics: every ggml block type Cria reads is described
 //! in [`ggml`] (layout, CPU dequantization checked against the `gguf` package). This module
-//! quantizes rows (ggml's `quantize_row_q8_0_ref` and `quantize_row_q4_0_ref`) and lays rows out
-//! for the GPU.
+//! quantizes rows as ggml's `quantize_row_*_ref` do (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 here; Q4_K,
+//! Q5_K, Q6_K in [`kquants`]) and lays rows out for the GPU.
 //!
 //! - Q8_0: `q = round(x / d)` in -127..=127 with `d = max|x| / 127`; value = `q * d`.
 //!   ggml block: `d: f16, qs: [i8; 32]` (34 bytes).

@@ -582,9 +582,9 @@ fn bad_metadata_values_name_the_field() {
     let err = g.read().err().unwrap();
     assert!(err.to_string().contains("`llama.context_length` is missing"), "{err}");
     let mut g = Gguf::tiny();
-    g.set("tokenizer.ggml.pre", 8, string("qwen2"));
+    g.set("tokenizer.ggml.pre", 8, string("tekken"));
     let err = g.read().err().unwrap();
-    assert!(matches!(err, Error::Unsupported { ref what, .. } if what.contains("qwen2")), "{err:?}");
+    assert!(matches!(err, Error::Unsupported { ref what, ref hint } if what.contains("\"tekken\"") && hint.contains("\"qwen2\"")), "{err:?}");
     let mut g = Gguf::tiny();
     g.u32("tokenizer.ggml.bos_token_id", 9);
     let err = g.read().err().unwrap();

@@ -1,17 +1,21 @@
 //! A Hugging Face tokenizer from GGUF tokenizer metadata: `tokenizer.json` and
-//! `tokenizer_config.json` are rebuilt as transformers' converters write them for the same
-//! tokenizer, then loaded with [`Tokenizer::from_bytes`] like any model directory's files.
+//! `tokenizer_config.json` are rebuilt for the same tokenizer, then loaded with
+//! [`Tokenizer::from_bytes`] like any model directory's files. Where llama.cpp (which writes and
+//! runs these files) and transformers' GGUF conversion disagree, this follows llama.cpp: it is
+//! what the file's authors checked the model with (`tests/fixtures/tokenizer/gguf_vocabs.json`
+//! records both on llama.cpp's own test vocabularies).
 //!
 //! - `tokenizer.ggml.model = "llama"` (SentencePiece, Llama 1/2, TinyLlama): HF's
 //!   `LlamaConverter` layout, a BPE model with byte fallback, normalizer Prepend("▁") +
 //!   Replace(" ", "▁"), decoder Replace/ByteFallback/Fuse/Strip. GGUF has no merge list here, only
 //!   piece scores; merges are derived from them as HF's `SentencePieceExtractor` does (every
 //!   split of a piece into two vocabulary pieces, ordered by the piece's score).
-//! - `tokenizer.ggml.model = "gpt2"` (byte-level BPE, GPT-2 and Llama 3): the vocabulary and
-//!   `tokenizer.ggml.merges`, with the pre-tokenizer `tokenizer.ggml.pre` names.
+//! - `tokenizer.ggml.model = "gpt2"` (byte-level BPE: GPT-2, Llama 3, Qwen, SmolLM): the
+//!   vocabulary and `tokenizer.ggml.merges`, words split by the rules `tokenizer.ggml.pre` names
+//!   ([`PRE_TOKENIZERS`], llama.cpp's table).
 //!
 //! BOS/EOS are added by a TemplateProcessing post-processor when `tokenizer.ggml.add_bos_token`
-//! (`add_eos_token`) says so, defaulting as llama.cpp does (SentencePiece and Llama 3: BOS).
+//! (`add_eos_token`) says so, defaulting as llama.cpp does (SentencePiece and Llama 3 add BOS).
 
 use super::config::tokens;
 use super::GgufFile;
@@ -29,8 +33,82 @@ const USER_DEFINED: i64 = 4;
 const UNUSED: i64 = 5;
 const BYTE: i64 = 6;
 
-/// Llama 3's split regex (HF tokenizer.json, llama.cpp `LLAMA_VOCAB_PRE_TYPE_LLAMA3`).
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// How a byte-level BPE vocabulary cuts text into words before merging: llama.cpp's
+/// pre-tokenizer types (`llm_tokenizer_bpe`), each with the `tokenizer.ggml.pre` names llama.cpp's
+/// loader maps to it. `splits` are applied in order, as llama.cpp applies its `regex_exprs`: each
+/// regex cuts every piece so far into matches and the text between them (HF `Split`, behavior
+/// `Isolated`); a byte-level BPE then merges within each piece. The regexes are the ones in the
+/// models' own tokenizer.json (llama.cpp rewrites `(?i:...)` for its engine, not the meaning).
+struct PreTokenizer {
+    names: &'static [&'static str],
+    splits: &'static [&'static str],
+    /// A word that is already a vocabulary entry is one token, without merging (Llama 3).
+    ignore_merges: bool,
+    /// llama.cpp's default for `tokenizer.ggml.add_bos_token` when the file does not say.
+    add_bos: bool,
+}
+
+/// GPT-2's word split (HF `ByteLevel` with `use_regex`).
+const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+/// Llama 3: case-insensitive contractions, numbers in runs of up to three digits.
+const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen2/2.5/3: Llama 3's split with every digit on its own.
+const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen3.5: Qwen2's split with combining marks kept inside words.
+const QWEN35: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Each digit alone (HF `Digits` with `individual_digits`), before GPT-2's split: StarCoder, SmolLM.
+const DIGIT: &str = r"\p{N}";
+
+const PRE_TOKENIZERS: &[PreTokenizer] = &[
+    PreTokenizer {
+        names: &["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano"],
+        splits: &[LLAMA3],
+        ignore_merges: true,
+        add_bos: true,
+    },
+    PreTokenizer { names: &["dbrx", "smaug-bpe"], splits: &[LLAMA3], ignore_merges: false, add_bos: false },
+    PreTokenizer {
+        names: &["qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez", "stablelm2", "hunyuan", "solar-open"],
+        splits: &[QWEN2],
+        ignore_merges: false,
+        add_bos: false,
+    },
+    PreTokenizer { names: &["qwen35"], splits: &[QWEN35], ignore_merges: false, add_bos: false },
+    PreTokenizer {
+        names: &["smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b", "mellum2"],
+        splits: &[DIGIT, GPT2],
+        ignore_merges: false,
+        add_bos: false,
+    },
+    PreTokenizer {
+        names: &[
+            "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "modern-bert", "exaone4", "mpt",
+            "olmo", "jais", "trillion", "granite-docling",
+        ],
+        splits: &[GPT2],
+        ignore_merges: false,
+        add_bos: false,
+    },
+    // llama.cpp's fallback for files written before `tokenizer.ggml.pre` existed (and "default").
+    PreTokenizer {
+        names: &["default"],
+        splits: &[r"[\p{P}\$\+<=>\^~\|]+", r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)", r"\p{N}+", "[0-9][0-9][0-9]"],
+        ignore_merges: false,
+        add_bos: false,
+    },
+];
+
+/// The rules for a `tokenizer.ggml.pre` value (absent: llama.cpp's "default", with its warning).
+fn pre_tokenizer(path: &str, pre: Option<&str>) -> Result<&'static PreTokenizer> {
+    let name = pre.unwrap_or_else(|| {
+        log::warn!("{path}: tokenizer.ggml.pre is missing; splitting words as llama.cpp's \"default\" does, which may not be how the model was trained");
+        "default"
+    });
+    PRE_TOKENIZERS.iter().find(|p| p.names.contains(&name)).ok_or_else(|| Error::Unsupported {
+        what: format!("the pre-tokenizer {name:?} (tokenizer.ggml.pre in {path})"),
+        hint: format!("supported: {}", PRE_TOKENIZERS.iter().flat_map(|p| p.names).map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")),
+    })
+}
 
 fn err(path: &str, field: &str, message: impl Into<String>) -> Error {
     Error::Config { path: path.to_string(), field: field.to_string(), message: message.into(), hint: "the tokenizer metadata is corrupt or incomplete".into() }
@@ -89,8 +167,12 @@ pub fn tokenizer_files<S: ByteSource>(f: &GgufFile<S>) -> Result<(String, String
     let pad = special("tokenizer.ggml.padding_token_id")?;
 
     let model = f.str_opt("tokenizer.ggml.model")?.ok_or_else(|| err(path, "tokenizer.ggml.model", "is missing"))?;
-    let pre = f.str_opt("tokenizer.ggml.pre")?;
-    let add_bos = f.bool_opt("tokenizer.ggml.add_bos_token")?.unwrap_or(model == "llama" || matches!(pre, Some("llama-bpe" | "llama3")));
+    // llama.cpp reads `tokenizer.ggml.pre` for byte-level BPE only; SentencePiece has one rule.
+    let pre = match model {
+        "gpt2" => Some(pre_tokenizer(path, f.str_opt("tokenizer.ggml.pre")?)?),
+        _ => None,
+    };
+    let add_bos = f.bool_opt("tokenizer.ggml.add_bos_token")?.unwrap_or(model == "llama" || pre.is_some_and(|p| p.add_bos));
     let add_eos = f.bool_opt("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
     let template = match (add_bos, bos, add_eos, eos) {
         (true, None, _, _) => return Err(err(path, "tokenizer.ggml.bos_token_id", "is missing but tokenizer.ggml.add_bos_token is true")),
@@ -101,7 +183,7 @@ pub fn tokenizer_files<S: ByteSource>(f: &GgufFile<S>) -> Result<(String, String
 
     let mut json = match model {
         "llama" => sentencepiece(f, toks, types, &ids, vocab, unk, template)?,
-        "gpt2" => byte_level(f, pre, vocab, template)?,
+        "gpt2" => byte_level(f, pre.expect("read for gpt2 above"), vocab, template)?,
         other => {
             return Err(Error::Unsupported {
                 what: format!("tokenizer model {other:?} (tokenizer.ggml.model in {path})"),
@@ -215,8 +297,8 @@ fn sentencepiece_merges<'a>(toks: &'a [String], types: &[i64], scores: &[f32], i
     merges.into_iter().map(|m| (m.left, m.right)).collect()
 }
 
-/// Byte-level BPE as HF writes GPT-2's (pre "gpt-2") and Llama 3's (pre "llama-bpe").
-fn byte_level<S: ByteSource>(f: &GgufFile<S>, pre: Option<&str>, vocab: Map<String, Value>, template: Option<Value>) -> Result<Value> {
+/// Byte-level BPE with one of llama.cpp's pre-tokenizers, as a tokenizer.json.
+fn byte_level<S: ByteSource>(f: &GgufFile<S>, pre: &PreTokenizer, vocab: Map<String, Value>, template: Option<Value>) -> Result<Value> {
     const KEY: &str = "tokenizer.ggml.merges";
     let merges: Vec<(&str, &str)> = match f.array_opt(KEY)? {
         Some(super::Array::Str(m)) => m
@@ -227,32 +309,10 @@ fn byte_level<S: ByteSource>(f: &GgufFile<S>, pre: Option<&str>, vocab: Map<Stri
         Some(_) => return Err(err(&f.path, KEY, "must be an array of strings")),
         None => return Err(err(&f.path, KEY, "is missing; a byte-level BPE vocabulary needs its merges")),
     };
-    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
-    // llama.cpp applies Llama 3's merges with `ignore_merges` (a word already in the vocabulary is
-    // one token), as HF's Llama 3 tokenizer.json does.
-    let (pre_tokenizer, ignore_merges) = match pre {
-        // Files from before `tokenizer.ggml.pre` existed: GPT-2's own split (llama.cpp's
-        // "default" uses a similar regex set).
-        None | Some("default") | Some("gpt-2") | Some("gpt2") => {
-            if pre != Some("gpt-2") {
-                log::warn!("{}: tokenizer.ggml.pre is {pre:?}; splitting words as GPT-2 does", f.path);
-            }
-            (byte_level(true), false)
-        }
-        Some("llama-bpe") | Some("llama3") => (
-            json!({"type": "Sequence", "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated", "invert": false},
-                byte_level(false),
-            ]}),
-            true,
-        ),
-        Some(other) => {
-            return Err(Error::Unsupported {
-                what: format!("the pre-tokenizer {other:?} (tokenizer.ggml.pre in {})", f.path),
-                hint: "supported: \"gpt-2\" (and \"default\") and \"llama-bpe\" (Llama 3)".into(),
-            });
-        }
-    };
+    let splits = pre.splits.iter().map(|r| json!({"type": "Split", "pattern": {"Regex": r}, "behavior": "Isolated", "invert": false}));
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false});
+    let pre_tokenizer = json!({"type": "Sequence", "pretokenizers": splits.chain([byte_level]).collect::<Vec<_>>()});
+    let ignore_merges = pre.ignore_merges;
     let byte_post = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
     let post = match template {
         Some(t) => json!({"type": "Sequence", "processors": [byte_post, t]}),

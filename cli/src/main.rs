@@ -4,7 +4,7 @@
 //!   cria chat --model DIR
 //!   cria info [--model DIR|FILE.gguf | --synthetic NAME] [--context N --quant T --kv-cache T --gpu-memory MIB]
 //!   cria bench [--model DIR | --synthetic NAME] [--quant q4_0] [--json]
-//!   cria quantize --model DIR --to q4_k|q5_k|q6_k|q8_0|q4_0|...|f16 --out DIR2
+//!   cria quantize --model DIR|FILE.gguf --to q4_k_m|q5_k_m|q6_k|q8_0|q4_0|...|f16 [--pure] --out DIR2|OUT.gguf
 
 
 use clap::{Args, Parser, Subcommand};
@@ -75,21 +75,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a copy of a model with its weight matrices stored as f16, q8_0 or q4_0.
+    /// Write a copy of a model with its weight matrices quantized as llama-quantize does: a
+    /// model directory to a directory, a GGUF file to a GGUF file.
     Quantize {
-        /// The Hugging Face model directory to read.
+        /// The Hugging Face model directory or GGUF file to read.
         #[arg(long, short, required_unless_present = "synthetic")]
         model: Option<PathBuf>,
         /// Write a synthetic model (real shapes, random weights) instead: tinyllama-1.1b,
         /// litellama-460m or stories15m (config.json and weights, no tokenizer).
         #[arg(long, conflicts_with = "model")]
         synthetic: Option<String>,
-        /// f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k or q6_k (f32 keeps full
-        /// precision). K-quant matrices whose rows are not whole 256-value blocks fall back as
-        /// llama-quantize's do (q4_k to q5_0, q5_k to q5_1, q6_k to q8_0).
+        /// A llama-quantize file type: q4_k_m (q4_k), q4_k_s, q5_k_m (q5_k), q5_k_s, q6_k, q8_0,
+        /// q5_1, q5_0, q4_1, q4_0, bf16, f16 or f32. Its rules pick each matrix's type (the
+        /// output matrix in q6_k, more bits for attn_v/ffn_down in some layers for the _m mixes,
+        /// q5_0/q5_1/q8_0 for rows that are not whole 256-value blocks).
         #[arg(long)]
         to: String,
-        /// The new model directory (must not exist or be empty).
+        /// Every matrix in the one weight type --to names (only the fallbacks differ), as
+        /// llama-quantize --pure.
+        #[arg(long)]
+        pure: bool,
+        /// The new model directory (must not exist or be empty), or for a GGUF model the new
+        /// .gguf file (must not exist).
         #[arg(long)]
         out: PathBuf,
     },
@@ -207,7 +214,7 @@ fn run(cli: Cli) -> cria::Result<()> {
         }
         Command::Chat { model, system, sampling } => chat(&model, system, &sampling),
         Command::Bench { model, synthetic, dtype, prompt_len, gen_len, json } => bench(&model, synthetic.as_deref(), &dtype, prompt_len, gen_len, json),
-        Command::Quantize { model, synthetic, to, out } => quantize(model.as_deref(), synthetic.as_deref(), &to, &out),
+        Command::Quantize { model, synthetic, to, pure, out } => quantize(model.as_deref(), synthetic.as_deref(), &to, pure, &out),
     }
 }
 
@@ -436,31 +443,42 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, dtype: &str, prompt_len: usi
     Ok(())
 }
 
-/// `cria quantize`: a model directory (or a synthetic model) written with its matrices as `to`.
-fn quantize(dir: Option<&std::path::Path>, synthetic: Option<&str>, to: &str, out: &std::path::Path) -> cria::Result<()> {
-    let to = WeightDType::parse(to)?;
-    if !cria::quant::can_quantize(to) {
-        return Err(cria::quant::cannot_quantize(to));
-    }
+/// `cria quantize`: a model directory (or a synthetic model) to a directory, or a GGUF file to
+/// a GGUF file, matrices typed by llama-quantize's rules for `to`.
+fn quantize(model: Option<&std::path::Path>, synthetic: Option<&str>, to: &str, pure: bool, out: &std::path::Path) -> cria::Result<()> {
+    let scheme = cria::quant::mix::Scheme::parse(to, pure)?;
     let mut log = |name: &str| eprint!("\r\x1b[Kwriting {name}");
-    let bytes = match (dir, synthetic) {
+    let in_gguf = model.is_some_and(model::is_gguf);
+    let out_gguf = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if out_gguf && !in_gguf {
+        return Err(cria::Error::Unsupported {
+            what: "writing a GGUF file from a model directory".into(),
+            hint: "convert the directory with llama.cpp's convert_hf_to_gguf.py, then `cria quantize --model FILE.gguf --out OUT.gguf`; or write a directory (--out DIR)".into(),
+        });
+    }
+    if in_gguf && !out_gguf {
+        return Err(cria::Error::Unsupported { what: "writing a model directory from a GGUF file".into(), hint: "give --out a .gguf file name: GGUF in, GGUF out".into() });
+    }
+    let bytes = match (model, synthetic) {
         (_, Some(name)) => {
             let json = model::synthetic::config_json(name)?;
             let config = model::synthetic::config(name)?;
             model::write::create_out_dir(out)?;
             std::fs::write(out.join("config.json"), json).map_err(|e| cria::Error::Io { path: out.display().to_string(), message: e.to_string() })?;
             let mut weights = model::synthetic::SyntheticWeights::new(&config);
-            model::write::write_weights(&mut weights, &out.join("model.safetensors"), to, &mut log)?
+            model::write::write_weights(&mut weights, &out.join("model.safetensors"), scheme, config.num_hidden_layers, &mut log)?
         }
-        (Some(file), None) if model::is_gguf(file) => {
-            return Err(cria::Error::Unsupported {
-                what: "quantize from a GGUF file".into(),
-                hint: "GGUF files load directly: cria generate --model FILE.gguf (add --quant q4_0 to convert at load)".into(),
-            })
+        (Some(file), None) if in_gguf => {
+            let mut src = model::gguf::GgufFile::parse(&file.display().to_string(), cria::model::safetensors::FileSource::open(file)?)?;
+            model::gguf::write::requantize(&mut src, out, scheme, &mut log)?
         }
-        (Some(dir), None) => model::write::quantize(dir, out, to, &mut log)?,
-        (None, None) => return Err(cria::Error::Unsupported { what: "quantize without a model".into(), hint: "pass --model DIR or --synthetic NAME".into() }),
+        (Some(dir), None) => model::write::quantize(dir, out, scheme, &mut log)?,
+        (None, None) => return Err(cria::Error::Unsupported { what: "quantize without a model".into(), hint: "pass --model DIR|FILE.gguf or --synthetic NAME".into() }),
     };
-    eprintln!("\r\x1b[Kwrote {} ({:.1} MiB of {} weights)", out.display(), bytes as f64 / (1 << 20) as f64, to.name());
+    let name = match scheme {
+        cria::quant::mix::Scheme::Mix(f) => f.name.to_string(),
+        cria::quant::mix::Scheme::Pure(t) => format!("{} (pure)", t.name()),
+    };
+    eprintln!("\r\x1b[Kwrote {} ({:.1} MiB of weights, {name})", out.display(), bytes as f64 / (1 << 20) as f64);
     Ok(())
 }

@@ -244,7 +244,7 @@ fn quantize_writes_a_model_that_loads_directly() {
     assert!(!text(&from_file.stdout).trim().is_empty());
     std::fs::remove_dir_all(&out).unwrap();
     let bad = cria(&["quantize", "--model", src.to_str().unwrap(), "--to", "q9_9", "--out", out.to_str().unwrap()]);
-    assert!(text(&bad.stderr).contains("choose one of f32, f16, bf16, q4_0"), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("the file type `q9_9`") && text(&bad.stderr).contains("q4_k_m"), "{}", text(&bad.stderr));
     assert!(!out.exists(), "a failed quantize leaves nothing behind");
     // A type Cria reads but does not write.
     let bad = cria(&["quantize", "--model", src.to_str().unwrap(), "--to", "q3_k", "--out", out.to_str().unwrap()]);
@@ -253,8 +253,7 @@ fn quantize_writes_a_model_that_loads_directly() {
 }
 
 /// A GGUF file (made from the same fixture by tests/fixtures/make_gguf.py) generates the same
-/// greedy text as transformers; `info` reads its metadata; `quantize` points GGUF users to
-/// loading it directly.
+/// greedy text as transformers; `info` reads its metadata; `quantize` writes GGUF from GGUF.
 #[test]
 fn gguf_files_generate_like_their_safetensors_originals() {
     if !have_gpu() {
@@ -274,8 +273,25 @@ fn gguf_files_generate_like_their_safetensors_originals() {
     let q4 = root().join("tests/fixtures/gguf/tinyllama-mini-q4_0.gguf");
     let info = cria(&["info", "--model", q4.to_str().unwrap()]);
     assert!(text(&info.stdout).contains("layers 2, hidden 128"), "{}", text(&info.stdout));
-    let quantize = cria(&["quantize", "--model", q4.to_str().unwrap(), "--to", "q8_0", "--out", "/tmp/never-written"]);
-    assert!(text(&quantize.stderr).contains("GGUF files load directly"), "{}", text(&quantize.stderr));
+    // GGUF in, GGUF out: the Q8_0 file generates what quantizing the F32 file at load does.
+    let f32 = root().join("tests/fixtures/gguf/tinyllama-mini-f32.gguf");
+    let q8 = std::env::temp_dir().join(format!("cria-cli-q8-{}.gguf", std::process::id()));
+    let _ = std::fs::remove_file(&q8);
+    let quantize = cria(&["quantize", "--model", f32.to_str().unwrap(), "--to", "q8_0", "--out", q8.to_str().unwrap()]);
+    assert!(quantize.status.success(), "{}", text(&quantize.stderr));
+    let args = ["--prompt", "Hello", "--max-tokens", "12", "--temperature", "0"];
+    let from_file = cria(&[&["generate", "--model", q8.to_str().unwrap()][..], &args].concat());
+    let at_load = cria(&[&["generate", "--model", f32.to_str().unwrap(), "--quant", "q8_0"][..], &args].concat());
+    assert!(from_file.status.success(), "{}", text(&from_file.stderr));
+    assert_eq!(text(&from_file.stdout), text(&at_load.stdout));
+    let again = cria(&["quantize", "--model", f32.to_str().unwrap(), "--to", "q8_0", "--out", q8.to_str().unwrap()]);
+    assert!(text(&again.stderr).contains("already exists"), "nothing is overwritten: {}", text(&again.stderr));
+    std::fs::remove_file(&q8).unwrap();
+    let to_dir = cria(&["quantize", "--model", q4.to_str().unwrap(), "--to", "q8_0", "--out", "/tmp/never-written"]);
+    assert!(text(&to_dir.stderr).contains("GGUF in, GGUF out"), "{}", text(&to_dir.stderr));
+    let from_dir = cria(&["quantize", "--model", root().join("tests/fixtures/models/tinyllama-mini").to_str().unwrap(), "--to", "q8_0", "--out", "/tmp/never-written.gguf"]);
+    assert!(text(&from_dir.stderr).contains("convert_hf_to_gguf.py"), "{}", text(&from_dir.stderr));
+    assert!(!std::path::Path::new("/tmp/never-written").exists() && !std::path::Path::new("/tmp/never-written.gguf").exists());
     let bad = std::env::temp_dir().join(format!("cria-not-a-gguf-{}.gguf", std::process::id()));
     std::fs::write(&bad, b"GGUF\x03\x00\x00\x00truncated").unwrap();
     let err = cria(&["generate", "--model", bad.to_str().unwrap(), "--prompt", "hi"]);

@@ -26,7 +26,7 @@ impl WeightSource for RoundTrip {
             return Ok(t);
         }
         let cols = entry.shape[1];
-        Ok(HostTensor::F32(cria::quant::round_trip(cria::quant::target_for(self.1, cols), &t.into_f32_rows(cols), cols)?))
+        Ok(HostTensor::F32(cria::quant::round_trip(cria::quant::mix::fallback(self.1, cols, cria::quant::mix::Blocks::Padded), &t.into_f32_rows(cols), cols)?))
     }
     fn has(&self, name: &str) -> bool {
         self.0.has(name)
@@ -78,13 +78,13 @@ fn check(name: &str, dtype: WeightDType, stored: &str, bound: f32) {
     // Written by `quantize`, loaded back without --quant: the very same logits.
     let out = std::env::temp_dir().join(format!("cria-quant-{}-{name}-{}", std::process::id(), dtype.name()));
     let _ = std::fs::remove_dir_all(&out);
-    let written = model::write::quantize(&dir, &out, dtype, &mut |_| {}).unwrap();
+    let written = model::write::quantize(&dir, &out, cria::quant::mix::Scheme::Pure(dtype), &mut |_| {}).unwrap();
     assert!(out.join("tokenizer.json").exists() && out.join("config.json").exists());
     let mut loaded = model::load_llama(gpu.clone(), &out, &ModelOptions::default(), &mut |_| {}).unwrap();
     assert_eq!(loaded.weight_types(), stored);
     assert_eq!(logits(&mut loaded, &ids), got, "{name}: quantized file vs quantize-at-load");
     // A rerun refuses to overwrite.
-    assert!(matches!(model::write::quantize(&dir, &out, dtype, &mut |_| {}), Err(cria::Error::Io { .. })));
+    assert!(matches!(model::write::quantize(&dir, &out, cria::quant::mix::Scheme::Pure(dtype), &mut |_| {}), Err(cria::Error::Io { .. })));
     std::fs::remove_dir_all(&out).unwrap();
 
     // Against the f32 model: the quantization error itself, relative to the logits' spread.

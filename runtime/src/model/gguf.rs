@@ -16,6 +16,7 @@
 pub mod config;
 pub mod tokenizer;
 pub mod weights;
+pub mod write;
 
 use super::config::{GenerationConfig, LlamaConfig};
 use super::llama::{Llama, ModelOptions};

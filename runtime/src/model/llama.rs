@@ -516,7 +516,7 @@ fn matrix_parts(weights: &dyn WeightSource, parts: &[(&str, usize)], cols: usize
         if !crate::quant::can_quantize(to) && kinds.iter().any(|&k| k != to) {
             return Err(crate::quant::cannot_quantize(to));
         }
-        kinds.fill(crate::quant::target_for(to, cols));
+        kinds.fill(crate::quant::mix::fallback(to, cols, crate::quant::mix::Blocks::Padded));
     } else if layout == Layout::Interleaved && kinds.iter().any(|&k| k != kinds[0]) {
         kinds.fill(WeightDType::F32);
     }

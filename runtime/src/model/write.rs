@@ -1,12 +1,15 @@
 //! Writing models: a streaming safetensors writer (one tensor in memory at a time, written to a
 //! temporary file and renamed into place, so a crash never leaves a half-written model), and
-//! `quantize`, which turns a model directory into one whose matrices are F16, Q8_0 or Q4_0.
+//! `quantize`, which turns a model directory into one whose matrices are typed as one of
+//! llama-quantize's file types says ([`quant::mix`]).
 
-use super::safetensors::{quant_key, HostTensor};
+use super::gguf::weights::gguf_tensor_name;
+use super::safetensors::{quant_key, HostTensor, TensorEntry};
 use super::weights::WeightSource;
 use crate::error::{Error, Result};
 use crate::ops::WeightDType;
-use crate::quant;
+use crate::quant::{self, mix, mix::Scheme, mix::TensorShape};
+use std::collections::HashMap;
 use half::{bf16, f16};
 use std::io::Write;
 use std::path::Path;
@@ -21,11 +24,10 @@ pub struct OutTensor {
 }
 
 impl OutTensor {
-    /// `tensor` stored as [`stored_as`] says: converted where the type changes, kept as it is
-    /// where it does not.
-    pub fn convert(tensor: HostTensor, shape: &[usize], to: Option<WeightDType>) -> Result<OutTensor> {
+    /// `tensor` stored as `to`: converted where the type changes, kept as it is where it does not.
+    pub fn convert(tensor: HostTensor, shape: &[usize], to: WeightDType) -> Result<OutTensor> {
         let cols = shape.last().copied().unwrap_or(1);
-        Ok(match (stored_as(tensor.natural_dtype(), shape, to), tensor) {
+        Ok(match (to, tensor) {
             (WeightDType::F32, HostTensor::F32(v)) => OutTensor::f32(&v, shape),
             (WeightDType::F16, HostTensor::F16(v)) => OutTensor::halves("F16", v.iter().map(|h| h.to_bits()), shape),
             (WeightDType::BF16, HostTensor::BF16(v)) => OutTensor::halves("BF16", v.iter().map(|h| h.to_bits()), shape),
@@ -50,18 +52,6 @@ impl OutTensor {
     /// F16 or BF16 bit patterns.
     fn halves(dtype: &'static str, bits: impl Iterator<Item = u16>, shape: &[usize]) -> OutTensor {
         OutTensor { dtype, shape: shape.to_vec(), bytes: bits.flat_map(u16::to_le_bytes).collect(), quant: None }
-    }
-}
-
-/// The type a tensor of `natural` type and `shape` is written as, given the requested `to`: `to`
-/// itself (with llama-quantize's fallback for rows that are not whole 256-value blocks,
-/// [`quant::target_for`]), except that block types apply to matrices only (norms stay F32, as
-/// llama.cpp keeps them); without a request, its own type.
-fn stored_as(natural: WeightDType, shape: &[usize], to: Option<WeightDType>) -> WeightDType {
-    match to {
-        Some(q) if q.is_block() && shape.len() != 2 => WeightDType::F32,
-        Some(t) => quant::target_for(t, shape.last().copied().unwrap_or(1)),
-        None => natural,
     }
 }
 
@@ -124,11 +114,10 @@ pub fn write_safetensors(path: &Path, plan: &[Planned], mut produce: impl FnMut(
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// How tensor `name` of logical `shape` is stored as `to` (see [`OutTensor::convert`]); `from`
-/// is the source's element type.
-pub fn planned(name: &str, from: super::safetensors::Dtype, shape: &[usize], to: Option<WeightDType>) -> Result<Planned> {
+/// How tensor `name` of logical `shape` is stored as `target` (see [`OutTensor::convert`]);
+/// `from` is the source's element type.
+pub fn planned(name: &str, from: super::safetensors::Dtype, shape: &[usize], target: WeightDType) -> Result<Planned> {
     let numel: usize = shape.iter().product();
-    let target = stored_as(from.natural(), shape, to);
     let name = name.to_string();
     Ok(match target {
         WeightDType::F32 => Planned { name, dtype: "F32", shape: shape.to_vec(), len: numel * 4, quant: None },
@@ -158,31 +147,46 @@ pub fn create_out_dir(out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).map_err(io)
 }
 
-/// Writes every tensor of `weights` to the safetensors file `path`, 2-D weights stored as `to`
-/// and norms in F32 (F16 when `to` is F16). Returns the bytes of tensor data written.
-pub fn write_weights(weights: &mut dyn WeightSource, path: &Path, to: WeightDType, progress: &mut dyn FnMut(&str)) -> Result<u64> {
-    let mut plan = Vec::new();
+/// The type each tensor of `weights` is written as under `scheme` (llama-quantize's rules, on
+/// the tensors' GGUF names; a Llama of `n_layer` layers), keyed by name.
+pub fn choose_types(weights: &dyn WeightSource, scheme: Scheme, n_layer: usize) -> Result<Vec<(String, TensorEntry, WeightDType)>> {
+    let mut tensors = Vec::new();
     for name in weights.names() {
         let entry = weights.entry(&name)?;
-        plan.push(planned(&name, entry.dtype, &entry.shape, Some(to))?);
+        tensors.push((name, entry));
     }
+    let shapes: Vec<TensorShape> = tensors
+        .iter()
+        .map(|(name, e)| TensorShape { name: gguf_tensor_name(name).unwrap_or_else(|| name.clone()), n_dims: e.shape.len(), cols: e.shape.last().copied().unwrap_or(1) })
+        .collect();
+    let chosen = mix::choose(scheme, &shapes, n_layer, mix::Blocks::Padded);
+    Ok(tensors.into_iter().zip(chosen).map(|((name, entry), c)| {
+        let to = c.unwrap_or(entry.dtype.natural());
+        (name, entry, to)
+    }).collect())
+}
+
+/// Writes every tensor of `weights` to the safetensors file `path`, typed as `scheme` says
+/// ([`choose_types`]). Returns the bytes of tensor data written.
+pub fn write_weights(weights: &mut dyn WeightSource, path: &Path, scheme: Scheme, n_layer: usize, progress: &mut dyn FnMut(&str)) -> Result<u64> {
+    let types = choose_types(weights, scheme, n_layer)?;
+    let plan = types.iter().map(|(name, entry, to)| planned(name, entry.dtype, &entry.shape, *to)).collect::<Result<Vec<_>>>()?;
+    let targets: HashMap<&str, WeightDType> = types.iter().map(|(name, _, to)| (name.as_str(), *to)).collect();
     write_safetensors(path, &plan, |name| {
         progress(name);
         let (entry, tensor) = weights.tensor(name)?;
-        OutTensor::convert(tensor, &entry.shape, Some(to))
+        OutTensor::convert(tensor, &entry.shape, targets[name])
     })?;
     Ok(plan.iter().map(|p| p.len as u64).sum())
 }
 
-/// Writes `out` (a new directory): the model of `dir` with every 2-D weight stored as `to`,
-/// norms in F32, and the other files (config, tokenizer, generation config) copied. The result
-/// loads with `cria --model OUT` directly. Returns the bytes of weights written.
-pub fn quantize(dir: &Path, out: &Path, to: WeightDType, progress: &mut dyn FnMut(&str)) -> Result<u64> {
+/// Writes `out` (a new directory): the model of `dir` with its matrices typed as `scheme` says
+/// (norms and other 1-D tensors as they are), and the other files (config, tokenizer,
+/// generation config) copied. The result loads with `cria --model OUT` directly. Returns the
+/// bytes of weights written.
+pub fn quantize(dir: &Path, out: &Path, scheme: Scheme, progress: &mut dyn FnMut(&str)) -> Result<u64> {
     let io = |p: &Path, e: std::io::Error| Error::Io { path: p.display().to_string(), message: e.to_string() };
     let mut files = super::ModelFiles::from_folder(&mut super::folder::Dir(dir.to_path_buf()))?; // a readable model directory first
-    if !quant::can_quantize(to) {
-        return Err(quant::cannot_quantize(to));
-    }
     create_out_dir(out)?;
     for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
         let entry = entry.map_err(|e| io(dir, e))?;
@@ -191,5 +195,6 @@ pub fn quantize(dir: &Path, out: &Path, to: WeightDType, progress: &mut dyn FnMu
             std::fs::copy(entry.path(), out.join(&name)).map_err(|e| io(&entry.path(), e))?;
         }
     }
-    write_weights(files.weights.as_mut(), &out.join("model.safetensors"), to, progress)
+    let n_layer = files.config.num_hidden_layers;
+    write_weights(files.weights.as_mut(), &out.join("model.safetensors"), scheme, n_layer, progress)
 }

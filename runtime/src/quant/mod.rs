@@ -20,6 +20,7 @@
 
 pub mod ggml;
 pub mod kquants;
+pub mod mix;
 
 use crate::error::{Error, Result};
 use crate::ops::WeightDType;
@@ -52,17 +53,6 @@ pub fn can_quantize(dtype: WeightDType) -> bool {
     match dtype.block() {
         None => true,
         Some(t) => matches!(t, BlockType::Q8_0 | BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q5_1 | BlockType::Q4_K | BlockType::Q5_K | BlockType::Q6_K),
-    }
-}
-
-/// The type a matrix of `cols` columns is quantized to when `to` is asked for: `to`, except
-/// that a 256-value type whose blocks do not divide the rows falls back as llama-quantize does
-/// (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0: hidden sizes such as 576 or 896). 32-value types pad
-/// the last block instead (Cria's layout allows a partial block).
-pub fn target_for(to: WeightDType, cols: usize) -> WeightDType {
-    match to.block() {
-        Some(t) if !cols.is_multiple_of(t.block_values()) => t.fallback().map_or(to, WeightDType::Block),
-        _ => to,
     }
 }
 

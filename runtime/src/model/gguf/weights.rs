@@ -68,7 +68,13 @@ fn gguf_name(hf: &str, n_head: usize, n_head_kv: usize) -> Option<(String, Rows)
     Some((format!("blk.{layer}.{name}.weight"), rows))
 }
 
-fn dtype(t: GgmlType) -> Option<Dtype> {
+/// The GGUF (llama.cpp) name of a Hugging Face Llama tensor name.
+pub fn gguf_tensor_name(hf: &str) -> Option<String> {
+    gguf_name(hf, 1, 1).map(|(name, _)| name)
+}
+
+/// The element type a tensor of ggml type `t` is read as (None: a type Cria does not compute with).
+pub(crate) fn dtype_of(t: GgmlType) -> Option<Dtype> {
     Some(match t {
         GgmlType::F32 => Dtype::F32,
         GgmlType::F16 => Dtype::F16,
@@ -90,7 +96,7 @@ impl<S: ByteSource> GgufWeights<S> {
     /// unsupported file fails before anything is uploaded.
     pub fn new(file: GgufFile<S>, config: &LlamaConfig) -> Result<Self> {
         for t in file.tensors() {
-            if dtype(t.ggml_type).is_none() {
+            if dtype_of(t.ggml_type).is_none() {
                 return Err(Error::UnsupportedDtype {
                     tensor: t.name.clone(),
                     got: t.ggml_type.describe(),
@@ -122,7 +128,7 @@ impl<S: ByteSource> GgufWeights<S> {
             return Err(Error::MissingTensor { name: format!("{name} ({gguf})"), path: self.file.path.clone() });
         };
         let gguf = info.name.clone();
-        let dtype = dtype(info.ggml_type).ok_or_else(|| Error::UnsupportedDtype { tensor: gguf.clone(), got: info.ggml_type.describe(), supported: supported_types() })?;
+        let dtype = dtype_of(info.ggml_type).ok_or_else(|| Error::UnsupportedDtype { tensor: gguf.clone(), got: info.ggml_type.describe(), supported: supported_types() })?;
         let shape = info
             .dims
             .iter()

@@ -127,3 +127,31 @@ fn written_files_refuse_to_overwrite_and_leave_nothing_on_failure() {
     std::fs::remove_file(&out).unwrap();
     assert_eq!(scheme("q8_0").base(), WeightDType::Q8_0);
 }
+
+/// A NaN block scale or a NaN float in the source is refused, naming the tensor; nothing is
+/// written.
+#[test]
+fn non_finite_sources_are_refused() {
+    let source = fixtures().join("kquant-mini-q4_k_m.gguf");
+    let bytes = std::fs::read(&source).unwrap();
+    let src = open(&source);
+    for (tensor, offset, what) in [("blk.0.attn_q.weight", 144 * 3, "f16 scale 0 of a q4_k block is NaN"), ("blk.1.ffn_norm.weight", 4 * 7, "value 7 of row 0 is NaN")] {
+        let info = src.tensor_info(tensor).unwrap();
+        let mut bad = bytes.clone();
+        let at = info.start as usize + offset;
+        if tensor.ends_with("norm.weight") {
+            bad[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        } else {
+            bad[at..at + 2].copy_from_slice(&0x7e00u16.to_le_bytes());
+        }
+        let input = temp("nan-in");
+        std::fs::write(&input, &bad).unwrap();
+        let out = temp("nan-out");
+        for ftype in ["q8_0", "q4_k_m"] {
+            let err = requantize(&mut open(&input), &out, scheme(ftype), &mut |_| {}).unwrap_err();
+            assert!(matches!(err, cria::Error::NonFinite { .. }) && err.to_string().contains(tensor) && err.to_string().contains(what), "{ftype}: {err}");
+            assert!(!out.exists() && !out.with_extension("gguf.partial").exists());
+        }
+        std::fs::remove_file(&input).unwrap();
+    }
+}

@@ -216,15 +216,33 @@ pub fn requantize<S: ByteSource>(src: &mut GgufFile<S>, out: &Path, scheme: Sche
         progress(&p.name);
         let (info, to) = targets[p.name.as_str()];
         let (_, bytes) = src.read(&info.name)?;
-        let Some(to) = to else { return Ok(bytes) };
-        let from = dtype_of(info.ggml_type).ok_or_else(|| Error::UnsupportedDtype {
-            tensor: format!("{} in {path}", info.name),
-            got: info.ggml_type.describe(),
-            supported: "Cria re-encodes tensors it can read: F32, F16, BF16 and the ggml block types it computes with".into(),
-        })?;
         let cols = info.dims.first().copied().unwrap_or(1) as usize;
+        let non_finite = |what: String| Error::NonFinite { tensor: format!("{} in {path}", info.name), what };
+        // A NaN or infinite block scale would be copied, or re-encoded into garbage: refused.
+        if let Some(b) = crate::quant::ggml::BlockType::from_ggml_id(info.ggml_type.0) {
+            crate::quant::check_scales(b, &bytes, crate::quant::row_bytes(WeightDType::Block(b), cols)?, 0).map_err(non_finite)?;
+        }
+        let from = dtype_of(info.ggml_type);
+        let is_float = matches!(info.ggml_type, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
+        let (to, from) = match (to, from) {
+            (None, _) if !is_float => return Ok(bytes),
+            (_, Some(from)) => (to, from),
+            (_, None) => {
+                return Err(Error::UnsupportedDtype {
+                    tensor: format!("{} in {path}", info.name),
+                    got: info.ggml_type.describe(),
+                    supported: "Cria re-encodes tensors it can read: F32, F16, BF16 and the ggml block types it computes with".into(),
+                })
+            }
+        };
+        // Float tensors (copied or re-encoded) and re-encoded blocks: every value finite.
+        let values = HostTensor::from_le_bytes(from, bytes.clone()).into_f32_rows(cols);
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(non_finite(format!("value {} of row {} is {}", i % cols.max(1), i / cols.max(1), values[i])));
+        }
+        let Some(to) = to else { return Ok(bytes) };
         let rows = info.dims.iter().skip(1).product::<u64>() as usize;
-        Ok(OutTensor::convert(HostTensor::from_le_bytes(from, bytes), &[rows, cols], to)?.bytes)
+        Ok(OutTensor::convert(HostTensor::F32(values), &[rows, cols], to)?.bytes)
     })?;
     Ok(planned.iter().map(|p| p.len).sum())
 }

@@ -8,6 +8,10 @@
 // in f64 (GPU sin/cos lose accuracy for large angles).
 // HF: apply_rotary_pos_emb: x * cos + rotate_half(x) * sin, i.e. for i < half:
 //   out[i] = x[i] cos_i - x[i + half] sin_i,   out[i + half] = x[i + half] cos_i + x[i] sin_i
+// Per family (override constants): BIAS adds the projections' biases bias[q_dim + 2 kv_dim]
+// to every value read (Qwen2); QK_NORM first RMS-normalizes each q and k head and scales it by
+// qk_norm[head_dim] (q) / qk_norm[head_dim..] (k), in f32 (Qwen3, Gemma 3: HF q_norm/k_norm).
+// Each invocation recomputes its head's norm (head_dim reads; heads are at most 256 wide).
 
 struct Params {
     n_tokens: u32,
@@ -15,6 +19,7 @@ struct Params {
     n_kv_heads: u32,
     head_dim: u32,
     start_pos: u32,
+    eps: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -23,16 +28,55 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> k_cache: array<kv_pair>;
 @group(0) @binding(4) var<storage, read_write> v_cache: array<kv_pair>;
 @group(0) @binding(5) var<storage, read> cos_sin: array<vec2<f32>>;
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
+@group(0) @binding(7) var<storage, read> qk_norm: array<f32>;
 
 override WG: u32 = 256;
+override BIAS: bool = false;
+override QK_NORM: bool = false;
 
-// Element d of a head of x (at qkv[src..]) rotated to position pos.
-fn rotated(src: u32, d: u32, pos: u32) -> f32 {
+// Value e of token t's projection row (row starts at qkv[t0]), with its bias.
+fn value(t0: u32, e: u32) -> f32 {
+    if (BIAS) { return qkv[t0 + e] + bias[e]; }
+    return qkv[t0 + e];
+}
+
+// A q or k head: its row start, its offset in the row, and (QK_NORM) 1/rms and the offset of
+// its norm weights.
+struct Head {
+    t0: u32,
+    off: u32,
+    inv_rms: f32,
+    w: u32,
+}
+
+fn head(t0: u32, off: u32, w: u32) -> Head {
+    var inv_rms = 1.0;
+    if (QK_NORM) {
+        var ss = 0.0;
+        for (var d = 0u; d < p.head_dim; d++) {
+            let v = value(t0, off + d);
+            ss += v * v;
+        }
+        inv_rms = inverseSqrt(ss / f32(p.head_dim) + p.eps);
+    }
+    return Head(t0, off, inv_rms, w);
+}
+
+// Element d of a head before rotation.
+fn element(hd: Head, d: u32) -> f32 {
+    let v = value(hd.t0, hd.off + d);
+    if (QK_NORM) { return v * hd.inv_rms * qk_norm[hd.w + d]; }
+    return v;
+}
+
+// Element d of a head rotated to position pos.
+fn rotated(hd: Head, d: u32, pos: u32) -> f32 {
     let half = p.head_dim / 2u;
     let j = d % half;
     let cs = cos_sin[pos * half + j];
-    let a = qkv[src + j];
-    let b = qkv[src + j + half];
+    let a = element(hd, j);
+    let b = element(hd, j + half);
     if (d < half) { return a * cs.x - b * cs.y; }
     return b * cs.x + a * cs.y;
 }
@@ -59,18 +103,18 @@ fn rope_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         let h = r / half;
         let j = r % half;
         let dst = (t * p.n_heads + h) * hd;
-        q_out[dst + j] = rotated(src + h * hd, j, pos);
-        q_out[dst + j + half] = rotated(src + h * hd, j + half, pos);
+        let qh = head(src, h * hd, 0u);
+        q_out[dst + j] = rotated(qh, j, pos);
+        q_out[dst + j + half] = rotated(qh, j + half, pos);
         return;
     }
     let w = r - q_items; // word of the k row, then of the v row
     if (w < kv_dim / 2u) {
         let e = 2u * w;
-        let head = src + q_dim + (e / hd) * hd;
-        k_cache[row + w] = kv_store(vec2<f32>(rotated(head, e % hd, pos), rotated(head, e % hd + 1u, pos)));
+        let kh = head(src, q_dim + (e / hd) * hd, hd);
+        k_cache[row + w] = kv_store(vec2<f32>(rotated(kh, e % hd, pos), rotated(kh, e % hd + 1u, pos)));
     } else {
-        let e = 2u * (w - kv_dim / 2u);
-        let v = src + q_dim + kv_dim + e;
-        v_cache[row + w - kv_dim / 2u] = kv_store(vec2<f32>(qkv[v], qkv[v + 1u]));
+        let e = q_dim + kv_dim + 2u * (w - kv_dim / 2u);
+        v_cache[row + w - kv_dim / 2u] = kv_store(vec2<f32>(value(src, e), value(src, e + 1u)));
     }
 }

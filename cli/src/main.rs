@@ -57,7 +57,7 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
         /// A synthetic model with real shapes and random weights instead of --model:
-        /// tinyllama-1.1b, litellama-460m or stories15m.
+        /// tinyllama-1.1b, litellama-460m, stories15m, qwen2.5-0.5b or qwen3-0.6b.
         #[arg(long, conflicts_with = "model")]
         synthetic: Option<String>,
         /// The file type of the synthetic model's matrices: f16 (default), bf16, f32, or a ggml
@@ -82,7 +82,8 @@ enum Command {
         #[arg(long, short, required_unless_present = "synthetic")]
         model: Option<PathBuf>,
         /// Write a synthetic model (real shapes, random weights) instead: tinyllama-1.1b,
-        /// litellama-460m or stories15m (config.json and weights, no tokenizer).
+        /// litellama-460m, stories15m, qwen2.5-0.5b or qwen3-0.6b (config.json and weights, no
+        /// tokenizer).
         #[arg(long, conflicts_with = "model")]
         synthetic: Option<String>,
         /// A llama-quantize file type: q4_k_m (q4_k), q4_k_s, q5_k_m (q5_k), q5_k_s, q6_k, q8_0,
@@ -106,7 +107,7 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
         /// A synthetic model (real shapes, random weights) instead of --model:
-        /// tinyllama-1.1b, litellama-460m or stories15m.
+        /// tinyllama-1.1b, litellama-460m, stories15m, qwen2.5-0.5b or qwen3-0.6b.
         #[arg(long, conflicts_with = "model")]
         synthetic: Option<String>,
     },

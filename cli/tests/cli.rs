@@ -173,7 +173,7 @@ fn generate_matches_transformers_greedy_output() {
     if !have_gpu() {
         return;
     }
-    for name in ["tinyllama-mini", "litellama-mini", "smollm-mini"] {
+    for name in ["tinyllama-mini", "litellama-mini", "smollm-mini", "qwen2-mini", "qwen3-mini"] {
         let dir = root().join("tests/fixtures/models").join(name);
         let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
         let prompt = golden["prompt"].as_str().unwrap();

@@ -199,3 +199,51 @@ fn a_sharded_checkpoint_loads_like_a_single_file() {
     let err = load(&sharded).err().unwrap();
     assert!(matches!(&err, Error::Io { path, .. } if path.ends_with("model-00002-of-00002.safetensors")), "{err}");
 }
+
+/// Families: a config of a known family missing a key it needs, weights of one family under a
+/// config that names another, a variant the forward pass does not have: typed errors naming
+/// what is wrong.
+#[test]
+fn family_mismatches_are_typed_errors() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let qwen2 = |c: &mut serde_json::Value| {
+        c["architectures"] = serde_json::json!(["Qwen2ForCausalLM"]);
+        c["model_type"] = serde_json::json!("qwen2");
+    };
+    // Qwen2 needs its q/k/v biases.
+    let mut c = config();
+    qwen2(&mut c);
+    let err = load(&write_dir("qwen2-nobias", &c, &tensors(), None)).err().unwrap();
+    assert!(matches!(err, Error::MissingTensor { ref name, .. } if name == "model.layers.0.self_attn.q_proj.bias"), "{err}");
+    // With them it loads and runs.
+    let mut t = tensors();
+    for (p, len) in [("q", HIDDEN), ("k", HIDDEN / HEADS), ("v", HIDDEN / HEADS)] {
+        t.insert(format!("model.layers.0.self_attn.{p}_proj.bias"), (vec![len], vec![0.25; len]));
+    }
+    let mut m = load(&write_dir("qwen2", &c, &t, None)).unwrap();
+    m.forward(&[1, 5, 7], 0).unwrap();
+    // The same biased weights under a Llama config: refused, not run without the biases.
+    let err = load(&write_dir("llama-with-bias", &config(), &t, None)).err().unwrap();
+    assert!(matches!(err, Error::Unsupported { ref what, .. } if what.contains("q_proj.bias") && what.contains("llama")), "{err}");
+    // A known family missing a key it needs.
+    c.as_object_mut().unwrap().remove("intermediate_size");
+    let err = load(&write_dir("qwen2-nointer", &c, &t, None)).err().unwrap();
+    assert!(err.to_string().contains("`intermediate_size` is missing"), "{err}");
+    // Variants not run yet.
+    for (key, what) in [("use_sliding_window", "use_sliding_window"), ("attention_bias", "attention_bias")] {
+        let mut c = config();
+        qwen2(&mut c);
+        c[key] = serde_json::json!(true);
+        let err = load(&write_dir(key, &c, &t, None)).err().unwrap();
+        assert!(matches!(err, Error::Unsupported { what: ref w, .. } if w.contains(what)), "{err}");
+    }
+    // A NaN in a bias is refused like a NaN anywhere else.
+    let mut bad = t.clone();
+    bad.get_mut("model.layers.0.self_attn.k_proj.bias").unwrap().1[1] = f32::NAN;
+    let mut c = config();
+    qwen2(&mut c);
+    let err = load(&write_dir("qwen2-nan", &c, &bad, None)).err().unwrap();
+    assert!(matches!(err, Error::NonFinite { ref tensor, .. } if tensor.contains("k_proj.bias")), "{err}");
+}

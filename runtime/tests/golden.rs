@@ -90,3 +90,16 @@ fn litellama_architecture_matches_transformers() {
 fn smollm_llama3_architecture_matches_transformers() {
     check_model("smollm-mini", "bf16");
 }
+
+/// Qwen2.5's shape: q/k/v biases (fused into the RoPE pass), tied embeddings, rope_theta 1e6.
+#[test]
+fn qwen2_architecture_matches_transformers() {
+    check_model("qwen2-mini", "f16");
+}
+
+/// Qwen3's shape: q_norm/k_norm per head before RoPE, explicit head_dim (32 with hidden 64 and
+/// 4 heads), untied head.
+#[test]
+fn qwen3_architecture_matches_transformers() {
+    check_model("qwen3-mini", "bf16");
+}

@@ -1,11 +1,10 @@
-//! `config.json` of a Hugging Face Llama-family model, validated into [`LlamaConfig`].
-//! Field names and defaults follow transformers' `LlamaConfig`.
+//! `config.json` of a Hugging Face model of a supported family ([`super::family`]), validated
+//! into [`LlamaConfig`]. Field names and defaults follow transformers' `LlamaConfig` (and
+//! `Qwen2Config` / `Qwen3Config`, which use the same keys).
 
+use super::family::{self, Family};
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
-
-/// Architectures whose weights and forward pass are Llama's.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["LlamaForCausalLM"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum RopeScaling {
@@ -21,6 +20,8 @@ pub enum RopeScaling {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
+    /// Which family's switches the forward pass applies.
+    pub family: Family,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_hidden_layers: usize,
@@ -101,12 +102,19 @@ impl LlamaConfig {
             return Err(Error::Config { path: path.into(), field: "(file)".into(), message: "is not a JSON object".into(), hint: "config.json must be the JSON object saved by transformers".into() });
         };
         let f = Fields { path, map };
-        Self::check_architecture(map)?;
+        let family = Self::family(map)?;
+        // Variants the one forward pass does not have yet: refused, not run wrongly.
+        if f.bool_or("attention_bias", false)? {
+            return Err(Error::Unsupported { what: format!("attention_bias (biases on every attention projection, o_proj's too) in {path}"), hint: "Cria runs q/k/v biases as Qwen2 has them".into() });
+        }
+        if f.bool_or("use_sliding_window", false)? {
+            return Err(Error::Unsupported { what: format!("use_sliding_window in {path}"), hint: "sliding-window attention is not supported yet".into() });
+        }
 
         let hidden_size = f.usize("hidden_size")?;
         let num_attention_heads = f.usize("num_attention_heads")?;
         let num_key_value_heads = f.opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
-        let head_dim = match f.opt_usize("head_dim")? {
+        let head_dim = match f.opt_usize("head_dim")?.or(family.default_head_dim) {
             Some(d) => d,
             None if hidden_size % num_attention_heads == 0 => hidden_size / num_attention_heads,
             None => return Err(f.err("num_attention_heads", format!("({num_attention_heads}) does not divide hidden_size ({hidden_size})"), "give head_dim explicitly or fix the head count")),
@@ -119,6 +127,7 @@ impl LlamaConfig {
         }
         let eos_token_ids = f.ids("eos_token_id")?;
         Ok(LlamaConfig {
+            family,
             hidden_size,
             intermediate_size: f.usize("intermediate_size")?,
             num_hidden_layers: f.usize("num_hidden_layers")?,
@@ -136,18 +145,16 @@ impl LlamaConfig {
         })
     }
 
-    fn check_architecture(map: &Map<String, Value>) -> Result<()> {
-        let supported = SUPPORTED_ARCHITECTURES.join(", ") + " (model_type \"llama\")";
+    /// The family `architectures` (or, without it, `model_type`) names.
+    fn family(map: &Map<String, Value>) -> Result<Family> {
         if let Some(archs) = map.get("architectures").and_then(Value::as_array) {
             let names: Vec<&str> = archs.iter().filter_map(Value::as_str).collect();
-            if !names.iter().any(|n| SUPPORTED_ARCHITECTURES.contains(n)) {
-                return Err(Error::UnknownArchitecture { got: format!("{names:?}"), supported });
-            }
-        } else if let Some(t) = map.get("model_type").and_then(Value::as_str)
-            && t != "llama" {
-                return Err(Error::UnknownArchitecture { got: format!("model_type {t:?}"), supported });
-            }
-        Ok(())
+            return names.iter().find_map(|n| family::by_architecture(n)).ok_or_else(|| Error::UnknownArchitecture { got: format!("{names:?}"), supported: family::supported() });
+        }
+        match map.get("model_type").and_then(Value::as_str) {
+            None => Ok(family::LLAMA),
+            Some(t) => family::by_name(t).ok_or_else(|| Error::UnknownArchitecture { got: format!("model_type {t:?}"), supported: family::supported() }),
+        }
     }
 
     /// transformers 5 saves `rope_parameters` (theta and scaling together) instead of
@@ -222,7 +229,9 @@ impl LlamaConfig {
         let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
         let q = self.num_attention_heads * self.head_dim;
         let kv = self.num_key_value_heads * self.head_dim;
-        let layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
+        let bias = if self.family.qkv_bias { q + 2 * kv } else { 0 };
+        let qk_norm = if self.family.qk_norm { 2 * self.head_dim } else { 0 };
+        let layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h + bias + qk_norm;
         let head = if self.tie_word_embeddings { 0 } else { v * h };
         v * h + self.num_hidden_layers * layer + h + head
     }
@@ -256,6 +265,28 @@ mod tests {
         assert!(err.to_string().contains("num_key_value_heads"), "{err}");
         let err = LlamaConfig::from_json("m/config.json", &TINYLLAMA.replace("\"num_attention_heads\":32", "\"num_attention_heads\":30")).unwrap_err();
         assert!(err.to_string().contains("does not divide hidden_size"), "{err}");
+    }
+
+    /// Qwen2.5-0.5B's and Qwen3-0.6B's published configs (the keys that matter).
+    #[test]
+    fn parses_qwen_families() {
+        let qwen25 = r#"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","hidden_size":896,"intermediate_size":4864,
+            "num_hidden_layers":24,"num_attention_heads":14,"num_key_value_heads":2,"rms_norm_eps":1e-06,"rope_theta":1000000.0,
+            "max_position_embeddings":32768,"vocab_size":151936,"tie_word_embeddings":true,"use_sliding_window":false,
+            "sliding_window":32768,"max_window_layers":21,"bos_token_id":151643,"eos_token_id":151643}"#;
+        let c = LlamaConfig::from_json("config.json", qwen25).unwrap();
+        assert_eq!((c.family, c.head_dim, c.tie_word_embeddings), (family::QWEN2, 64, true));
+        assert_eq!(c.parameter_count(), 494_032_768); // Qwen2.5-0.5B's published count
+        let qwen3 = r#"{"architectures":["Qwen3ForCausalLM"],"model_type":"qwen3","hidden_size":1024,"intermediate_size":3072,
+            "num_hidden_layers":28,"num_attention_heads":16,"num_key_value_heads":8,"head_dim":128,"attention_bias":false,
+            "rms_norm_eps":1e-06,"rope_theta":1000000,"max_position_embeddings":40960,"vocab_size":151936,"tie_word_embeddings":true,
+            "bos_token_id":151643,"eos_token_id":151645}"#;
+        let c = LlamaConfig::from_json("config.json", qwen3).unwrap();
+        assert_eq!((c.family, c.head_dim), (family::QWEN3, 128));
+        assert_eq!(c.parameter_count(), 596_049_920); // Qwen3-0.6B's published count
+        // Without head_dim, transformers' Qwen3Config default (128), not hidden / heads (64).
+        let c = LlamaConfig::from_json("config.json", &qwen3.replace("\"head_dim\":128,", "")).unwrap();
+        assert_eq!(c.head_dim, 128);
     }
 
     #[test]

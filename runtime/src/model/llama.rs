@@ -48,6 +48,10 @@ pub(crate) struct LayerOf<M, V> {
     /// gate_proj and up_proj rows interleaved: one pass, SwiGLU fused into its output.
     w_gate_up: M,
     w_down: M,
+    /// q, k and v biases end to end (families with `qkv_bias`).
+    qkv_bias: Option<V>,
+    /// q_norm then k_norm weights (families with `qk_norm`).
+    qk_norm: Option<V>,
 }
 
 pub(crate) struct WeightsOf<M, V> {
@@ -66,7 +70,7 @@ impl<M, V> WeightsOf<M, V> {
     }
 
     fn vectors(&self) -> impl Iterator<Item = &V> {
-        self.layers.iter().flat_map(|l| [&l.attn_norm, &l.mlp_norm]).chain([&self.norm])
+        self.layers.iter().flat_map(|l| [Some(&l.attn_norm), Some(&l.mlp_norm), l.qkv_bias.as_ref(), l.qk_norm.as_ref()].into_iter().flatten()).chain([&self.norm])
     }
 }
 
@@ -76,20 +80,43 @@ pub(crate) trait Build {
     type V;
     /// A matrix of `cols` columns from the file tensors `parts` (name, rows), combined by `layout`.
     fn matrix(&mut self, name: &str, parts: &[(&str, usize)], cols: usize, layout: Layout) -> Result<Self::M>;
-    fn vector(&mut self, name: &str, len: usize) -> Result<Self::V>;
+    /// A vector of the file's 1-D tensors `parts` (name, length) end to end.
+    fn vector(&mut self, name: &str, parts: &[(&str, usize)]) -> Result<Self::V>;
     fn has(&self, name: &str) -> bool;
 }
 
-/// The Llama decoder's weights in HF names, fused as the kernels read them.
+/// The decoder's weights in HF names, fused as the kernels read them; the family says which
+/// optional ones it has.
 fn describe_weights<B: Build>(c: &LlamaConfig, b: &mut B) -> Result<WeightsOf<B::M, B::V>> {
+    let hd = c.head_dim;
     let (h, q_dim, kv_dim, inter, vocab) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size, c.vocab_size);
     let embed = b.matrix("model.embed_tokens.weight", &[("model.embed_tokens.weight", vocab)], h, Layout::Stacked)?;
     let mut layers = Vec::with_capacity(c.num_hidden_layers);
     for i in 0..c.num_hidden_layers {
         let p = format!("model.layers.{i}");
         let n = |s: &str| format!("{p}.{s}");
+        // A tensor of a switch this family lacks: the checkpoint is another family's, and
+        // running it without that tensor would give garbage.
+        for (on, tensor, switch) in [(c.family.qkv_bias, n("self_attn.q_proj.bias"), "q/k/v biases"), (c.family.qk_norm, n("self_attn.q_norm.weight"), "per-head q/k norms")] {
+            if !on && b.has(&tensor) {
+                return Err(Error::Unsupported {
+                    what: format!("the tensor `{tensor}` ({switch}) in a {} model", c.family.name),
+                    hint: format!("{} models have no {switch}: the config names the wrong architecture for these weights (Qwen2 has biases, Qwen3 q/k norms)", c.family.architecture),
+                });
+            }
+        }
+        let qkv_bias = match c.family.qkv_bias {
+            true => Some(b.vector(&n("self_attn.qkv_bias"), &[(&n("self_attn.q_proj.bias"), q_dim), (&n("self_attn.k_proj.bias"), kv_dim), (&n("self_attn.v_proj.bias"), kv_dim)])?),
+            false => None,
+        };
+        let qk_norm = match c.family.qk_norm {
+            true => Some(b.vector(&n("self_attn.qk_norm"), &[(&n("self_attn.q_norm.weight"), hd), (&n("self_attn.k_norm.weight"), hd)])?),
+            false => None,
+        };
         layers.push(LayerOf {
-            attn_norm: b.vector(&n("input_layernorm.weight"), h)?,
+            qkv_bias,
+            qk_norm,
+            attn_norm: b.vector(&n("input_layernorm.weight"), &[(&n("input_layernorm.weight"), h)])?,
             wqkv: b.matrix(
                 &n("self_attn.qkv"),
                 &[(&n("self_attn.q_proj.weight"), q_dim), (&n("self_attn.k_proj.weight"), kv_dim), (&n("self_attn.v_proj.weight"), kv_dim)],
@@ -97,12 +124,12 @@ fn describe_weights<B: Build>(c: &LlamaConfig, b: &mut B) -> Result<WeightsOf<B:
                 Layout::Stacked,
             )?,
             wo: b.matrix(&n("self_attn.o_proj.weight"), &[(&n("self_attn.o_proj.weight"), h)], q_dim, Layout::Stacked)?,
-            mlp_norm: b.vector(&n("post_attention_layernorm.weight"), h)?,
+            mlp_norm: b.vector(&n("post_attention_layernorm.weight"), &[(&n("post_attention_layernorm.weight"), h)])?,
             w_gate_up: b.matrix(&n("mlp.gate_up"), &[(&n("mlp.gate_proj.weight"), inter), (&n("mlp.up_proj.weight"), inter)], h, Layout::Interleaved)?,
             w_down: b.matrix(&n("mlp.down_proj.weight"), &[(&n("mlp.down_proj.weight"), h)], inter, Layout::Stacked)?,
         });
     }
-    let norm = b.vector("model.norm.weight", h)?;
+    let norm = b.vector("model.norm.weight", &[("model.norm.weight", h)])?;
     // Tied embeddings reuse embed_tokens as the LM head (HF drops lm_head.weight then).
     let lm_head = if c.tie_word_embeddings && !b.has("lm_head.weight") {
         None
@@ -294,6 +321,8 @@ impl Llama {
                 [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down].iter().map(|m| m.bytes()).sum::<u64>()
                     + l.attn_norm.len
                     + l.mlp_norm.len
+                    + l.qkv_bias.as_ref().map_or(0, |b| b.len)
+                    + l.qk_norm.as_ref().map_or(0, |b| b.len)
             })
             .sum();
         let head = self.lm_head().bytes();
@@ -417,7 +446,7 @@ impl Llama {
         let s = &self.s.a;
         let heads = self.heads();
         linear(rec, &l.wqkv, &s.xn, n, &s.qkv)?;
-        let io = rope::RopeIo { qkv: &s.qkv, q: &s.q, cache };
+        let io = rope::RopeIo { qkv: &s.qkv, q: &s.q, cache, bias: l.qkv_bias.as_ref(), qk_norm: l.qk_norm.as_ref().map(|w| (w, self.config.rms_norm_eps)) };
         rope::encode(rec, &io, &self.rope, n, heads.n_heads, heads.n_kv_heads, pos)?;
         if n == 1 {
             attention::encode_decode(rec, heads, &s.q, cache, &self.s.decode, &s.attn, pos + 1)?;
@@ -546,8 +575,12 @@ impl Build for Counter<'_> {
         let (_, dtypes) = matrix_parts(self.weights, parts, cols, self.to, layout)?;
         Ok(parts.iter().zip(dtypes).map(|(&(_, rows), dtype)| (dtype, rows as u64 * dtype.row_words(cols) as u64 * 4)).collect())
     }
-    fn vector(&mut self, name: &str, len: usize) -> Result<u64> {
-        entry(self.weights, name, &[len])?;
+    fn vector(&mut self, _name: &str, parts: &[(&str, usize)]) -> Result<u64> {
+        let mut len = 0;
+        for &(name, n) in parts {
+            entry(self.weights, name, &[n])?;
+            len += n;
+        }
         Ok((len * 4) as u64)
     }
     fn has(&self, name: &str) -> bool {
@@ -582,10 +615,17 @@ impl Build for Loader<'_> {
         })
     }
 
-    fn vector(&mut self, name: &str, len: usize) -> Result<GpuBuffer> {
-        let entry = entry(self.weights, name, &[len])?;
-        let v = self.weights.read_rows(name, 0..len)?.into_f32();
-        (self.progress)(LoadProgress { tensor: name.to_string(), bytes: entry.end - entry.start });
+    fn vector(&mut self, name: &str, parts: &[(&str, usize)]) -> Result<GpuBuffer> {
+        let mut v = Vec::new();
+        for &(part, len) in parts {
+            let entry = entry(self.weights, part, &[len])?;
+            let values = self.weights.read_rows(part, 0..len)?.into_f32();
+            if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+                return Err(Error::NonFinite { tensor: part.to_string(), what: format!("value {i} is {}", values[i]) });
+            }
+            v.extend(values);
+            (self.progress)(LoadProgress { tensor: part.to_string(), bytes: entry.end - entry.start });
+        }
         GpuBuffer::from_slice(self.gpu, name, &v)
     }
 

@@ -3,6 +3,7 @@
 #[cfg(feature = "bundled")]
 pub mod bundled;
 pub mod config;
+pub mod family;
 pub mod files;
 pub mod folder;
 pub mod gguf;

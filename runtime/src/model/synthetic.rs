@@ -26,6 +26,16 @@ pub const MODELS: &[(&str, &str)] = &[
         "stories15m",
         r#"{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":288,"intermediate_size":768,"num_hidden_layers":6,"num_attention_heads":6,"num_key_value_heads":6,"rms_norm_eps":1e-05,"rope_theta":10000.0,"max_position_embeddings":256,"vocab_size":32000,"tie_word_embeddings":true,"bos_token_id":1,"eos_token_id":2,"torch_dtype":"float16"}"#,
     ),
+    // Qwen/Qwen2.5-0.5B-Instruct (q/k/v biases, tied, 14/2 heads)
+    (
+        "qwen2.5-0.5b",
+        r#"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","hidden_size":896,"intermediate_size":4864,"num_hidden_layers":24,"num_attention_heads":14,"num_key_value_heads":2,"rms_norm_eps":1e-06,"rope_theta":1000000.0,"max_position_embeddings":32768,"vocab_size":151936,"tie_word_embeddings":true,"use_sliding_window":false,"bos_token_id":151643,"eos_token_id":151645,"torch_dtype":"bfloat16"}"#,
+    ),
+    // Qwen/Qwen3-0.6B (q/k norms, head_dim 128 with hidden 1024 and 16 heads, tied)
+    (
+        "qwen3-0.6b",
+        r#"{"architectures":["Qwen3ForCausalLM"],"model_type":"qwen3","hidden_size":1024,"intermediate_size":3072,"num_hidden_layers":28,"num_attention_heads":16,"num_key_value_heads":8,"head_dim":128,"attention_bias":false,"rms_norm_eps":1e-06,"rope_theta":1000000,"max_position_embeddings":40960,"vocab_size":151936,"tie_word_embeddings":true,"bos_token_id":151643,"eos_token_id":151645,"torch_dtype":"bfloat16"}"#,
+    ),
 ];
 
 /// The config.json text of a synthetic model.
@@ -40,7 +50,7 @@ pub fn config(name: &str) -> Result<LlamaConfig> {
     LlamaConfig::from_json(&format!("synthetic {name}"), config_json(name)?)
 }
 
-/// Every tensor of a Llama checkpoint with `config`'s shapes, in HF names.
+/// Every tensor of a checkpoint of `config`'s family and shapes, in HF names.
 pub fn tensor_shapes(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
     let (h, q, kv, inter) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size);
     let mut out = vec![("model.embed_tokens.weight".to_string(), vec![c.vocab_size, h])];
@@ -57,6 +67,12 @@ pub fn tensor_shapes(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
             (format!("{p}.mlp.up_proj.weight"), vec![inter, h]),
             (format!("{p}.mlp.down_proj.weight"), vec![h, inter]),
         ]);
+        if c.family.qkv_bias {
+            out.extend([(format!("{p}.self_attn.q_proj.bias"), vec![q]), (format!("{p}.self_attn.k_proj.bias"), vec![kv]), (format!("{p}.self_attn.v_proj.bias"), vec![kv])]);
+        }
+        if c.family.qk_norm {
+            out.extend([(format!("{p}.self_attn.q_norm.weight"), vec![c.head_dim]), (format!("{p}.self_attn.k_norm.weight"), vec![c.head_dim])]);
+        }
     }
     out.push(("model.norm.weight".to_string(), vec![h]));
     if !c.tie_word_embeddings {
@@ -171,8 +187,11 @@ mod tests {
     #[test]
     fn shapes_match_the_published_parameter_counts() {
         // TinyLlama-1.1B: 1,100,048,384 (its model card); LiteLlama-460M: 461,685,760;
-        // stories15M: 15,191,712 (llama2.c's export, whose classifier shares the embedding).
-        for (name, want) in [("tinyllama-1.1b", 1_100_048_384usize), ("litellama-460m", 461_685_760), ("stories15m", 15_191_712)] {
+        // stories15M: 15,191,712 (llama2.c's export, whose classifier shares the embedding);
+        // Qwen2.5-0.5B: 494,032,768; Qwen3-0.6B: 596,049,920 (their model cards' safetensors).
+        let published = [("tinyllama-1.1b", 1_100_048_384usize), ("litellama-460m", 461_685_760), ("stories15m", 15_191_712), ("qwen2.5-0.5b", 494_032_768), ("qwen3-0.6b", 596_049_920)];
+        assert_eq!(published.len(), MODELS.len());
+        for (name, want) in published {
             let c = config(name).unwrap();
             let total: usize = tensor_shapes(&c).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
             assert_eq!(total, want, "{name}");

@@ -1,11 +1,12 @@
-//! [`LlamaConfig`] and [`GenerationConfig`] from GGUF metadata: the `llama.*` keys
-//! `convert_hf_to_gguf.py` writes from config.json, read back the way llama.cpp reads them
+//! [`LlamaConfig`] and [`GenerationConfig`] from GGUF metadata: the `{arch}.*` keys (`llama.*`,
+//! `qwen2.*`, ...) `convert_hf_to_gguf.py` writes from config.json, read back the way llama.cpp reads them
 //! (`llama-model.cpp` `load_hparams`, `llama-vocab.cpp` for end-of-generation tokens).
 
 use super::weights::ROPE_FREQS;
 use super::{GgmlType, GgufFile};
 use crate::error::{Error, Result};
 use crate::model::config::{GenerationConfig, LlamaConfig, RopeScaling};
+use crate::model::family;
 use crate::model::safetensors::ByteSource;
 
 /// Token texts llama.cpp treats as end of generation wherever they are in the vocabulary
@@ -59,7 +60,7 @@ fn positive<S: ByteSource>(f: &GgufFile<S>, key: &str, default: Option<f64>) -> 
         (Some(x), _) if x.is_finite() && x > 0.0 => Ok(x),
         (Some(x), _) => Err(err(&f.path, key, format!("must be a positive number, got {x}"), "the GGUF metadata is malformed")),
         (None, Some(d)) => Ok(d),
-        (None, None) => Err(err(&f.path, key, "is missing", "llama.cpp writes it for every Llama model; is this a complete model file?")),
+        (None, None) => Err(err(&f.path, key, "is missing", "llama.cpp writes it for every model; is this a complete model file?")),
     }
 }
 
@@ -107,55 +108,52 @@ pub fn generation_config<S: ByteSource>(f: &GgufFile<S>) -> Result<GenerationCon
 /// the `rope_freqs.weight` tensor when the file has one.
 pub fn llama_config<S: ByteSource>(f: &mut GgufFile<S>) -> Result<LlamaConfig> {
     let path = f.path.clone();
-    match f.str_opt("general.architecture")? {
-        Some("llama") => {}
-        Some(other) => {
-            return Err(Error::UnknownArchitecture {
-                got: format!("{other:?} (general.architecture of {path})"),
-                supported: "\"llama\" (GGUF), LlamaForCausalLM (Hugging Face)".into(),
-            });
-        }
+    let family = match f.str_opt("general.architecture")? {
+        Some(arch) => family::by_name(arch).ok_or_else(|| Error::UnknownArchitecture { got: format!("{arch:?} (general.architecture of {path})"), supported: family::supported() })?,
         None => return Err(err(&path, "general.architecture", "is missing", "every GGUF model names its architecture; is this a model file?")),
-    }
-    let hidden_size = req(f, "llama.embedding_length")?;
-    let num_attention_heads = req(f, "llama.attention.head_count")?;
-    let num_key_value_heads = opt(f, "llama.attention.head_count_kv")?.unwrap_or(num_attention_heads);
-    let head_dim = match opt(f, "llama.attention.key_length")? {
+    };
+    // Hyperparameters are keyed by the architecture: `llama.block_count`, `qwen2.block_count`.
+    let k = |key: &str| format!("{}.{key}", family.name);
+    let hidden_size = req(f, &k("embedding_length"))?;
+    let num_attention_heads = req(f, &k("attention.head_count"))?;
+    let num_key_value_heads = opt(f, &k("attention.head_count_kv"))?.unwrap_or(num_attention_heads);
+    let head_dim = match opt(f, &k("attention.key_length"))? {
         Some(d) => d,
         None if hidden_size % num_attention_heads == 0 => hidden_size / num_attention_heads,
         None => {
-            return Err(err(&path, "llama.attention.head_count", format!("({num_attention_heads}) does not divide llama.embedding_length ({hidden_size})"), "give llama.attention.key_length or fix the head count"));
+            return Err(err(&path, &k("attention.head_count"), format!("({num_attention_heads}) does not divide {} ({hidden_size})", k("embedding_length")), format!("give {} or fix the head count", k("attention.key_length"))));
         }
     };
-    if let Some(v) = opt(f, "llama.attention.value_length")?.filter(|&v| v != head_dim) {
+    if let Some(v) = opt(f, &k("attention.value_length"))?.filter(|&v| v != head_dim) {
         return Err(Error::Unsupported { what: format!("value heads of {v} dimensions with key heads of {head_dim} ({path})"), hint: "Llama attention has one head size".into() });
     }
-    if let Some(r) = opt(f, "llama.rope.dimension_count")?.filter(|&r| r != head_dim) {
+    if let Some(r) = opt(f, &k("rope.dimension_count"))?.filter(|&r| r != head_dim) {
         return Err(Error::Unsupported { what: format!("rotary embeddings on {r} of {head_dim} head dimensions ({path})"), hint: "Llama rotates whole heads (llama.cpp also requires it)".into() });
     }
     if num_attention_heads % num_key_value_heads != 0 {
-        return Err(err(&path, "llama.attention.head_count_kv", format!("({num_key_value_heads}) does not divide llama.attention.head_count ({num_attention_heads})"), "grouped-query attention needs a whole number of query heads per key/value head"));
+        return Err(err(&path, &k("attention.head_count_kv"), format!("({num_key_value_heads}) does not divide {} ({num_attention_heads})", k("attention.head_count")), "grouped-query attention needs a whole number of query heads per key/value head"));
     }
     if head_dim % 2 != 0 {
-        return Err(err(&path, "llama.attention.key_length", format!("is odd ({head_dim})"), "rotary embeddings rotate pairs of dimensions"));
+        return Err(err(&path, &k("attention.key_length"), format!("is odd ({head_dim})"), "rotary embeddings rotate pairs of dimensions"));
     }
     let n_tokens = tokens(f)?.len();
-    let vocab_size = opt(f, "llama.vocab_size")?.unwrap_or(n_tokens);
+    let vocab_size = opt(f, &k("vocab_size"))?.unwrap_or(n_tokens);
     if n_tokens > vocab_size {
-        return Err(err(&path, "llama.vocab_size", format!("({vocab_size}) is smaller than the tokenizer's {n_tokens} tokens"), "the metadata is corrupt"));
+        return Err(err(&path, &k("vocab_size"), format!("({vocab_size}) is smaller than the tokenizer's {n_tokens} tokens"), "the metadata is corrupt"));
     }
     let eos_token_ids = eos_ids(f)?;
     Ok(LlamaConfig {
+        family,
         hidden_size,
-        intermediate_size: req(f, "llama.feed_forward_length")?,
-        num_hidden_layers: req(f, "llama.block_count")?,
+        intermediate_size: req(f, &k("feed_forward_length"))?,
+        num_hidden_layers: req(f, &k("block_count"))?,
         num_attention_heads,
         num_key_value_heads,
         head_dim,
-        rms_norm_eps: positive(f, "llama.attention.layer_norm_rms_epsilon", None)? as f32,
-        rope_theta: positive(f, "llama.rope.freq_base", Some(10_000.0))?,
-        rope_scaling: rope_scaling(f, head_dim)?,
-        max_position_embeddings: req(f, "llama.context_length")?,
+        rms_norm_eps: positive(f, &k("attention.layer_norm_rms_epsilon"), None)? as f32,
+        rope_theta: positive(f, &k("rope.freq_base"), Some(10_000.0))?,
+        rope_scaling: rope_scaling(f, head_dim, &k)?,
+        max_position_embeddings: req(f, &k("context_length"))?,
         vocab_size,
         // convert_hf_to_gguf.py leaves `output.weight` out when the embeddings are tied.
         tie_word_embeddings: f.tensor_info("output.weight").is_none(),
@@ -165,17 +163,17 @@ pub fn llama_config<S: ByteSource>(f: &mut GgufFile<S>) -> Result<LlamaConfig> {
 }
 
 /// `llama.rope.scaling.type` (none / linear) and llama.cpp's `rope_freqs.weight` factors.
-fn rope_scaling<S: ByteSource>(f: &mut GgufFile<S>, head_dim: usize) -> Result<RopeScaling> {
+fn rope_scaling<S: ByteSource>(f: &mut GgufFile<S>, head_dim: usize, k: &dyn Fn(&str) -> String) -> Result<RopeScaling> {
     let path = f.path.clone();
-    let linear = match f.str_opt("llama.rope.scaling.type")? {
-        None | Some("none") => f.f64_opt("llama.rope.scale_linear")?, // older converters' key
-        Some("linear") => Some(positive(f, "llama.rope.scaling.factor", None)?),
+    let linear = match f.str_opt(&k("rope.scaling.type"))? {
+        None | Some("none") => f.f64_opt(&k("rope.scale_linear"))?, // older converters' key
+        Some("linear") => Some(positive(f, &k("rope.scaling.factor"), None)?),
         Some(other) => {
             return Err(Error::Unsupported { what: format!("rope scaling type {other:?} in {path}"), hint: "supported: none, linear, and Llama 3 factors (rope_freqs.weight)".into() });
         }
     };
     if let Some(x) = linear.filter(|x| !(x.is_finite() && *x > 0.0)) {
-        return Err(err(&path, "llama.rope.scaling.factor", format!("must be a positive number, got {x}"), "the GGUF metadata is malformed"));
+        return Err(err(&path, &k("rope.scaling.factor"), format!("must be a positive number, got {x}"), "the GGUF metadata is malformed"));
     }
     let Some(info) = f.tensor_info(ROPE_FREQS).cloned() else {
         return Ok(match linear {

@@ -42,8 +42,10 @@ pub struct GgufWeights<S: ByteSource> {
     names: Vec<String>,
 }
 
-/// The GGUF name of a Hugging Face Llama tensor, and how to reorder its rows.
+/// The GGUF name of a Hugging Face tensor, and how to reorder its rows (head counts 0: as
+/// stored, for families whose converter does not permute q/k).
 fn gguf_name(hf: &str, n_head: usize, n_head_kv: usize) -> Option<(String, Rows)> {
+    let unpermute = |n: usize| if n == 0 { Rows::AsStored } else { Rows::Unpermute(n) };
     match hf {
         "model.embed_tokens.weight" => return Some(("token_embd.weight".into(), Rows::AsStored)),
         "model.norm.weight" => return Some(("output_norm.weight".into(), Rows::AsStored)),
@@ -55,9 +57,15 @@ fn gguf_name(hf: &str, n_head: usize, n_head_kv: usize) -> Option<(String, Rows)
     let layer: usize = layer.parse().ok().filter(|_| layer.bytes().all(|b| b.is_ascii_digit()))?;
     let (name, rows) = match part {
         "input_layernorm.weight" => ("attn_norm", Rows::AsStored),
-        "self_attn.q_proj.weight" => ("attn_q", Rows::Unpermute(n_head)),
-        "self_attn.k_proj.weight" => ("attn_k", Rows::Unpermute(n_head_kv)),
+        "self_attn.q_proj.weight" => ("attn_q", unpermute(n_head)),
+        "self_attn.k_proj.weight" => ("attn_k", unpermute(n_head_kv)),
         "self_attn.v_proj.weight" => ("attn_v", Rows::AsStored),
+        // Qwen2's biases and Qwen3's per-head norms (families whose q/k rows are not permuted).
+        "self_attn.q_proj.bias" => return Some((format!("blk.{layer}.attn_q.bias"), Rows::AsStored)),
+        "self_attn.k_proj.bias" => return Some((format!("blk.{layer}.attn_k.bias"), Rows::AsStored)),
+        "self_attn.v_proj.bias" => return Some((format!("blk.{layer}.attn_v.bias"), Rows::AsStored)),
+        "self_attn.q_norm.weight" => ("attn_q_norm", Rows::AsStored),
+        "self_attn.k_norm.weight" => ("attn_k_norm", Rows::AsStored),
         "self_attn.o_proj.weight" => ("attn_output", Rows::AsStored),
         "post_attention_layernorm.weight" => ("ffn_norm", Rows::AsStored),
         "mlp.gate_proj.weight" => ("ffn_gate", Rows::AsStored),
@@ -104,7 +112,10 @@ impl<S: ByteSource> GgufWeights<S> {
                 });
             }
         }
-        let mut w = GgufWeights { file, n_head: config.num_attention_heads, n_head_kv: config.num_key_value_heads, names: Vec::new() };
+        // Head counts of the q/k row permutation; 0 where the family's converter does not permute.
+        let permuted = config.family.gguf_permuted_qk;
+        let heads = |n: usize| if permuted { n } else { 0 };
+        let mut w = GgufWeights { file, n_head: heads(config.num_attention_heads), n_head_kv: heads(config.num_key_value_heads), names: Vec::new() };
         w.names = crate::model::synthetic::tensor_shapes(config).into_iter().map(|(n, _)| n).filter(|n| w.has(n)).collect();
         Ok(w)
     }

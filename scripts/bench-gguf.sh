@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Cria and llama.cpp side by side on the very same GGUF files: a synthetic model with real
+# shapes (default TinyLlama-1.1B, random weights) converted to an F16 GGUF by llama.cpp's own
+# convert_hf_to_gguf.py (with the real Llama-2 tokenizer of scripts/get-test-assets.sh), then
+# requantized by `cria quantize` into each FILE_TYPE (the files llama-quantize would write), and
+# each file run by `cria bench` (with the adapter's copy bandwidth measured in the same run) and
+# by llama.cpp's `llama-bench` (CPU, all cores). Prints a Markdown table for docs/BENCHMARKS.md.
+#
+#   CRIA_LLAMA_CPP=DIR bash scripts/bench-gguf.sh [MODEL] [PROMPT_LEN] [GEN_LEN] [FILE_TYPES]
+#
+# DIR: a llama.cpp tree with build/bin/llama-bench (PyPI's llama-cpp-python source archive,
+# built as RECIPES section 8 says; never in CI). FILE_TYPES default "f16 q8_0 q4_0 q4_k_m q6_k".
+# Needs a GPU adapter (lavapipe: scripts/setup-lavapipe.sh), the venv of scripts/py-env.sh
+# (CRIA_VENV, default .venv) and CRIA_LLAMA_TOKENIZER (scripts/get-test-assets.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:-tinyllama-1.1b}
+prompt_len=${2:-32}
+gen_len=${3:-8}
+types=${4:-f16 q8_0 q4_0 q4_k_m q6_k}
+llama=${CRIA_LLAMA_CPP:?set CRIA_LLAMA_CPP to a llama.cpp tree with build/bin/llama-bench}
+tokenizer=${CRIA_LLAMA_TOKENIZER:?run eval "\$(scripts/get-test-assets.sh DEST)"}
+venv=${CRIA_VENV:-.venv}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cria-target}
+cargo build -q --release -p cria-cli
+cria="$CARGO_TARGET_DIR/release/cria"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$cria" quantize --synthetic "$model" --to f16 --out "$work/hf" 2>/dev/null
+cp "$tokenizer" "$(dirname "$tokenizer")/tokenizer_config.json" "$work/hf/"
+# The converter's Llama path wants sentencepiece's tokenizer.model first; without it (and
+# without the package) it reads tokenizer.json, as for any HF Llama with only that file.
+cat > "$work/convert.py" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import convert_hf_to_gguf as c
+import conversion.base
+def no_sentencepiece_model(self):
+    raise FileNotFoundError("tokenizer.model")
+conversion.base.TextModel._set_vocab_sentencepiece = no_sentencepiece_model
+sys.argv = ["convert_hf_to_gguf.py"] + sys.argv[2:]
+c.main()
+PY
+PYTHONPATH="$llama/gguf-py" "$venv/bin/python" "$work/convert.py" "$llama" "$work/hf" --outtype f16 --outfile "$work/f16.gguf" >/dev/null 2>&1
+rm -rf "$work/hf"
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "command: CRIA_LLAMA_CPP=... bash scripts/bench-gguf.sh $model $prompt_len $gen_len \"$types\" (commit $(git rev-parse --short HEAD))"
+echo
+echo "| file type | file | Cria prefill tok/s | Cria decode tok/s | achieved GB/s | copy GB/s (same run) | ratio to copy | llama.cpp prefill tok/s | llama.cpp decode tok/s | Cria / llama.cpp decode |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for t in $types; do
+  file="$work/f16.gguf"
+  if [ "$t" != f16 ]; then
+    file="$work/$t.gguf"
+    "$cria" quantize --model "$work/f16.gguf" --to "$t" --out "$file" 2>/dev/null
+  fi
+  cria_json=$("$cria" bench --model "$file" --prompt-len "$prompt_len" --gen-len "$gen_len" --json)
+  peer_json=$("$llama/build/bin/llama-bench" -m "$file" -t "$(nproc)" -p "$prompt_len" -n "$gen_len" -r 1 -o json 2>/dev/null)
+  python3 - "$t" "$(stat -c %s "$file")" "$cria_json" "$peer_json" <<'PY'
+import json, sys
+t, size, r, peer = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
+pp = next(x["avg_ts"] for x in peer if x["n_prompt"] > 0)
+tg = next(x["avg_ts"] for x in peer if x["n_gen"] > 0)
+print(f"| {t} | {size / 2**20:.0f} MiB | {r['prefill_tokens_per_s']:.2f} | {r['decode_tokens_per_s']:.3f} | {r['achieved_gb_per_s']:.3f} | "
+      f"{r['copy_gb_per_s']:.2f} | {100 * r['ratio_to_copy']:.1f}% | {pp:.2f} | {tg:.2f} | {r['decode_tokens_per_s'] / tg:.3f} |")
+PY
+done
+echo
+echo "Cria: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["adapter"])' "$cria_json"); llama.cpp: CPU backend, $(nproc) threads, llama-bench -r 1."

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod tokenizer;
 pub mod weights;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod write;
 
 use super::config::{GenerationConfig, LlamaConfig};

@@ -2,7 +2,8 @@
 //!
 //! Reference data: tests/fixtures/tokenizer/gguf_vocabs.json, made by
 //! tests/fixtures/tokenizer/make_gguf_vocab_fixtures.py: for each vocabulary (Llama 2
-//! SentencePiece, Llama 3, Qwen2, Qwen3.5, GPT-2, StarCoder, and StarCoder relabelled "smollm"),
+//! SentencePiece, Llama 3, Qwen2, Qwen3.5, GPT-2, StarCoder, StarCoder relabelled "smollm" and
+//! GPT-2 relabelled "default", llama.cpp's fallback rules),
 //! llama.cpp's ids for its own test strings plus code, digit runs, scripts, whitespace runs and
 //! control tokens inside text, and transformers' GGUF conversion's ids where they differ (for the
 //! reasons the fixture lists). The vocab-only GGUF files are llama.cpp's `models/ggml-vocab-*`,
@@ -62,7 +63,8 @@ fn gguf_tokenizers_match_llama_cpp() {
         let file = v["file"].as_str().unwrap();
         let mut bytes = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         if let Some(pre) = v["pre"].as_str() {
-            bytes = relabel(&bytes, "starcoder", pre);
+            let own = GgufFile::parse(file, bytes.clone()).unwrap().str_opt("tokenizer.ggml.pre").unwrap().unwrap().to_string();
+            bytes = relabel(&bytes, &own, pre);
         }
         let gguf = GgufFile::parse(file, bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         let tok = tokenizer(&gguf).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -93,7 +95,7 @@ fn gguf_tokenizers_match_llama_cpp() {
         }
     }
     eprintln!("{}", report.join("\n"));
-    assert_eq!(report.len(), 7);
+    assert_eq!(report.len(), 8);
 }
 
 #[test]

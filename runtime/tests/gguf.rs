@@ -167,6 +167,42 @@ fn smollm_gguf_matches_safetensors() {
     check_model("smollm-mini", "bf16");
 }
 
+/// Qwen2 (biases, q/k rows not permuted, pre-tokenizer "qwen2") and Qwen3 (q/k norms, explicit
+/// head_dim) as llama.cpp's own converter writes them (tests/fixtures/make_family_gguf.py): the
+/// tokenizer gives transformers' prompt ids, the logits equal the safetensors model's, and the
+/// greedy continuation is transformers'.
+#[test]
+fn qwen_families_converted_by_llama_cpp_match_their_safetensors() {
+    let Some(gpu) = common::gpu() else { return };
+    for (name, file, family) in [("qwen2-mini", "qwen2-mini-f16.gguf", cria::model::family::QWEN2), ("qwen3-mini", "qwen3-mini-bf16.gguf", cria::model::family::QWEN3)] {
+        let g = golden(name);
+        let prompt = ids(&g["prompt_ids"]);
+        let mut reference = model::load_llama(gpu.clone(), &model_dir(name), &options(), &mut |_| {}).unwrap();
+        let want = prefill(&mut reference, &prompt);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/gguf").join(file);
+        let mut m = model::open_gguf(&path).unwrap();
+        assert_eq!(m.config.family, family, "{name}");
+        // The same config, but for the end-of-generation ids: GGUF's are llama.cpp's (every
+        // end-of-turn token: <|im_end|> and <|endoftext|>, as generation_config.json lists them).
+        let no_eos = |c: &cria::model::LlamaConfig| cria::model::LlamaConfig { eos_token_ids: vec![], ..c.clone() };
+        assert_eq!(no_eos(&m.config), no_eos(&reference.config), "{name}: config from GGUF metadata vs config.json");
+        let mut eos = ids(&serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(model_dir(name).join("generation_config.json")).unwrap()).unwrap()["eos_token_id"]);
+        eos.sort();
+        assert_eq!(m.config.eos_token_ids, eos, "{name}: eos ids");
+        assert_eq!(m.tokenizer.encode(g["prompt"].as_str().unwrap(), true).unwrap(), prompt, "{name}: GGUF tokenizer");
+        let mut llama = m.load(gpu.clone(), &options(), &mut |_| {}).unwrap();
+        let got = prefill(&mut llama, &prompt);
+        let (max_abs, _, _, max_want) = stats(&got, &want);
+        eprintln!("{name} {file}: max |logit diff| vs safetensors {max_abs:.3e}");
+        assert!(max_abs <= 1e-4 * max_want, "{name}: max |logit diff| {max_abs} > 1e-4 × max |logit| {max_want}");
+        let mut next = pollster::block_on(llama.forward_greedy(&prompt, 0)).unwrap();
+        for (step, &want_id) in ids(&g["generated_ids"]).iter().enumerate() {
+            assert_eq!(next, want_id, "{name}: greedy token {step}");
+            next = pollster::block_on(llama.forward_greedy(&[next], prompt.len() + step)).unwrap();
+        }
+    }
+}
+
 #[test]
 fn in_memory_gguf_loads_like_the_file() {
     let Some(gpu) = common::gpu() else { return };

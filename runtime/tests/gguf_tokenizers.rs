@@ -10,6 +10,8 @@
 //! fetched by scripts/get-test-assets.sh (CRIA_LLAMA_VOCABS); without them this test prints
 //! SKIPPED, unless CRIA_REQUIRE_ASSETS=1, which makes it fail.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use cria::model::gguf::{tokenizer::tokenizer, GgufFile};
@@ -23,20 +25,9 @@ fn fixture() -> Value {
 }
 
 fn vocabs_dir() -> Option<PathBuf> {
-    match std::env::var_os("CRIA_LLAMA_VOCABS") {
-        Some(p) => {
-            let p = PathBuf::from(p);
-            assert!(p.join(".complete").is_file(), "CRIA_LLAMA_VOCABS={} is incomplete; run scripts/get-test-assets.sh", p.display());
-            Some(p)
-        }
-        None if std::env::var("CRIA_REQUIRE_ASSETS").as_deref() == Ok("1") => {
-            panic!("CRIA_LLAMA_VOCABS is not set and CRIA_REQUIRE_ASSETS=1: run `eval \"$(scripts/get-test-assets.sh DEST)\"`")
-        }
-        None => {
-            eprintln!("SKIPPED: CRIA_LLAMA_VOCABS not set (scripts/get-test-assets.sh DEST prints it)");
-            None
-        }
-    }
+    let p = common::asset("CRIA_LLAMA_VOCABS")?;
+    assert!(p.join(".complete").is_file(), "CRIA_LLAMA_VOCABS={} is incomplete; run scripts/get-test-assets.sh", p.display());
+    Some(p)
 }
 
 fn ids_of(v: &Value) -> Vec<u32> {

@@ -8,6 +8,8 @@
 //! The small tokenizers of the model fixtures (tests/fixtures/models/, made by
 //! tests/fixtures/make_fixtures.py) are committed and always tested.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use cria::tokenizer::{ChatMessage, Tokenizer, render_chat_template};
@@ -26,20 +28,9 @@ fn fixture(name: &str) -> Value {
 
 /// The directory holding the tokenizer.json that `var` points at, or None (test skipped).
 fn asset(var: &str) -> Option<PathBuf> {
-    match std::env::var_os(var) {
-        Some(p) => {
-            let p = PathBuf::from(p);
-            assert!(p.is_file(), "{var}={} does not exist; run scripts/get-test-assets.sh", p.display());
-            Some(p.parent().unwrap().to_path_buf())
-        }
-        None if std::env::var("CRIA_REQUIRE_ASSETS").as_deref() == Ok("1") => {
-            panic!("{var} is not set and CRIA_REQUIRE_ASSETS=1: run `eval \"$(scripts/get-test-assets.sh DEST)\"`")
-        }
-        None => {
-            eprintln!("SKIPPED: {var} not set (scripts/get-test-assets.sh DEST prints it)");
-            None
-        }
-    }
+    let p = common::asset(var)?;
+    assert!(p.is_file(), "{var}={} is not a file; run scripts/get-test-assets.sh", p.display());
+    Some(p.parent().unwrap().to_path_buf())
 }
 
 fn ids_of(v: &Value) -> Vec<u32> {

@@ -147,9 +147,9 @@ pub fn create_out_dir(out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).map_err(io)
 }
 
-/// The type each tensor of `weights` is written as under `scheme` (llama-quantize's rules, on
-/// the tensors' GGUF names; a Llama of `n_layer` layers), keyed by name.
-pub fn choose_types(weights: &dyn WeightSource, scheme: Scheme, n_layer: usize) -> Result<Vec<(String, TensorEntry, WeightDType)>> {
+/// Each tensor of `weights` with the type it is written as under `scheme` (llama-quantize's
+/// rules, on the tensors' GGUF names; a model of `n_layer` layers).
+fn choose_types(weights: &dyn WeightSource, scheme: Scheme, n_layer: usize) -> Result<Vec<(String, TensorEntry, WeightDType)>> {
     let mut tensors = Vec::new();
     for name in weights.names() {
         let entry = weights.entry(&name)?;

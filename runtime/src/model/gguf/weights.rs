@@ -36,16 +36,16 @@ enum Rows {
 
 pub struct GgufWeights<S: ByteSource> {
     file: GgufFile<S>,
-    n_head: usize,
-    n_head_kv: usize,
+    /// (q heads, kv heads) of llama.cpp's q/k row permutation, for families it permutes.
+    permuted_heads: Option<(usize, usize)>,
     /// The HF names of the tensors present, sorted.
     names: Vec<String>,
 }
 
-/// The GGUF name of a Hugging Face tensor, and how to reorder its rows (head counts 0: as
-/// stored, for families whose converter does not permute q/k).
-fn gguf_name(hf: &str, n_head: usize, n_head_kv: usize) -> Option<(String, Rows)> {
-    let unpermute = |n: usize| if n == 0 { Rows::AsStored } else { Rows::Unpermute(n) };
+/// The GGUF name of a Hugging Face tensor, and how to reorder its rows (`permuted_heads`: the
+/// (q, kv) head counts of llama.cpp's q/k permutation; None for families it does not permute).
+fn gguf_name(hf: &str, permuted_heads: Option<(usize, usize)>) -> Option<(String, Rows)> {
+    let (q, k) = permuted_heads.map_or((Rows::AsStored, Rows::AsStored), |(q, kv)| (Rows::Unpermute(q), Rows::Unpermute(kv)));
     match hf {
         "model.embed_tokens.weight" => return Some(("token_embd.weight".into(), Rows::AsStored)),
         "model.norm.weight" => return Some(("output_norm.weight".into(), Rows::AsStored)),
@@ -57,8 +57,8 @@ fn gguf_name(hf: &str, n_head: usize, n_head_kv: usize) -> Option<(String, Rows)
     let layer: usize = layer.parse().ok().filter(|_| layer.bytes().all(|b| b.is_ascii_digit()))?;
     let (name, rows) = match part {
         "input_layernorm.weight" => ("attn_norm", Rows::AsStored),
-        "self_attn.q_proj.weight" => ("attn_q", unpermute(n_head)),
-        "self_attn.k_proj.weight" => ("attn_k", unpermute(n_head_kv)),
+        "self_attn.q_proj.weight" => ("attn_q", q),
+        "self_attn.k_proj.weight" => ("attn_k", k),
         "self_attn.v_proj.weight" => ("attn_v", Rows::AsStored),
         // Qwen2's biases and Qwen3's per-head norms (families whose q/k rows are not permuted).
         "self_attn.q_proj.bias" => return Some((format!("blk.{layer}.attn_q.bias"), Rows::AsStored)),
@@ -78,7 +78,7 @@ fn gguf_name(hf: &str, n_head: usize, n_head_kv: usize) -> Option<(String, Rows)
 
 /// The GGUF (llama.cpp) name of a Hugging Face Llama tensor name.
 pub fn gguf_tensor_name(hf: &str) -> Option<String> {
-    gguf_name(hf, 1, 1).map(|(name, _)| name)
+    gguf_name(hf, None).map(|(name, _)| name)
 }
 
 /// The element type a tensor of ggml type `t` is read as (None: a type Cria does not compute with).
@@ -112,10 +112,8 @@ impl<S: ByteSource> GgufWeights<S> {
                 });
             }
         }
-        // Head counts of the q/k row permutation; 0 where the family's converter does not permute.
-        let permuted = config.family.gguf_permuted_qk;
-        let heads = |n: usize| if permuted { n } else { 0 };
-        let mut w = GgufWeights { file, n_head: heads(config.num_attention_heads), n_head_kv: heads(config.num_key_value_heads), names: Vec::new() };
+        let permuted_heads = config.family.gguf_permuted_qk.then_some((config.num_attention_heads, config.num_key_value_heads));
+        let mut w = GgufWeights { file, permuted_heads, names: Vec::new() };
         w.names = crate::model::synthetic::tensor_shapes(config).into_iter().map(|(n, _)| n).filter(|n| w.has(n)).collect();
         Ok(w)
     }
@@ -126,7 +124,7 @@ impl<S: ByteSource> GgufWeights<S> {
     }
 
     fn info(&self, hf: &str) -> Option<(&TensorInfo, Rows)> {
-        let (name, rows) = gguf_name(hf, self.n_head, self.n_head_kv)?;
+        let (name, rows) = gguf_name(hf, self.permuted_heads)?;
         Some((self.file.tensor_info(&name)?, rows))
     }
 }
@@ -135,7 +133,7 @@ impl<S: ByteSource> GgufWeights<S> {
     /// The HF-layout entry of tensor `name`, its llama.cpp name and how its rows are stored.
     fn locate(&self, name: &str) -> Result<(TensorEntry, String, Rows)> {
         let Some((info, rows)) = self.info(name) else {
-            let gguf = gguf_name(name, 1, 1).map_or_else(|| "no llama.cpp name".to_string(), |(n, _)| format!("llama.cpp name {n}"));
+            let gguf = gguf_name(name, None).map_or_else(|| "no llama.cpp name".to_string(), |(n, _)| format!("llama.cpp name {n}"));
             return Err(Error::MissingTensor { name: format!("{name} ({gguf})"), path: self.file.path.clone() });
         };
         let gguf = info.name.clone();
@@ -230,7 +228,7 @@ mod tests {
 
     #[test]
     fn names_map_to_llama_cpp() {
-        let g = |n| gguf_name(n, 8, 2);
+        let g = |n| gguf_name(n, Some((8, 2)));
         assert_eq!(g("model.embed_tokens.weight"), Some(("token_embd.weight".into(), Rows::AsStored)));
         assert_eq!(g("model.layers.11.self_attn.q_proj.weight"), Some(("blk.11.attn_q.weight".into(), Rows::Unpermute(8))));
         assert_eq!(g("model.layers.0.self_attn.k_proj.weight"), Some(("blk.0.attn_k.weight".into(), Rows::Unpermute(2))));

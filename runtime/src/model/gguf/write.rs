@@ -2,9 +2,8 @@
 //! header, metadata, tensor infos, padding to the alignment, then each tensor's data at an
 //! aligned offset. [`requantize`] is `llama-quantize IN OUT TYPE`: the metadata carried over
 //! (with `general.file_type` and `general.quantization_version` set), tensors in llama.cpp's
-//! order ([`mix::walk_order`]),
-//! each typed by [`crate::quant::mix`] and re-encoded from the source's values (kept byte for
-//! byte where its type does not change). One tensor is in memory at a time; the file is written
+//! order ([`mix::walk_order`]), each typed by [`crate::quant::mix`] and re-encoded from the
+//! source's values (kept byte for byte where its type does not change). One tensor is in memory at a time; the file is written
 //! beside its destination and renamed into place, so a failure leaves nothing behind.
 
 use super::weights::dtype_of;
@@ -236,11 +235,16 @@ pub fn requantize<S: ByteSource>(src: &mut GgufFile<S>, out: &Path, scheme: Sche
             }
         };
         // Float tensors (copied or re-encoded) and re-encoded blocks: every value finite.
-        let values = HostTensor::from_le_bytes(from, bytes.clone()).into_f32_rows(cols);
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(non_finite(format!("value {} of row {} is {}", i % cols.max(1), i / cols.max(1), values[i])));
-        }
-        let Some(to) = to else { return Ok(bytes) };
+        let finite = |values: &[f32]| match values.iter().position(|v| !v.is_finite()) {
+            Some(i) => Err(non_finite(format!("value {} of row {} is {}", i % cols.max(1), i / cols.max(1), values[i]))),
+            None => Ok(()),
+        };
+        let Some(to) = to else {
+            finite(&HostTensor::from_le_bytes(from, bytes.clone()).into_f32())?;
+            return Ok(bytes);
+        };
+        let values = HostTensor::from_le_bytes(from, bytes).into_f32_rows(cols);
+        finite(&values)?;
         let rows = info.dims.iter().skip(1).product::<u64>() as usize;
         Ok(OutTensor::convert(HostTensor::F32(values), &[rows, cols], to)?.bytes)
     })?;

@@ -3,15 +3,19 @@
 // f16 or f32 values (kv_pair, see the Prelude in runtime/src/gpu/kernel.rs; head_dim even); query
 // head h reads kv head h / (n_heads / n_kv_heads) (HF: repeat_kv). Query t sits at position
 // start_pos + t and attends to keys 0 ..= start_pos + t (HF: eager_attention_forward with the
-// causal mask): out = softmax(q k^T * scale) v.
+// causal mask): out = softmax(q k^T * scale) v. scale is the family's (1/sqrt(head_dim), or
+// Gemma's query_pre_attn_scalar^-1/2). A sliding-window layer (window > 0) sees only the latest
+// `window` keys, itself included: keys start_pos + t + 1 - window ..= start_pos + t (HF's
+// sliding_window_overlay: kv_idx > q_idx - window); decode never reads the keys before them.
 //
 // One workgroup handles one (query, head) over a range of keys, in blocks of WG keys: each
 // invocation scores one key of the block, then each invocation owns head_dim / WG output dims
 // and folds the block in with the online-softmax rescaling of FlashAttention (running max m,
 // running denominator l). head_dim <= WG * MAXD.
 //   attn_prefill:        all keys of each query, causal; out [n_tokens, n_heads, head_dim].
-//   attn_decode_partial: one query, keys split into chunks of `chunk` so long caches spread
-//                        over many workgroups (flash-decoding); writes (m, l, acc) per split.
+//   attn_decode_partial: one query, keys first_key..n_keys split into chunks of `chunk` so long
+//                        caches spread over many workgroups (flash-decoding); writes (m, l, acc)
+//                        per split.
 //   attn_decode_combine: merges the splits of each head into out [n_heads, head_dim].
 
 struct Params {
@@ -24,6 +28,8 @@ struct Params {
     chunk: u32,
     n_splits: u32,
     scale: f32,
+    window: u32,    // 0: every earlier key
+    first_key: u32, // decode: the first key in the window
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -106,7 +112,10 @@ fn attn_prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let t = idx / p.n_heads;
     let h = idx % p.n_heads;
     let base = idx * p.head_dim;
-    let st = attend(base, h, 0u, p.start_pos + t + 1u, lid.x);
+    let end = p.start_pos + t + 1u;
+    var lo = 0u;
+    if (p.window > 0u && end > p.window) { lo = end - p.window; }
+    let st = attend(base, h, lo, end, lid.x);
     for (var c = 0u; c < MAXD; c++) {
         let d = lid.x + c * WG;
         if (d < p.head_dim) { out[base + d] = st.acc[c] / st.l; }
@@ -119,7 +128,7 @@ fn attn_decode_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     let idx = wid.x + wid.y * nwg.x; // h * n_splits + split
     if (idx >= p.n_heads * p.n_splits) { return; }
     let h = idx / p.n_splits;
-    let lo = (idx % p.n_splits) * p.chunk;
+    let lo = p.first_key + (idx % p.n_splits) * p.chunk;
     let hi = min(lo + p.chunk, p.n_keys);
     let st = attend(h * p.head_dim, h, lo, hi, lid.x);
     let base = idx * (p.head_dim + 2u);

@@ -1,4 +1,5 @@
-// Embedding lookup. out[t, d] = table[ids[t], d]   (HF: nn.Embedding / LlamaModel.embed_tokens)
+// Embedding lookup. out[t, d] = table[ids[t], d] * scale   (HF: nn.Embedding / LlamaModel.embed_tokens;
+// scale 1, or sqrt(hidden_size) for Gemma's Gemma3TextScaledWordEmbedding)
 // ids [n_tokens] u32; table: the rows [row_start, row_start + rows) of a Matrix chunk;
 // out [n_tokens, dim] f32. Ids outside this chunk are left for the chunk that holds them.
 // Every weight type, decoded by weights.wgsl (prepended).
@@ -9,6 +10,7 @@ struct Params {
     row_start: u32,
     rows: u32,
     row_words: u32,
+    scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -34,5 +36,5 @@ fn embedding(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let id = ids[i / p.dim];
     if (id < p.row_start || id >= p.row_start + p.rows) { return; }
     let d = i % p.dim;
-    out[i] = weights4((id - p.row_start) * p.row_words, p.dim, d & ~3u)[d & 3u];
+    out[i] = weights4((id - p.row_start) * p.row_words, p.dim, d & ~3u)[d & 3u] * p.scale;
 }

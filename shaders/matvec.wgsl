@@ -26,8 +26,9 @@ struct Params {
 
 override WG: u32 = 64;  // power of two
 override ROWS: u32 = 4; // WG * ROWS <= 1024
-// Fused SwiGLU: rows come in (gate, up) pairs (an interleaved Matrix; chunks start at even
-// rows, ROWS is even) and y[pair] = silu(gate · x) * (up · x), y_stride counting pairs.
+// Fused gated MLP input: rows come in (gate, up) pairs (an interleaved Matrix; chunks start at
+// even rows, ROWS is even) and y[pair] = act(gate · x) * (up · x), y_stride counting pairs;
+// act from activation.wgsl (prepended, override constant ACT).
 override GLU: bool = false;
 var<workgroup> partial: array<f32, 1024>;
 
@@ -141,9 +142,7 @@ fn reduce_and_store(row0: u32, lane: u32, token: u32) {
     }
     if (GLU) {
         if (lane < ROWS && lane % 2u == 0u && row0 + lane + 1u < p.rows) {
-            let g = partial[lane * WG];
-            // exp(-g) overflows to inf for g < -88: g / inf = -0, the right limit.
-            y[token * p.y_stride + (p.out_offset + row0 + lane) / 2u] = g / (1.0 + exp(-g)) * partial[(lane + 1u) * WG];
+            y[token * p.y_stride + (p.out_offset + row0 + lane) / 2u] = gate_act(partial[lane * WG]) * partial[(lane + 1u) * WG];
         }
     } else if (lane < ROWS && row0 + lane < p.rows) {
         y[token * p.y_stride + p.out_offset + row0 + lane] = partial[lane * WG];

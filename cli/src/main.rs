@@ -467,7 +467,7 @@ fn quantize(model: Option<&std::path::Path>, synthetic: Option<&str>, to: &str, 
             model::write::create_out_dir(out)?;
             std::fs::write(out.join("config.json"), json).map_err(|e| cria::Error::Io { path: out.display().to_string(), message: e.to_string() })?;
             let mut weights = model::synthetic::SyntheticWeights::new(&config);
-            model::write::write_weights(&mut weights, &out.join("model.safetensors"), scheme, config.num_hidden_layers, &mut log)?
+            model::write::write_weights(&mut weights, &out.join("model.safetensors"), scheme, &config, &mut log)?
         }
         (Some(file), None) if in_gguf => {
             let mut src = model::gguf::GgufFile::parse(&file.display().to_string(), cria::model::safetensors::FileSource::open(file)?)?;

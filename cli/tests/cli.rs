@@ -173,7 +173,7 @@ fn generate_matches_transformers_greedy_output() {
     if !have_gpu() {
         return;
     }
-    for name in ["tinyllama-mini", "litellama-mini", "smollm-mini", "qwen2-mini", "qwen3-mini"] {
+    for name in ["tinyllama-mini", "litellama-mini", "smollm-mini", "qwen2-mini", "qwen3-mini", "gemma3-mini"] {
         let dir = root().join("tests/fixtures/models").join(name);
         let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
         let prompt = golden["prompt"].as_str().unwrap();
@@ -185,6 +185,13 @@ fn generate_matches_transformers_greedy_output() {
         assert!(stderr.contains(&want), "{name}: expected {want}, got:\n{stderr}");
         let want_text = golden["continuation_text"].as_str().unwrap();
         assert_eq!(text(&out.stdout), format!("{want_text}\n"), "{name}: streamed text");
+        // The family's GGUF file from llama.cpp's converter, where there is one: no flag either.
+        let gguf = root().join("tests/fixtures/gguf").join(format!("{name}-{}.gguf", if name == "qwen2-mini" { "f16" } else { "bf16" }));
+        if name.starts_with("qwen") || name.starts_with("gemma") {
+            let out = cria(&["generate", "--model", gguf.to_str().unwrap(), "--prompt", prompt, "--max-tokens", "32", "--temperature", "0", "--print-ids"]);
+            let stderr = text(&out.stderr);
+            assert!(out.status.success() && stderr.contains(&want), "{name} GGUF: expected {want}, got:\n{stderr}");
+        }
     }
 }
 

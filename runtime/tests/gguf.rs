@@ -167,14 +167,17 @@ fn smollm_gguf_matches_safetensors() {
     check_model("smollm-mini", "bf16");
 }
 
-/// Qwen2 (biases, q/k rows not permuted, pre-tokenizer "qwen2") and Qwen3 (q/k norms, explicit
-/// head_dim) as llama.cpp's own converter writes them (tests/fixtures/make_family_gguf.py): the
-/// tokenizer gives transformers' prompt ids, the logits equal the safetensors model's, and the
-/// greedy continuation is transformers'.
+/// Qwen2 (biases, q/k rows not permuted, pre-tokenizer "qwen2"), Qwen3 (q/k norms, explicit
+/// head_dim) and Gemma 3 (SentencePiece vocabulary, norms stored as 1 + w, the sliding window
+/// and its RoPE base in `gemma3.*` keys, the 5-local-to-1-global pattern llama.cpp assumes) as
+/// llama.cpp's own converter writes them (tests/fixtures/make_family_gguf.py): the same config,
+/// the tokenizer gives transformers' prompt ids, the logits equal the safetensors model's, and
+/// the greedy continuation is transformers'.
 #[test]
-fn qwen_families_converted_by_llama_cpp_match_their_safetensors() {
+fn families_converted_by_llama_cpp_match_their_safetensors() {
     let Some(gpu) = common::gpu() else { return };
-    for (name, file, family) in [("qwen2-mini", "qwen2-mini-f16.gguf", cria::model::family::QWEN2), ("qwen3-mini", "qwen3-mini-bf16.gguf", cria::model::family::QWEN3)] {
+    use cria::model::family::{GEMMA3, QWEN2, QWEN3};
+    for (name, file, family) in [("qwen2-mini", "qwen2-mini-f16.gguf", QWEN2), ("qwen3-mini", "qwen3-mini-bf16.gguf", QWEN3), ("gemma3-mini", "gemma3-mini-bf16.gguf", GEMMA3)] {
         let g = golden(name);
         let prompt = ids(&g["prompt_ids"]);
         let mut reference = model::load_llama(gpu.clone(), &model_dir(name), &options(), &mut |_| {}).unwrap();

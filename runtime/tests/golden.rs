@@ -103,3 +103,11 @@ fn qwen2_architecture_matches_transformers() {
 fn qwen3_architecture_matches_transformers() {
     check_model("qwen3-mini", "bf16");
 }
+
+/// Gemma 3's shape: embeddings times sqrt(hidden), four norms per layer of `x * (1 + w)`, q/k
+/// norms, GeGLU (gelu_pytorch_tanh), five sliding-window layers (a 12-token window, shorter than
+/// both prompts, RoPE base 1e4) to one global layer (1e6), head_dim 32 with hidden 80, tied.
+#[test]
+fn gemma3_architecture_matches_transformers() {
+    check_model("gemma3-mini", "bf16");
+}

@@ -308,7 +308,7 @@ fn tokenizer_bad_input_gives_typed_errors() {
 /// transformers produced them. Needs no downloaded assets.
 #[test]
 fn tokenizer_fixture_models_match_transformers() {
-    for name in ["tinyllama-mini", "litellama-mini", "smollm-mini", "qwen2-mini", "qwen3-mini"] {
+    for name in ["tinyllama-mini", "litellama-mini", "smollm-mini", "qwen2-mini", "qwen3-mini", "gemma3-mini"] {
         let dir = repo().join("tests/fixtures/models").join(name);
         let golden: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
         let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();

@@ -122,6 +122,6 @@ async fn softmax() {
 }
 
 #[wasm_bindgen_test]
-async fn swiglu() {
-    run(cria::ops::swiglu::check).await;
+async fn glu() {
+    run(cria::ops::glu::check).await;
 }

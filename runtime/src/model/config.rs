@@ -1,6 +1,7 @@
 //! `config.json` of a Hugging Face model of a supported family ([`super::family`]), validated
 //! into [`LlamaConfig`]. Field names and defaults follow transformers' `LlamaConfig` (and
-//! `Qwen2Config` / `Qwen3Config`, which use the same keys).
+//! `Qwen2Config` / `Qwen3Config`, which use the same keys; `Gemma3TextConfig` adds its local
+//! attention keys, read by [`LlamaConfig::local_attention`]).
 
 use super::family::{self, Family};
 use crate::error::{Error, Result};
@@ -36,7 +37,27 @@ pub struct LlamaConfig {
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// The scale of q·k: 1/sqrt(head_dim), or Gemma's `query_pre_attn_scalar`^-1/2.
+    pub attention_scale: f32,
+    /// Sliding-window layers (Gemma 3), None when every layer attends to every earlier key.
+    pub local: Option<LocalAttention>,
 }
+
+/// The sliding-window layers of a model: their window and their RoPE (global layers use
+/// `rope_theta` and `rope_scaling`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalAttention {
+    /// Keys each query of a local layer sees, itself included (HF `sliding_window`).
+    pub window: usize,
+    /// RoPE base of the local layers, unscaled (HF `rope_local_base_freq`).
+    pub rope_theta: f64,
+    /// Which layers are local, by index (HF `layer_types`: "sliding_attention").
+    pub layers: Vec<bool>,
+}
+
+/// `layer_types` entries.
+const SLIDING: &str = "sliding_attention";
+const FULL: &str = "full_attention";
 
 struct Fields<'a> {
     path: &'a str,
@@ -126,23 +147,98 @@ impl LlamaConfig {
             return Err(f.err("head_dim", format!("is odd ({head_dim})"), "rotary embeddings rotate pairs of dimensions"));
         }
         let eos_token_ids = f.ids("eos_token_id")?;
+        let act_key = if f.map.contains_key("hidden_activation") { "hidden_activation" } else { "hidden_act" };
+        if let Some(act) = f.map.get(act_key).filter(|v| !v.is_null() && v.as_str() != Some(family.activation.name())) {
+            return Err(Error::Unsupported { what: format!("{act_key} {act} in a {} config ({path})", family.architecture), hint: format!("{} models run with {}", family.architecture, family.activation.name()) });
+        }
+        for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
+            if f.map.get(key).is_some_and(|v| !v.is_null()) {
+                return Err(Error::Unsupported { what: format!("{key} in {path}"), hint: "logit soft-capping (Gemma 2) is not supported; Gemma 3 has none".into() });
+            }
+        }
+        let num_hidden_layers = f.usize("num_hidden_layers")?;
+        let (attention_scale, local) = match family.local_attention {
+            // transformers: `query_pre_attn_scalar**-0.5` (default 256).
+            true => ((f.f64_or("query_pre_attn_scalar", 256.0)?.powf(-0.5)) as f32, Self::local_attention(&f, num_hidden_layers)?),
+            false => (crate::ops::attention::Scores::causal(head_dim).scale, None),
+        };
         Ok(LlamaConfig {
             family,
             hidden_size,
             intermediate_size: f.usize("intermediate_size")?,
-            num_hidden_layers: f.usize("num_hidden_layers")?,
+            num_hidden_layers,
             num_attention_heads,
             num_key_value_heads,
             head_dim,
             rms_norm_eps: f.f64_or("rms_norm_eps", 1e-6)? as f32,
-            rope_theta: Self::rope_theta(&f)?,
+            rope_theta: Self::rope_theta(&f, family.default_rope_theta)?,
             rope_scaling: Self::rope_scaling(&f)?,
             max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(2048),
             vocab_size: f.usize("vocab_size")?,
             tie_word_embeddings: f.bool_or("tie_word_embeddings", false)?,
             bos_token_id: f.ids("bos_token_id")?.first().copied(),
             eos_token_ids,
+            attention_scale,
+            local,
         })
+    }
+
+    /// Gemma 3's sliding-window layers: `sliding_window` (default 4096), which layers from
+    /// `layer_types` or else `sliding_window_pattern` (every n-th layer global, default 6), and
+    /// their RoPE base from `rope_local_base_freq` or transformers 5's
+    /// `rope_parameters.sliding_attention.rope_theta` (default 10000).
+    fn local_attention(f: &Fields<'_>, n_layers: usize) -> Result<Option<LocalAttention>> {
+        if f.bool_or("use_bidirectional_attention", false)? {
+            return Err(Error::Unsupported { what: format!("use_bidirectional_attention in {}", f.path), hint: "bidirectional attention (EmbeddingGemma) is for embedding models; Cria runs causal decoders".into() });
+        }
+        let layers: Vec<bool> = match f.map.get("layer_types").filter(|v| !v.is_null()) {
+            Some(Value::Array(types)) => {
+                if types.len() != n_layers {
+                    return Err(f.err("layer_types", format!("has {} entries for {n_layers} layers", types.len()), "give one entry per layer (num_hidden_layers)"));
+                }
+                types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| match t.as_str() {
+                        Some(SLIDING) => Ok(true),
+                        Some(FULL) => Ok(false),
+                        _ => Err(f.err("layer_types", format!("entry {i} is {t}"), format!("each entry is \"{SLIDING}\" or \"{FULL}\""))),
+                    })
+                    .collect::<Result<_>>()?
+            }
+            Some(v) => return Err(f.err("layer_types", format!("must be a list, got {v}"), format!("a list of \"{SLIDING}\" / \"{FULL}\", one per layer"))),
+            None => {
+                let key = if f.map.contains_key("sliding_window_pattern") { "sliding_window_pattern" } else { "_sliding_window_pattern" };
+                let pattern = f.opt_usize(key)?.unwrap_or(6);
+                (0..n_layers).map(|i| (i + 1) % pattern != 0).collect()
+            }
+        };
+        if !layers.contains(&true) {
+            return Ok(None);
+        }
+        let window = f.opt_usize("sliding_window")?.unwrap_or(4096);
+        let rope_theta = match (f.map.get("rope_local_base_freq").filter(|v| !v.is_null()), Self::rope_parameters_of(f, SLIDING)) {
+            (None, Some(Value::Object(m))) => Fields { path: f.path, map: m }.f64_or("rope_theta", 10_000.0)?,
+            _ => f.f64_or("rope_local_base_freq", 10_000.0)?,
+        };
+        if let Some(Value::Object(m)) = Self::rope_parameters_of(f, SLIDING) {
+            let kind = m.get("rope_type").and_then(Value::as_str).unwrap_or("default");
+            if kind != "default" {
+                return Err(Error::Unsupported { what: format!("rope_type {kind:?} on the sliding-window layers in {}", f.path), hint: "local layers run unscaled RoPE, as every Gemma 3 checkpoint has them".into() });
+            }
+        }
+        Ok(Some(LocalAttention { window, rope_theta, layers }))
+    }
+
+    /// How layer `layer`'s queries score the keys: the scale, and its window if it is local.
+    pub fn scores(&self, layer: usize) -> crate::ops::attention::Scores {
+        let window = self.local.as_ref().filter(|l| l.layers.get(layer).copied().unwrap_or(false)).map(|l| l.window);
+        crate::ops::attention::Scores { scale: self.attention_scale, window }
+    }
+
+    /// Whether layer `layer` is a sliding-window layer.
+    pub fn is_local(&self, layer: usize) -> bool {
+        self.local.as_ref().is_some_and(|l| l.layers.get(layer).copied().unwrap_or(false))
     }
 
     /// The family `architectures` (or, without it, `model_type`) names.
@@ -158,15 +254,21 @@ impl LlamaConfig {
     }
 
     /// transformers 5 saves `rope_parameters` (theta and scaling together) instead of
-    /// `rope_theta` + `rope_scaling`; both forms load.
+    /// `rope_theta` + `rope_scaling`; both forms load. Models with local layers keep one set per
+    /// layer type (`{"full_attention": {...}, "sliding_attention": {...}}`): the global one here.
     fn rope_parameters<'a>(f: &Fields<'a>) -> Option<&'a Value> {
-        f.map.get("rope_parameters").filter(|v| v.is_object())
+        Self::rope_parameters_of(f, FULL).or_else(|| f.map.get("rope_parameters").filter(|v| v.is_object()))
     }
 
-    fn rope_theta(f: &Fields<'_>) -> Result<f64> {
+    /// The `rope_parameters` of one layer type, when the config has them per type.
+    fn rope_parameters_of<'a>(f: &Fields<'a>, layer_type: &str) -> Option<&'a Value> {
+        f.map.get("rope_parameters").and_then(|p| p.get(layer_type)).filter(|v| v.is_object())
+    }
+
+    fn rope_theta(f: &Fields<'_>, default: f64) -> Result<f64> {
         match (f.map.get("rope_theta").filter(|v| !v.is_null()), Self::rope_parameters(f)) {
-            (None, Some(Value::Object(m))) => Fields { path: f.path, map: m }.f64_or("rope_theta", 10_000.0),
-            _ => f.f64_or("rope_theta", 10_000.0),
+            (None, Some(Value::Object(m))) => Fields { path: f.path, map: m }.f64_or("rope_theta", default),
+            _ => f.f64_or("rope_theta", default),
         }
     }
 
@@ -193,6 +295,11 @@ impl LlamaConfig {
                 hint: "supported: default, linear, llama3".into(),
             }),
         }
+    }
+
+    /// Rotary inverse frequencies of the local layers (unscaled, their own base), if any.
+    pub fn local_inv_freq(&self) -> Option<Vec<f32>> {
+        self.local.as_ref().map(|l| crate::ops::rope::default_inv_freq(self.head_dim, l.rope_theta))
     }
 
     /// Rotary inverse frequencies after scaling, as HF's `ROPE_INIT_FUNCTIONS` compute them.
@@ -231,7 +338,8 @@ impl LlamaConfig {
         let kv = self.num_key_value_heads * self.head_dim;
         let bias = if self.family.qkv_bias { q + 2 * kv } else { 0 };
         let qk_norm = if self.family.qk_norm { 2 * self.head_dim } else { 0 };
-        let layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h + bias + qk_norm;
+        let norms = if self.family.sandwich_norms { 4 * h } else { 2 * h };
+        let layer = h * q + 2 * h * kv + q * h + 3 * h * i + norms + bias + qk_norm;
         let head = if self.tie_word_embeddings { 0 } else { v * h };
         v * h + self.num_hidden_layers * layer + h + head
     }
@@ -287,6 +395,66 @@ mod tests {
         // Without head_dim, transformers' Qwen3Config default (128), not hidden / heads (64).
         let c = LlamaConfig::from_json("config.json", &qwen3.replace("\"head_dim\":128,", "")).unwrap();
         assert_eq!(c.head_dim, 128);
+    }
+
+    /// google/gemma-3-270m's published config.json (the keys that matter).
+    const GEMMA3_270M: &str = r#"{"architectures":["Gemma3ForCausalLM"],"model_type":"gemma3_text","hidden_size":640,
+        "intermediate_size":2048,"num_hidden_layers":18,"num_attention_heads":4,"num_key_value_heads":1,"head_dim":256,
+        "query_pre_attn_scalar":256,"hidden_activation":"gelu_pytorch_tanh","rms_norm_eps":1e-06,"rope_theta":1000000.0,
+        "rope_local_base_freq":10000.0,"rope_scaling":null,"sliding_window":512,"_sliding_window_pattern":6,
+        "attn_logit_softcapping":null,"final_logit_softcapping":null,"use_bidirectional_attention":false,
+        "layer_types":["sliding_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","full_attention",
+        "sliding_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","full_attention",
+        "sliding_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","full_attention"],
+        "max_position_embeddings":32768,"vocab_size":262144,"tie_word_embeddings":true,"bos_token_id":2,"eos_token_id":[1,106]}"#;
+
+    #[test]
+    fn parses_gemma3() {
+        let c = LlamaConfig::from_json("config.json", GEMMA3_270M).unwrap();
+        assert_eq!((c.family, c.head_dim, c.rope_theta, c.eos_token_ids.clone()), (family::GEMMA3, 256, 1e6, vec![1, 106]));
+        assert_eq!(c.parameter_count(), 268_098_176); // Gemma 3 270M's published count
+        assert_eq!(c.attention_scale, 1.0 / 16.0);
+        assert_eq!(LlamaConfig::from_json("config.json", TINYLLAMA).unwrap().attention_scale, 0.125);
+        let local = c.local.clone().unwrap();
+        assert_eq!((local.window, local.rope_theta), (512, 10_000.0));
+        assert_eq!((0..18).filter(|&i| !c.is_local(i)).collect::<Vec<_>>(), vec![5, 11, 17]);
+        assert_eq!(c.scores(0).window, Some(512));
+        assert_eq!(c.scores(5).window, None);
+        // Without layer_types: the pattern (every 6th layer global), the same layers.
+        let start = GEMMA3_270M.find("\"layer_types\"").unwrap();
+        let end = GEMMA3_270M[start..].find(']').unwrap() + start + 2;
+        let no_types = format!("{}{}", &GEMMA3_270M[..start], &GEMMA3_270M[end..]);
+        assert_eq!(LlamaConfig::from_json("config.json", &no_types).unwrap().local, c.local);
+        // transformers 5's form: rope_parameters per layer type, and query_pre_attn_scalar apart
+        // from head_dim (Gemma 3 27B: 168 with head_dim 128).
+        let t5 = GEMMA3_270M.replace("\"rope_theta\":1000000.0,", "").replace("\"rope_local_base_freq\":10000.0,", "").replace(
+            "\"rope_scaling\":null",
+            r#""rope_parameters":{"full_attention":{"rope_type":"linear","factor":8.0,"rope_theta":1000000.0},"sliding_attention":{"rope_type":"default","rope_theta":10000.0}}"#,
+        ).replace("\"query_pre_attn_scalar\":256", "\"query_pre_attn_scalar\":168");
+        let c5 = LlamaConfig::from_json("config.json", &t5).unwrap();
+        assert_eq!((c5.rope_theta, c5.rope_scaling.clone(), c5.local.as_ref().unwrap().rope_theta), (1e6, RopeScaling::Linear { factor: 8.0 }, 10_000.0));
+        assert_eq!(c5.attention_scale, (168f64).powf(-0.5) as f32);
+        assert_eq!(c5.local_inv_freq().unwrap()[1], crate::ops::rope::default_inv_freq(256, 10_000.0)[1]);
+        assert_ne!(c5.inv_freq()[1], c5.local_inv_freq().unwrap()[1]);
+    }
+
+    #[test]
+    fn gemma3_variants_it_cannot_run_are_typed_errors() {
+        let cases = [
+            ("\"sliding_attention\",\"full_attention\",", "\"chunked_attention\",\"full_attention\","),
+            ("\"final_logit_softcapping\":null", "\"final_logit_softcapping\":30.0"),
+            ("\"use_bidirectional_attention\":false", "\"use_bidirectional_attention\":true"),
+            ("\"hidden_activation\":\"gelu_pytorch_tanh\"", "\"hidden_activation\":\"silu\""),
+            ("\"num_hidden_layers\":18", "\"num_hidden_layers\":17"),
+        ];
+        for (from, to) in cases {
+            let json = GEMMA3_270M.replacen(from, to, 1);
+            assert_ne!(json, GEMMA3_270M, "{from}");
+            let err = LlamaConfig::from_json("config.json", &json).unwrap_err();
+            assert!(matches!(err, Error::Config { .. } | Error::Unsupported { .. }), "{to}: {err}");
+        }
+        let err = LlamaConfig::from_json("config.json", &GEMMA3_270M.replacen("\"sliding_attention\",\"full_attention\",", "\"chunked_attention\",\"full_attention\",", 1)).unwrap_err();
+        assert!(err.to_string().contains("entry 4") && err.to_string().contains("layer_types"), "{err}");
     }
 
     #[test]

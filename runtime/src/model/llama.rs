@@ -1,5 +1,7 @@
-//! The Llama forward pass on the GPU (HF `modeling_llama.LlamaForCausalLM`): embeddings, then
-//! per layer `h = x + attn(norm(x))`, `x = h + mlp(norm(h))`, then the final norm and the LM head.
+//! The decoder forward pass on the GPU (HF `modeling_llama.LlamaForCausalLM`, and the families
+//! of [`super::family`] as switches of it): embeddings, then per layer
+//! `h = x + attn(norm(x))`, `x = h + mlp(norm(h))` (Gemma also normalises each branch output
+//! before its add), then the final norm and the LM head.
 //! Prefill runs many tokens through the matmul kernels; decode runs one token through matvec
 //! and the split-K attention. All activations and the KV cache are allocated at load.
 
@@ -11,7 +13,7 @@ use crate::ops::attention::{self, DecodeScratch, Heads, KvCache, KvDType};
 use crate::ops::rope::RopeTable;
 use crate::model::safetensors::{HostTensor, TensorEntry};
 use crate::ops::sample::{self, SampleScratch};
-use crate::ops::{argmax, embedding, matmul, matvec, rms_norm, rope, swiglu, Layout, Matrix, WeightDType};
+use crate::ops::{argmax, embedding, glu, matmul, matvec, rms_norm, rope, Layout, Matrix, WeightDType};
 use super::memory::MemoryPlan;
 use crate::sampling::SamplingOptions;
 use std::sync::Arc;
@@ -44,14 +46,24 @@ pub(crate) struct LayerOf<M, V> {
     /// q_proj, k_proj and v_proj stacked: one pass over x.
     wqkv: M,
     wo: M,
+    /// The MLP's input norm (Llama's `post_attention_layernorm`, Gemma's `pre_feedforward_layernorm`).
     mlp_norm: V,
-    /// gate_proj and up_proj rows interleaved: one pass, SwiGLU fused into its output.
+    /// Norms of the attention and MLP outputs before their residual adds (`sandwich_norms`).
+    attn_post_norm: Option<V>,
+    mlp_post_norm: Option<V>,
+    /// gate_proj and up_proj rows interleaved: one pass, the gating fused into its output.
     w_gate_up: M,
     w_down: M,
     /// q, k and v biases end to end (families with `qkv_bias`).
     qkv_bias: Option<V>,
     /// q_norm then k_norm weights (families with `qk_norm`).
     qk_norm: Option<V>,
+}
+
+impl<M, V> LayerOf<M, V> {
+    fn vectors(&self) -> impl Iterator<Item = &V> {
+        [Some(&self.attn_norm), Some(&self.mlp_norm), self.attn_post_norm.as_ref(), self.mlp_post_norm.as_ref(), self.qkv_bias.as_ref(), self.qk_norm.as_ref()].into_iter().flatten()
+    }
 }
 
 pub(crate) struct WeightsOf<M, V> {
@@ -70,7 +82,7 @@ impl<M, V> WeightsOf<M, V> {
     }
 
     fn vectors(&self) -> impl Iterator<Item = &V> {
-        self.layers.iter().flat_map(|l| [Some(&l.attn_norm), Some(&l.mlp_norm), l.qkv_bias.as_ref(), l.qk_norm.as_ref()].into_iter().flatten()).chain([&self.norm])
+        self.layers.iter().flat_map(|l| l.vectors()).chain([&self.norm])
     }
 }
 
@@ -80,9 +92,12 @@ pub(crate) trait Build {
     type V;
     /// A matrix of `cols` columns from the file tensors `parts` (name, rows), combined by `layout`.
     fn matrix(&mut self, name: &str, parts: &[(&str, usize)], cols: usize, layout: Layout) -> Result<Self::M>;
-    /// A vector of the file's 1-D tensors `parts` (name, length) end to end.
-    fn vector(&mut self, name: &str, parts: &[(&str, usize)]) -> Result<Self::V>;
+    /// A vector of the file's 1-D tensors `parts` (name, length) end to end, `offset` added to
+    /// every value (a family's norm offset).
+    fn vector(&mut self, name: &str, parts: &[(&str, usize)], offset: f32) -> Result<Self::V>;
     fn has(&self, name: &str) -> bool;
+    /// See [`WeightSource::norms_as_applied`].
+    fn norms_as_applied(&self) -> bool;
 }
 
 /// The decoder's weights in HF names, fused as the kernels read them; the family says which
@@ -91,32 +106,52 @@ fn describe_weights<B: Build>(c: &LlamaConfig, b: &mut B) -> Result<WeightsOf<B:
     let hd = c.head_dim;
     let (h, q_dim, kv_dim, inter, vocab) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size, c.vocab_size);
     let embed = b.matrix("model.embed_tokens.weight", &[("model.embed_tokens.weight", vocab)], h, Layout::Stacked)?;
+    let f = &c.family;
+    // Gemma's norms multiply by 1 + w where transformers stores w (llama.cpp stores the sum).
+    let shift = if b.norms_as_applied() { 0.0 } else { f.norm_offset };
     let mut layers = Vec::with_capacity(c.num_hidden_layers);
     for i in 0..c.num_hidden_layers {
         let p = format!("model.layers.{i}");
         let n = |s: &str| format!("{p}.{s}");
         // A tensor of a switch this family lacks: the checkpoint is another family's, and
         // running it without that tensor would give garbage.
-        for (on, tensor, switch) in [(c.family.qkv_bias, n("self_attn.q_proj.bias"), "q/k/v biases"), (c.family.qk_norm, n("self_attn.q_norm.weight"), "per-head q/k norms")] {
+        let switches = [
+            (f.qkv_bias, n("self_attn.q_proj.bias"), "q/k/v biases"),
+            (f.qk_norm, n("self_attn.q_norm.weight"), "per-head q/k norms"),
+            (f.sandwich_norms, n("post_feedforward_layernorm.weight"), "norms after attention and MLP"),
+        ];
+        for (on, tensor, switch) in switches {
             if !on && b.has(&tensor) {
                 return Err(Error::Unsupported {
-                    what: format!("the tensor `{tensor}` ({switch}) in a {} model", c.family.name),
-                    hint: format!("{} models have no {switch}: the config names the wrong architecture for these weights (Qwen2 has biases, Qwen3 q/k norms)", c.family.architecture),
+                    what: format!("the tensor `{tensor}` ({switch}) in a {} model", f.name),
+                    hint: format!("{} models have no {switch}: the config names the wrong architecture for these weights (Qwen2 has biases, Qwen3 q/k norms, Gemma 3 both norms)", f.architecture),
                 });
             }
         }
-        let qkv_bias = match c.family.qkv_bias {
-            true => Some(b.vector(&n("self_attn.qkv_bias"), &[(&n("self_attn.q_proj.bias"), q_dim), (&n("self_attn.k_proj.bias"), kv_dim), (&n("self_attn.v_proj.bias"), kv_dim)])?),
+        let norm = |b: &mut B, part: &str, len: usize| b.vector(&n(part), &[(&n(part), len)], shift);
+        let qkv_bias = match f.qkv_bias {
+            true => Some(b.vector(&n("self_attn.qkv_bias"), &[(&n("self_attn.q_proj.bias"), q_dim), (&n("self_attn.k_proj.bias"), kv_dim), (&n("self_attn.v_proj.bias"), kv_dim)], 0.0)?),
             false => None,
         };
-        let qk_norm = match c.family.qk_norm {
-            true => Some(b.vector(&n("self_attn.qk_norm"), &[(&n("self_attn.q_norm.weight"), hd), (&n("self_attn.k_norm.weight"), hd)])?),
+        let qk_norm = match f.qk_norm {
+            true => Some(b.vector(&n("self_attn.qk_norm"), &[(&n("self_attn.q_norm.weight"), hd), (&n("self_attn.k_norm.weight"), hd)], shift)?),
             false => None,
+        };
+        let (mlp_norm, attn_post_norm, mlp_post_norm) = match f.sandwich_norms {
+            true => (
+                norm(b, "pre_feedforward_layernorm.weight", h)?,
+                Some(norm(b, "post_attention_layernorm.weight", h)?),
+                Some(norm(b, "post_feedforward_layernorm.weight", h)?),
+            ),
+            false => (norm(b, "post_attention_layernorm.weight", h)?, None, None),
         };
         layers.push(LayerOf {
             qkv_bias,
             qk_norm,
-            attn_norm: b.vector(&n("input_layernorm.weight"), &[(&n("input_layernorm.weight"), h)])?,
+            mlp_norm,
+            attn_post_norm,
+            mlp_post_norm,
+            attn_norm: norm(b, "input_layernorm.weight", h)?,
             wqkv: b.matrix(
                 &n("self_attn.qkv"),
                 &[(&n("self_attn.q_proj.weight"), q_dim), (&n("self_attn.k_proj.weight"), kv_dim), (&n("self_attn.v_proj.weight"), kv_dim)],
@@ -124,12 +159,11 @@ fn describe_weights<B: Build>(c: &LlamaConfig, b: &mut B) -> Result<WeightsOf<B:
                 Layout::Stacked,
             )?,
             wo: b.matrix(&n("self_attn.o_proj.weight"), &[(&n("self_attn.o_proj.weight"), h)], q_dim, Layout::Stacked)?,
-            mlp_norm: b.vector(&n("post_attention_layernorm.weight"), &[(&n("post_attention_layernorm.weight"), h)])?,
             w_gate_up: b.matrix(&n("mlp.gate_up"), &[(&n("mlp.gate_proj.weight"), inter), (&n("mlp.up_proj.weight"), inter)], h, Layout::Interleaved)?,
             w_down: b.matrix(&n("mlp.down_proj.weight"), &[(&n("mlp.down_proj.weight"), h)], inter, Layout::Stacked)?,
         });
     }
-    let norm = b.vector("model.norm.weight", &[("model.norm.weight", h)])?;
+    let norm = b.vector("model.norm.weight", &[("model.norm.weight", h)], shift)?;
     // Tied embeddings reuse embed_tokens as the LM head (HF drops lm_head.weight then).
     let lm_head = if c.tie_word_embeddings && !b.has("lm_head.weight") {
         None
@@ -206,6 +240,8 @@ pub struct Llama {
     /// Each layer's KV cache.
     kv: Vec<KvCache>,
     rope: RopeTable,
+    /// The RoPE of the sliding-window layers, where their base differs (Gemma 3).
+    rope_local: Option<RopeTable>,
     s: Scratch,
     /// Dispatches and submits of the last forward call.
     pub last_dispatches: u64,
@@ -238,6 +274,7 @@ impl Llama {
         })?;
         unsplit.extend([
             (format!("the RoPE table for a context of {context} tokens"), RopeTable::bytes(c.head_dim, context)),
+            (format!("the local layers' RoPE table for a context of {context} tokens"), if c.local.is_some() { RopeTable::bytes(c.head_dim, context) } else { 0 }),
             (format!("the sampler's scratch for a context of {context} tokens"), SampleScratch::bytes(c.vocab_size, context)),
             (format!("the decode attention scratch for a context of {context} tokens"), DecodeScratch::bytes(heads, context)),
             ("the parameter arena".to_string(), Recorder::arena_bytes(ARENA_DISPATCHES)),
@@ -273,6 +310,7 @@ impl Llama {
         let w = describe_weights(c, &mut Loader { gpu: g, weights, progress, to: options.weight_dtype })?;
         let kv = (0..c.num_hidden_layers).map(|i| KvCache::new(g, &format!("layer {i} cache"), heads, context, options.kv_cache)).collect::<Result<Vec<_>>>()?;
         let rope = RopeTable::new(g, &c.inv_freq(), context)?;
+        let rope_local = c.local_inv_freq().map(|f| RopeTable::new(g, &f, context)).transpose()?;
         let s = Scratch {
             a: describe_activations(c, |name, bytes| GpuBuffer::zeroed(g, name, bytes))?,
             sample: SampleScratch::new(g, c.vocab_size, context)?,
@@ -280,7 +318,7 @@ impl Llama {
             arena: Recorder::new(g, ARENA_DISPATCHES).into_arena(),
             readback: Readback::new(g, (c.vocab_size * 4) as u64),
         };
-        Ok(Llama { gpu: gpu.clone(), config, context, memory, w, kv, rope, s, last_dispatches: 0, last_submits: 0 })
+        Ok(Llama { gpu: gpu.clone(), config, context, memory, w, kv, rope, rope_local, s, last_dispatches: 0, last_submits: 0 })
     }
 
     fn heads(&self) -> Heads {
@@ -307,7 +345,7 @@ impl Llama {
         let s = &self.s;
         let sample = s.sample.penalty_ids.len + s.sample.work.len + s.sample.token.len;
         let scratch = s.a.all().iter().map(|b| b.len).sum::<u64>() + sample + s.decode.partials.len + s.arena.size() + s.readback.capacity();
-        weights + kv + scratch + self.rope.buffer.len
+        weights + kv + scratch + self.rope.buffer.len + self.rope_local.as_ref().map_or(0, |r| r.buffer.len)
     }
 
     /// Bytes of weights one decode step reads: every layer's matrices and norms, the final norm,
@@ -318,11 +356,7 @@ impl Llama {
             .layers
             .iter()
             .map(|l| {
-                [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down].iter().map(|m| m.bytes()).sum::<u64>()
-                    + l.attn_norm.len
-                    + l.mlp_norm.len
-                    + l.qkv_bias.as_ref().map_or(0, |b| b.len)
-                    + l.qk_norm.as_ref().map_or(0, |b| b.len)
+                [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down].iter().map(|m| m.bytes()).sum::<u64>() + l.vectors().map(|v| v.len).sum::<u64>()
             })
             .sum();
         let head = self.lm_head().bytes();
@@ -419,18 +453,22 @@ impl Llama {
     fn record_chunk(&self, rec: &mut Recorder<'_>, n: usize, pos: usize) -> Result<()> {
         let (c, s) = (&self.config, &self.s.a);
         let (h, eps) = (c.hidden_size, c.rms_norm_eps);
-        embedding::encode(rec, &self.w.embed, &s.ids, n, &s.x)?;
+        // Gemma: sqrt(hidden_size), formed in f64 and rounded to f32 as transformers' buffer is.
+        let embed_scale = if c.family.scaled_embeddings { (h as f64).sqrt() as f32 } else { 1.0 };
+        embedding::encode(rec, &self.w.embed, &s.ids, n, &s.x, embed_scale)?;
+        let mut prev_post: Option<&GpuBuffer> = None; // the previous layer's MLP output norm
         for (i, (layer, kv)) in self.w.layers.iter().zip(&self.kv).enumerate() {
             // x = x + mlp(...) of the previous layer, fused with this layer's input norm.
             match i {
                 0 => rms_norm::encode(rec, &s.x, &layer.attn_norm, &s.xn, n, h, eps)?,
-                _ => rms_norm::encode_add(rec, &s.x, &s.down, &layer.attn_norm, &s.xn, n, h, eps)?,
+                _ => rms_norm::encode_add(rec, &s.x, &s.down, prev_post, &layer.attn_norm, &s.xn, n, h, eps)?,
             }
-            self.attention(rec, layer, kv, n, pos)?; // s.o = attn(xn)
-            rms_norm::encode_add(rec, &s.x, &s.o, &layer.mlp_norm, &s.xn, n, h, eps)?; // x += o; xn = norm(x)
+            self.attention(rec, i, layer, kv, n, pos)?; // s.o = attn(xn)
+            rms_norm::encode_add(rec, &s.x, &s.o, layer.attn_post_norm.as_ref(), &layer.mlp_norm, &s.xn, n, h, eps)?; // x += o; xn = norm(x)
             self.mlp(rec, layer, n)?; // s.down = mlp(xn)
+            prev_post = layer.mlp_post_norm.as_ref();
         }
-        rms_norm::encode_add(rec, &s.x, &s.down, &self.w.norm, &s.xn, n, h, eps)?;
+        rms_norm::encode_add(rec, &s.x, &s.down, prev_post, &self.w.norm, &s.xn, n, h, eps)?;
         rec.copy(&s.xn, ((n - 1) * h * 4) as u64, &s.last, 0, (h * 4) as u64)?;
         matvec::encode(rec, self.lm_head(), &s.last, &s.logits)
     }
@@ -440,31 +478,40 @@ impl Llama {
         self.w.lm_head.as_ref().unwrap_or(&self.w.embed)
     }
 
-    /// Self-attention of n tokens at positions pos..: the fused q/k/v projection, RoPE with the
-    /// KV-cache append, causal GQA attention, output projection into s.o.
-    fn attention(&self, rec: &mut Recorder<'_>, l: &LayerOf<Matrix, GpuBuffer>, cache: &KvCache, n: usize, pos: usize) -> Result<()> {
+    /// Self-attention of layer `i` for n tokens at positions pos..: the fused q/k/v projection,
+    /// RoPE with the KV-cache append, causal GQA attention (windowed on a local layer), output
+    /// projection into s.o.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(&self, rec: &mut Recorder<'_>, i: usize, l: &LayerOf<Matrix, GpuBuffer>, cache: &KvCache, n: usize, pos: usize) -> Result<()> {
         let s = &self.s.a;
         let heads = self.heads();
+        let scores = self.config.scores(i);
+        let table = match (&self.rope_local, self.config.is_local(i)) {
+            (Some(local), true) => local,
+            _ => &self.rope,
+        };
         linear(rec, &l.wqkv, &s.xn, n, &s.qkv)?;
         let io = rope::RopeIo { qkv: &s.qkv, q: &s.q, cache, bias: l.qkv_bias.as_ref(), qk_norm: l.qk_norm.as_ref().map(|w| (w, self.config.rms_norm_eps)) };
-        rope::encode(rec, &io, &self.rope, n, heads.n_heads, heads.n_kv_heads, pos)?;
+        rope::encode(rec, &io, table, n, heads.n_heads, heads.n_kv_heads, pos)?;
         if n == 1 {
-            attention::encode_decode(rec, heads, &s.q, cache, &self.s.decode, &s.attn, pos + 1)?;
+            attention::encode_decode(rec, heads, scores, &s.q, cache, &self.s.decode, &s.attn, pos + 1)?;
         } else {
-            attention::encode_prefill(rec, heads, &s.q, cache, &s.attn, n, pos)?;
+            attention::encode_prefill(rec, heads, scores, &s.q, cache, &s.attn, n, pos)?;
         }
         linear(rec, &l.wo, &s.attn, n, &s.o)
     }
 
-    /// SwiGLU MLP of xn into s.down: down(silu(gate(x)) * up(x)). For a few tokens the gate/up
-    /// matvec applies the SwiGLU itself; prefill runs the matmul, then SwiGLU over the pairs.
+    /// Gated MLP of xn into s.down: down(act(gate(x)) * up(x)), act the family's (SiLU, GELU).
+    /// For a few tokens the gate/up matvec applies the gating itself; prefill runs the matmul,
+    /// then the gating over the pairs.
     fn mlp(&self, rec: &mut Recorder<'_>, l: &LayerOf<Matrix, GpuBuffer>, n: usize) -> Result<()> {
         let s = &self.s.a;
+        let act = self.config.family.activation;
         if n <= MATVEC_TOKENS {
-            matvec::encode_glu(rec, &l.w_gate_up, &s.xn, n, &s.act)?;
+            matvec::encode_glu(rec, &l.w_gate_up, &s.xn, n, &s.act, act)?;
         } else {
             matmul::encode(rec, &l.w_gate_up, &s.xn, n, &s.gate_up)?;
-            swiglu::encode_pairs(rec, &s.gate_up, &s.act, n * self.config.intermediate_size)?;
+            glu::encode_pairs(rec, &s.gate_up, &s.act, n * self.config.intermediate_size, act)?;
         }
         linear(rec, &l.w_down, &s.act, n, &s.down)
     }
@@ -575,7 +622,7 @@ impl Build for Counter<'_> {
         let (_, dtypes) = matrix_parts(self.weights, parts, cols, self.to, layout)?;
         Ok(parts.iter().zip(dtypes).map(|(&(_, rows), dtype)| (dtype, rows as u64 * dtype.row_words(cols) as u64 * 4)).collect())
     }
-    fn vector(&mut self, _name: &str, parts: &[(&str, usize)]) -> Result<u64> {
+    fn vector(&mut self, _name: &str, parts: &[(&str, usize)], _offset: f32) -> Result<u64> {
         let mut len = 0;
         for &(name, n) in parts {
             entry(self.weights, name, &[n])?;
@@ -585,6 +632,9 @@ impl Build for Counter<'_> {
     }
     fn has(&self, name: &str) -> bool {
         self.weights.has(name)
+    }
+    fn norms_as_applied(&self) -> bool {
+        self.weights.norms_as_applied()
     }
 }
 
@@ -615,7 +665,7 @@ impl Build for Loader<'_> {
         })
     }
 
-    fn vector(&mut self, name: &str, parts: &[(&str, usize)]) -> Result<GpuBuffer> {
+    fn vector(&mut self, name: &str, parts: &[(&str, usize)], offset: f32) -> Result<GpuBuffer> {
         let mut v = Vec::new();
         for &(part, len) in parts {
             let entry = entry(self.weights, part, &[len])?;
@@ -623,7 +673,8 @@ impl Build for Loader<'_> {
             if let Some(i) = values.iter().position(|x| !x.is_finite()) {
                 return Err(Error::NonFinite { tensor: part.to_string(), what: format!("value {i} is {}", values[i]) });
             }
-            v.extend(values);
+            // In f32, as transformers forms `1.0 + self.weight.float()`.
+            v.extend(values.into_iter().map(|x| x + offset));
             (self.progress)(LoadProgress { tensor: part.to_string(), bytes: entry.end - entry.start });
         }
         GpuBuffer::from_slice(self.gpu, name, &v)
@@ -631,5 +682,8 @@ impl Build for Loader<'_> {
 
     fn has(&self, name: &str) -> bool {
         self.weights.has(name)
+    }
+    fn norms_as_applied(&self) -> bool {
+        self.weights.norms_as_applied()
     }
 }

@@ -31,6 +31,12 @@ pub const MODELS: &[(&str, &str)] = &[
         "qwen2.5-0.5b",
         r#"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","hidden_size":896,"intermediate_size":4864,"num_hidden_layers":24,"num_attention_heads":14,"num_key_value_heads":2,"rms_norm_eps":1e-06,"rope_theta":1000000.0,"max_position_embeddings":32768,"vocab_size":151936,"tie_word_embeddings":true,"use_sliding_window":false,"bos_token_id":151643,"eos_token_id":151645,"torch_dtype":"bfloat16"}"#,
     ),
+    // google/gemma-3-270m (four norms per layer, q/k norms, GeGLU, 5 local layers of a 512-token
+    // window to 1 global, head_dim 256 with 4 heads / 1 kv head, a 262k vocabulary, tied)
+    (
+        "gemma3-270m",
+        r#"{"architectures":["Gemma3ForCausalLM"],"model_type":"gemma3_text","hidden_size":640,"intermediate_size":2048,"num_hidden_layers":18,"num_attention_heads":4,"num_key_value_heads":1,"head_dim":256,"query_pre_attn_scalar":256,"hidden_activation":"gelu_pytorch_tanh","rms_norm_eps":1e-06,"rope_theta":1000000.0,"rope_local_base_freq":10000.0,"sliding_window":512,"layer_types":["sliding_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","full_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","full_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","full_attention"],"max_position_embeddings":32768,"vocab_size":262144,"tie_word_embeddings":true,"bos_token_id":2,"eos_token_id":[1,106],"torch_dtype":"bfloat16"}"#,
+    ),
     // Qwen/Qwen3-0.6B (q/k norms, head_dim 128 with hidden 1024 and 16 heads, tied)
     (
         "qwen3-0.6b",
@@ -72,6 +78,9 @@ pub fn tensor_shapes(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
         }
         if c.family.qk_norm {
             out.extend([(format!("{p}.self_attn.q_norm.weight"), vec![c.head_dim]), (format!("{p}.self_attn.k_norm.weight"), vec![c.head_dim])]);
+        }
+        if c.family.sandwich_norms {
+            out.extend([(format!("{p}.pre_feedforward_layernorm.weight"), vec![h]), (format!("{p}.post_feedforward_layernorm.weight"), vec![h])]);
         }
     }
     out.push(("model.norm.weight".to_string(), vec![h]));
@@ -189,7 +198,7 @@ mod tests {
         // TinyLlama-1.1B: 1,100,048,384 (its model card); LiteLlama-460M: 461,685,760;
         // stories15M: 15,191,712 (llama2.c's export, whose classifier shares the embedding);
         // Qwen2.5-0.5B: 494,032,768; Qwen3-0.6B: 596,049,920 (their model cards' safetensors).
-        let published = [("tinyllama-1.1b", 1_100_048_384usize), ("litellama-460m", 461_685_760), ("stories15m", 15_191_712), ("qwen2.5-0.5b", 494_032_768), ("qwen3-0.6b", 596_049_920)];
+        let published = [("tinyllama-1.1b", 1_100_048_384usize), ("litellama-460m", 461_685_760), ("stories15m", 15_191_712), ("qwen2.5-0.5b", 494_032_768), ("qwen3-0.6b", 596_049_920), ("gemma3-270m", 268_098_176)];
         assert_eq!(published.len(), MODELS.len());
         for (name, want) in published {
             let c = config(name).unwrap();

@@ -32,6 +32,11 @@ pub trait WeightSource {
     fn entry(&self, name: &str) -> Result<TensorEntry>;
     /// Total bytes of all tensors (for progress bars).
     fn total_bytes(&self) -> u64;
+    /// Whether norm weights are stored as the norm multiplies by them, a family's `norm_offset`
+    /// already added (llama.cpp's GGUF files), rather than as transformers stores them.
+    fn norms_as_applied(&self) -> bool {
+        false
+    }
 }
 
 pub struct SafetensorsWeights<S: ByteSource> {

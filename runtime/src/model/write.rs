@@ -3,6 +3,7 @@
 //! `quantize`, which turns a model directory into one whose matrices are typed as one of
 //! llama-quantize's file types says ([`quant::mix`]).
 
+use super::config::LlamaConfig;
 use super::gguf::weights::gguf_tensor_name;
 use super::safetensors::{quant_key, HostTensor, TensorEntry};
 use super::weights::WeightSource;
@@ -148,8 +149,8 @@ pub fn create_out_dir(out: &Path) -> Result<()> {
 }
 
 /// Each tensor of `weights` with the type it is written as under `scheme` (llama-quantize's
-/// rules, on the tensors' GGUF names; a model of `n_layer` layers).
-fn choose_types(weights: &dyn WeightSource, scheme: Scheme, n_layer: usize) -> Result<Vec<(String, TensorEntry, WeightDType)>> {
+/// rules, on the tensors' GGUF names, for a model of `config`).
+fn choose_types(weights: &dyn WeightSource, scheme: Scheme, config: &LlamaConfig) -> Result<Vec<(String, TensorEntry, WeightDType)>> {
     let mut tensors = Vec::new();
     for name in weights.names() {
         let entry = weights.entry(&name)?;
@@ -157,9 +158,9 @@ fn choose_types(weights: &dyn WeightSource, scheme: Scheme, n_layer: usize) -> R
     }
     let shapes: Vec<TensorShape> = tensors
         .iter()
-        .map(|(name, e)| TensorShape { name: gguf_tensor_name(name).unwrap_or_else(|| name.clone()), n_dims: e.shape.len(), cols: e.shape.last().copied().unwrap_or(1) })
+        .map(|(name, e)| TensorShape { name: gguf_tensor_name(name, &config.family).unwrap_or_else(|| name.clone()), n_dims: e.shape.len(), cols: e.shape.last().copied().unwrap_or(1) })
         .collect();
-    let chosen = mix::choose(scheme, &shapes, n_layer, mix::Blocks::Padded);
+    let chosen = mix::choose(scheme, &shapes, config.num_hidden_layers, mix::Blocks::Padded);
     Ok(tensors.into_iter().zip(chosen).map(|((name, entry), c)| {
         let to = c.unwrap_or(entry.dtype.natural());
         (name, entry, to)
@@ -168,8 +169,8 @@ fn choose_types(weights: &dyn WeightSource, scheme: Scheme, n_layer: usize) -> R
 
 /// Writes every tensor of `weights` to the safetensors file `path`, typed as `scheme` says
 /// ([`choose_types`]). Returns the bytes of tensor data written.
-pub fn write_weights(weights: &mut dyn WeightSource, path: &Path, scheme: Scheme, n_layer: usize, progress: &mut dyn FnMut(&str)) -> Result<u64> {
-    let types = choose_types(weights, scheme, n_layer)?;
+pub fn write_weights(weights: &mut dyn WeightSource, path: &Path, scheme: Scheme, config: &LlamaConfig, progress: &mut dyn FnMut(&str)) -> Result<u64> {
+    let types = choose_types(weights, scheme, config)?;
     let plan = types.iter().map(|(name, entry, to)| planned(name, entry.dtype, &entry.shape, *to)).collect::<Result<Vec<_>>>()?;
     let targets: HashMap<&str, WeightDType> = types.iter().map(|(name, _, to)| (name.as_str(), *to)).collect();
     write_safetensors(path, &plan, |name| {
@@ -195,6 +196,5 @@ pub fn quantize(dir: &Path, out: &Path, scheme: Scheme, progress: &mut dyn FnMut
             std::fs::copy(entry.path(), out.join(&name)).map_err(|e| io(&entry.path(), e))?;
         }
     }
-    let n_layer = files.config.num_hidden_layers;
-    write_weights(files.weights.as_mut(), &out.join("model.safetensors"), scheme, n_layer, progress)
+    write_weights(files.weights.as_mut(), &out.join("model.safetensors"), scheme, &files.config, progress)
 }

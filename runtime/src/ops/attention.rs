@@ -132,6 +132,29 @@ struct Params {
     chunk: u32,
     n_splits: u32,
     scale: f32,
+    window: u32,
+    first_key: u32,
+}
+
+/// How a layer's queries score the keys: the scale of q·k, and for a sliding-window layer how
+/// many of the latest keys each query sees (itself included).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scores {
+    pub scale: f32,
+    pub window: Option<usize>,
+}
+
+impl Scores {
+    /// Every earlier key, scaled by 1/sqrt(head_dim) (Llama, Qwen): formed in f64 and rounded
+    /// once, as transformers' `head_dim**-0.5` is.
+    pub fn causal(head_dim: usize) -> Scores {
+        Scores { scale: (head_dim as f64).powf(-0.5) as f32, window: None }
+    }
+
+    /// The first key a query that sees keys `..end` attends to.
+    pub fn first_key(&self, end: usize) -> usize {
+        self.window.map_or(0, |w| end.saturating_sub(w))
+    }
 }
 
 /// Head layout of one attention layer.
@@ -158,7 +181,7 @@ impl Heads {
         positions as u64 * (self.n_kv_heads * self.head_dim * dtype.bytes()) as u64
     }
 
-    fn params(&self, n_tokens: usize, start_pos: usize, n_keys: usize, n_splits: usize) -> Params {
+    fn params(&self, scores: Scores, n_tokens: usize, start_pos: usize, n_keys: usize, n_splits: usize) -> Params {
         Params {
             n_tokens: n_tokens as u32,
             n_heads: self.n_heads as u32,
@@ -168,7 +191,10 @@ impl Heads {
             n_keys: n_keys as u32,
             chunk: DECODE_CHUNK as u32,
             n_splits: n_splits as u32,
-            scale: 1.0 / (self.head_dim as f32).sqrt(),
+            scale: scores.scale,
+            // A window of 0 keys would see nothing: the config refuses it; 1 at least here.
+            window: scores.window.map_or(0, |w| w.max(1) as u32),
+            first_key: scores.first_key(n_keys) as u32,
         }
     }
 }
@@ -179,6 +205,7 @@ impl Heads {
 pub fn encode_prefill(
     rec: &mut Recorder<'_>,
     heads: Heads,
+    scores: Scores,
     q: &GpuBuffer,
     cache: &KvCache,
     out: &GpuBuffer,
@@ -191,7 +218,7 @@ pub fn encode_prefill(
     cache.need("attention", heads, n_keys)?;
     need("attention", "out", out, n_tokens * heads.n_heads * heads.head_dim)?;
     let kernel = rec.gpu().kernel(&spec("attn_prefill"), &Variant::default().with_prelude(cache.dtype.prelude(rec.gpu())))?;
-    let params = heads.params(n_tokens, start_pos, n_keys, 1);
+    let params = heads.params(scores, n_tokens, start_pos, n_keys, 1);
     rec.dispatch(&kernel, &params, &[q, &cache.k, &cache.v, out], grid(rec, (n_tokens * heads.n_heads) as u32))
 }
 
@@ -214,11 +241,13 @@ impl DecodeScratch {
     }
 }
 
-/// Decode: one query `q` [n_heads, head_dim] attending to keys `0..n_keys` of the caches.
+/// Decode: one query `q` [n_heads, head_dim] attending to keys `0..n_keys` of the caches (the
+/// last `window` of them for a sliding-window layer: only those are read).
 #[allow(clippy::too_many_arguments)]
 pub fn encode_decode(
     rec: &mut Recorder<'_>,
     heads: Heads,
+    scores: Scores,
     q: &GpuBuffer,
     cache: &KvCache,
     scratch: &DecodeScratch,
@@ -232,8 +261,8 @@ pub fn encode_decode(
     need("attention", "q", q, heads.n_heads * heads.head_dim)?;
     cache.need("attention", heads, n_keys)?;
     need("attention", "out", out, heads.n_heads * heads.head_dim)?;
-    let n_splits = n_keys.div_ceil(DECODE_CHUNK);
-    let params = heads.params(1, n_keys - 1, n_keys, n_splits);
+    let n_splits = (n_keys - scores.first_key(n_keys)).div_ceil(DECODE_CHUNK);
+    let params = heads.params(scores, 1, n_keys - 1, n_keys, n_splits);
     let variant = Variant::default().with_prelude(cache.dtype.prelude(rec.gpu()));
     let partial = rec.gpu().kernel(&spec("attn_decode_partial"), &variant)?;
     let combine = rec.gpu().kernel(&spec("attn_decode_combine"), &variant)?;
@@ -241,18 +270,25 @@ pub fn encode_decode(
     rec.dispatch(&combine, &params, &[&scratch.partials, &cache.k, &cache.v, out], [heads.n_heads as u32, 1, 1])
 }
 
-/// CPU reference in f64: queries at positions `start_pos..start_pos + n_tokens`, causal.
-pub fn reference(q: &[f32], k: &[f32], v: &[f32], heads: Heads, n_tokens: usize, start_pos: usize) -> Vec<f32> {
+/// CPU reference in f64: queries at positions `start_pos..start_pos + n_tokens`, causal (and
+/// windowed, with a window).
+#[allow(clippy::too_many_arguments)]
+pub fn reference(q: &[f32], k: &[f32], v: &[f32], heads: Heads, how: Scores, n_tokens: usize, start_pos: usize) -> Vec<f32> {
     let Heads { n_heads, n_kv_heads, head_dim: hd } = heads;
     let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (hd as f64).sqrt();
+    let scale = f64::from(how.scale);
     let mut out = vec![0f32; n_tokens * n_heads * hd];
     for t in 0..n_tokens {
         let n_keys = start_pos + t + 1;
+        // Keys before the window are masked: as if absent.
+        let lo = match how.window {
+            Some(w) if t + start_pos + 1 > w => t + start_pos + 1 - w,
+            _ => 0,
+        };
         for h in 0..n_heads {
             let kvh = h / group;
             let qv = &q[(t * n_heads + h) * hd..][..hd];
-            let scores: Vec<f64> = (0..n_keys)
+            let scores: Vec<f64> = (lo..n_keys)
                 .map(|j| {
                     let kv = &k[(j * n_kv_heads + kvh) * hd..][..hd];
                     qv.iter().zip(kv).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() * scale
@@ -262,7 +298,7 @@ pub fn reference(q: &[f32], k: &[f32], v: &[f32], heads: Heads, n_tokens: usize,
             let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let total: f64 = weights.iter().sum();
             for d in 0..hd {
-                let acc: f64 = (0..n_keys).map(|j| weights[j] * f64::from(v[(j * n_kv_heads + kvh) * hd + d])).sum();
+                let acc: f64 = (lo..n_keys).map(|j| weights[j - lo] * f64::from(v[(j * n_kv_heads + kvh) * hd + d])).sum();
                 out[(t * n_heads + h) * hd + d] = (acc / total) as f32;
             }
         }
@@ -275,39 +311,61 @@ pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     // (n_tokens, start_pos, heads, kv heads, head_dim): GQA 1/4/8, head dims that are not a
     // multiple of 4 or of the workgroup, key counts that cut the 64-key blocks and the 256-key
     // decode chunks.
-    let cases = [(1usize, 0usize, 1usize, 1usize, 2usize), (3, 0, 4, 1, 18), (17, 5, 8, 1, 64), (5, 250, 8, 2, 34), (2, 300, 4, 4, 128), (1, 600, 2, 2, 254), (9, 0, 32, 4, 8)];
-    for &(n, start, h, kv, hd) in &cases {
+    // Each case also runs with a sliding window (shorter than the keys, not a multiple of the
+    // 64-key blocks; for the long caches longer than a decode chunk, so the window's first key
+    // falls inside a chunk) and a scale other than 1/sqrt(head_dim).
+    let cases = [(1usize, 0usize, 1usize, 1usize, 2usize), (3, 0, 4, 1, 18), (17, 5, 8, 1, 64), (5, 250, 8, 2, 34), (2, 300, 4, 4, 128), (1, 600, 2, 2, 254), (9, 0, 32, 4, 8), (40, 700, 4, 1, 256)];
+    let windows = [Some(1usize), Some(2), Some(7), Some(70), Some(290), Some(333), Some(3), Some(517)];
+    for (&(n, start, h, kv, hd), &window) in cases.iter().zip(&windows) {
         let heads = Heads { n_heads: h, n_kv_heads: kv, head_dim: hd };
-        let keys = start + n;
-        let q = rng.normals(n * h * hd, 1.0);
-        let k = rng.normals(keys * kv * hd, 1.0);
-        let v = rng.normals(keys * kv * hd, 1.0);
-        let qb = GpuBuffer::from_slice(gpu, "q", &q)?;
-        let want_f32_cache = reference(&q, &k, &v, heads, n, start);
-        for dtype in KvDType::ALL {
-            let cache = KvCache::from_values(gpu, &k, &v, dtype)?;
-            let out = GpuBuffer::zeroed(gpu, "out", (n * h * hd * 4) as u64)?;
-            let mut rec = Recorder::new(gpu, 8);
-            encode_prefill(&mut rec, heads, &qb, &cache, &out, n, start)?;
-            rec.submit()?;
-            // Against the f64 reference on the values the cache holds: only the kernel's own
-            // f32 arithmetic differs.
-            let want = reference(&q, &dtype.round(&k), &dtype.round(&v), heads, n, start);
-            let what = format!("attn_prefill n {n} start {start} heads {h}/{kv} head_dim {hd} {} cache", dtype.name());
-            let got = out.read_f32(gpu).await?;
-            compare(&what, seed, &got, &want, tolerance(DType::F32))?;
-            // And against the reference on the f32 values: what a 16-bit cache costs stays
-            // within f16's tolerance (4e-3 abs + rel).
-            compare(&format!("{what} vs an f32 cache"), seed, &got, &want_f32_cache, tolerance(DType::F16))?;
+        for scores in [Scores::causal(hd), Scores { scale: rng.range(0.05, 0.5), window }] {
+            check_case(gpu, seed, &mut rng, heads, scores, n, start).await?;
+        }
+    }
+    Ok(())
+}
 
-            // Decode of the last query against every key, through the split kernels.
-            let q_last = &q[(n - 1) * h * hd..];
-            let qlb = GpuBuffer::from_slice(gpu, "q last", q_last)?;
-            let scratch = DecodeScratch::new(gpu, heads, keys + 100)?;
+async fn check_case(gpu: &Gpu, seed: u64, rng: &mut Rng, heads: Heads, scores: Scores, n: usize, start: usize) -> Result<(), CheckFailure> {
+    let Heads { n_heads: h, n_kv_heads: kv, head_dim: hd } = heads;
+    let how = match scores.window {
+        Some(w) => format!("window {w} scale {}", scores.scale),
+        None => "causal".to_string(),
+    };
+    let keys = start + n;
+    let q = rng.normals(n * h * hd, 1.0);
+    let k = rng.normals(keys * kv * hd, 1.0);
+    let v = rng.normals(keys * kv * hd, 1.0);
+    let qb = GpuBuffer::from_slice(gpu, "q", &q)?;
+    let want_f32_cache = reference(&q, &k, &v, heads, scores, n, start);
+    for dtype in KvDType::ALL {
+        let cache = KvCache::from_values(gpu, &k, &v, dtype)?;
+        let out = GpuBuffer::zeroed(gpu, "out", (n * h * hd * 4) as u64)?;
+        let mut rec = Recorder::new(gpu, 8);
+        encode_prefill(&mut rec, heads, scores, &qb, &cache, &out, n, start)?;
+        rec.submit()?;
+        // Against the f64 reference on the values the cache holds: only the kernel's own
+        // f32 arithmetic differs.
+        let want = reference(&q, &dtype.round(&k), &dtype.round(&v), heads, scores, n, start);
+        let what = format!("attn_prefill n {n} start {start} heads {h}/{kv} head_dim {hd} {} cache, {how}", dtype.name());
+        let got = out.read_f32(gpu).await?;
+        compare(&what, seed, &got, &want, tolerance(DType::F32))?;
+        // And against the reference on the f32 values: what a 16-bit cache costs stays
+        // within f16's tolerance (4e-3 abs + rel).
+        compare(&format!("{what} vs an f32 cache"), seed, &got, &want_f32_cache, tolerance(DType::F16))?;
+
+        // Decode of the last query against every key, through the split kernels; then with
+        // every key and value before the window NaN: decode must not read them.
+        let q_last = &q[(n - 1) * h * hd..];
+        let qlb = GpuBuffer::from_slice(gpu, "q last", q_last)?;
+        let scratch = DecodeScratch::new(gpu, heads, keys + 100)?;
+        let first = scores.first_key(keys) * kv * hd;
+        let poison = |x: &[f32]| -> Vec<f32> { x.iter().enumerate().map(|(i, &v)| if i < first { f32::NAN } else { v }).collect() };
+        let poisoned = KvCache::from_values(gpu, &poison(&k), &poison(&v), dtype)?;
+        for (cache, what) in [(&cache, ""), (&poisoned, ", keys before the window NaN")] {
             let out1 = GpuBuffer::zeroed(gpu, "out decode", (h * hd * 4) as u64)?;
-            encode_decode(&mut rec, heads, &qlb, &cache, &scratch, &out1, keys)?;
+            encode_decode(&mut rec, heads, scores, &qlb, cache, &scratch, &out1, keys)?;
             rec.submit()?;
-            let what = format!("attn_decode keys {keys} heads {h}/{kv} head_dim {hd} {} cache", dtype.name());
+            let what = format!("attn_decode keys {keys} heads {h}/{kv} head_dim {hd} {} cache, {how}{what}", dtype.name());
             compare(&what, seed, &out1.read_f32(gpu).await?, &want[(n - 1) * h * hd..], tolerance(DType::F32))?;
         }
     }

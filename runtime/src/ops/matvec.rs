@@ -4,6 +4,7 @@
 
 use super::check::CheckFailure;
 use super::matrix::weight_variant;
+use super::glu::Activation;
 use super::{grid, need, Matrix, WeightDType};
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, Gpu, GpuBuffer, KernelSpec, Recorder};
@@ -21,7 +22,7 @@ struct Params {
 }
 
 /// One entry point for every weight type: the type is a set of override constants.
-const SPEC: KernelSpec = KernelSpec { name: "matvec", source: concat!(include_str!("../../../shaders/weights.wgsl"), include_str!("../../../shaders/matvec.wgsl")), entry: "matvec", bindings: BINDINGS };
+const SPEC: KernelSpec = KernelSpec { name: "matvec", source: concat!(include_str!("../../../shaders/weights.wgsl"), include_str!("../../../shaders/activation.wgsl"), include_str!("../../../shaders/matvec.wgsl")), entry: "matvec", bindings: BINDINGS };
 
 /// Records `y = W x` (one dispatch per chunk of W). `y` must not alias `x`.
 pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
@@ -31,25 +32,27 @@ pub fn encode(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, y: &GpuBuffer) 
 /// Records `y [m, rows] = x [m, k] · W^T` as m matrix-vector products: for short prompts, where
 /// the tiled matmul would compute mostly padding.
 pub fn encode_tokens(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBuffer) -> Result<()> {
-    record(rec, w, x, m, y, false)
+    record(rec, w, x, m, y, None)
 }
 
-/// Records the gated MLP input `y [m, rows / 2] = silu(x · G^T) * (x · U^T)` from a matrix whose
+/// Records the gated MLP input `y [m, rows / 2] = act(x · G^T) * (x · U^T)` from a matrix whose
 /// rows interleave G and U ([`Matrix::from_parts`] with `Layout::Interleaved`): one pass over
-/// the weights instead of two matvecs and a SwiGLU.
-pub fn encode_glu(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBuffer) -> Result<()> {
+/// the weights instead of two matvecs and a gating pass.
+pub fn encode_glu(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBuffer, act: Activation) -> Result<()> {
     if !w.rows.is_multiple_of(2) || w.chunks.iter().any(|c| !c.rows.start.is_multiple_of(2)) {
         return Err(Error::shape("matvec glu", format!("rows of {}", w.name), "(gate, up) pairs in every chunk", w.rows));
     }
-    record(rec, w, x, m, y, true)
+    record(rec, w, x, m, y, Some(act))
 }
 
-fn record(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBuffer, glu: bool) -> Result<()> {
-    let out_rows = if glu { w.rows / 2 } else { w.rows };
+/// `glu`: the gate activation of a fused gate/up matrix (None: a plain product).
+fn record(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, m: usize, y: &GpuBuffer, glu: Option<Activation>) -> Result<()> {
+    let out_rows = if glu.is_some() { w.rows / 2 } else { w.rows };
     need("matvec", "x", x, m * w.cols)?;
     need("matvec", "y", y, m * out_rows)?;
     let (wg, rows) = rec.gpu().tuning.matvec;
-    let constants = [("WG", wg as f64), ("ROWS", rows as f64), ("GLU", if glu { 1.0 } else { 0.0 })];
+    let act = glu.unwrap_or(Activation::Silu).constant();
+    let constants = [("WG", wg as f64), ("ROWS", rows as f64), ("GLU", if glu.is_some() { 1.0 } else { 0.0 }), ("ACT", act)];
     for chunk in &w.chunks {
         let kernel = rec.gpu().kernel(&SPEC, &weight_variant(chunk.dtype, &constants))?;
         let params = Params {
@@ -90,7 +93,7 @@ pub async fn check(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     check_glu(gpu, seed).await
 }
 
-/// The fused gate/up/SwiGLU against separate f64 products and the SwiGLU reference.
+/// The fused gate/up/activation against separate f64 products and the gating reference.
 async fn check_glu(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     use super::check::{compare, tolerance, DType, Rng};
     use super::matrix::{random_tensor, tensor_rows};
@@ -99,22 +102,27 @@ async fn check_glu(gpu: &Gpu, seed: u64) -> Result<(), CheckFailure> {
     // (tokens, rows of each of gate and up, k, chunk limit): odd row counts, partial blocks,
     // several chunks, each filled in several pieces.
     for &(m, rows, k, limit) in &[(1usize, 1usize, 5usize, None), (1, 37, 70, Some(4000u64)), (3, 64, 96, None), (1, 5632 / 16, 128, Some(30_000)), (2, 23, 512, Some(9000))] {
-        for dtype in WeightDType::ALL {
+        for (i, dtype) in WeightDType::ALL.into_iter().enumerate() {
+            // Each activation on every weight type over the cases.
+            let act = Activation::ALL[(i + rows) % 2];
             let ((g, gate_w), (u, up_w)) = (random_tensor(&mut rng, rows, k, dtype)?, random_tensor(&mut rng, rows, k, dtype)?);
             // Read back a few rows at a time, as a loader streams them.
             let parts = [&g, &u];
             let read = &mut |i: usize, r: std::ops::Range<usize>| tensor_rows(parts[i], r, k);
             let w = Matrix::from_parts_with_limit(gpu, "gate_up", k, &[dtype; 2], &[rows, rows], Layout::Interleaved, read, limit.unwrap_or(u64::MAX))?;
-            let x = rng.normals(m * k, 1.0);
+            // x scaled so that gate and up are O(1), as a normalised activation makes them: the
+            // activations' curved region is where they differ, and an O(sqrt(k)) gate would
+            // multiply the f32 rounding of a near-zero up past the tolerance.
+            let x = rng.normals(m * k, 1.0 / (k as f32).sqrt());
             let xb = GpuBuffer::from_slice(gpu, "x", &x)?;
             let out = GpuBuffer::zeroed(gpu, "out", (m * rows * 4) as u64)?;
             let mut rec = Recorder::new(gpu, 4);
-            encode_glu(&mut rec, &w, &xb, m, &out)?;
+            encode_glu(&mut rec, &w, &xb, m, &out, act)?;
             rec.submit()?;
             let gate = reference(&x, &gate_w, m, rows, k);
             let up = reference(&x, &up_w, m, rows, k);
-            let want = super::swiglu::reference(&gate, &up);
-            let what = format!("matvec glu {} {m} tokens, 2x{rows}x{k} ({} chunks)", dtype.name(), w.chunks.len());
+            let want = super::glu::reference(&gate, &up, act);
+            let what = format!("matvec glu {} {} {m} tokens, 2x{rows}x{k} ({} chunks)", act.name(), dtype.name(), w.chunks.len());
             compare(&what, seed, &out.read_f32(gpu).await?, &want, tolerance(DType::F32))?;
         }
     }

@@ -13,13 +13,13 @@ pub mod argmax;
 pub mod attention;
 pub mod copy;
 pub mod embedding;
+pub mod glu;
 pub mod matmul;
 pub mod matvec;
 pub mod rms_norm;
 pub mod rope;
 pub mod sample;
 pub mod softmax;
-pub mod swiglu;
 
 pub use matrix::{Layout, Matrix, MatrixChunk, ReadRows, WeightDType, PIECE_BYTES};
 

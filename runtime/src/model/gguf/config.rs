@@ -5,7 +5,7 @@
 use super::weights::ROPE_FREQS;
 use super::{GgmlType, GgufFile};
 use crate::error::{Error, Result};
-use crate::model::config::{GenerationConfig, LlamaConfig, RopeScaling};
+use crate::model::config::{GenerationConfig, LlamaConfig, LocalAttention, RopeScaling};
 use crate::model::family;
 use crate::model::safetensors::ByteSource;
 
@@ -109,11 +109,11 @@ pub fn generation_config<S: ByteSource>(f: &GgufFile<S>) -> Result<GenerationCon
 pub fn llama_config<S: ByteSource>(f: &mut GgufFile<S>) -> Result<LlamaConfig> {
     let path = f.path.clone();
     let family = match f.str_opt("general.architecture")? {
-        Some(arch) => family::by_name(arch).ok_or_else(|| Error::UnknownArchitecture { got: format!("{arch:?} (general.architecture of {path})"), supported: family::supported() })?,
+        Some(arch) => family::by_gguf_arch(arch).ok_or_else(|| Error::UnknownArchitecture { got: format!("{arch:?} (general.architecture of {path})"), supported: family::supported_gguf() })?,
         None => return Err(err(&path, "general.architecture", "is missing", "every GGUF model names its architecture; is this a model file?")),
     };
     // Hyperparameters are keyed by the architecture: `llama.block_count`, `qwen2.block_count`.
-    let k = |key: &str| format!("{}.{key}", family.name);
+    let k = |key: &str| format!("{}.{key}", family.gguf_arch);
     let hidden_size = req(f, &k("embedding_length"))?;
     let num_attention_heads = req(f, &k("attention.head_count"))?;
     let num_key_value_heads = opt(f, &k("attention.head_count_kv"))?.unwrap_or(num_attention_heads);
@@ -142,16 +142,29 @@ pub fn llama_config<S: ByteSource>(f: &mut GgufFile<S>) -> Result<LlamaConfig> {
         return Err(err(&path, &k("vocab_size"), format!("({vocab_size}) is smaller than the tokenizer's {n_tokens} tokens"), "the metadata is corrupt"));
     }
     let eos_token_ids = eos_ids(f)?;
+    let num_hidden_layers = req(f, &k("block_count"))?;
+    if let Some(cap) = f.f64_opt(&k("final_logit_softcapping"))?.filter(|&c| c != 0.0) {
+        return Err(Error::Unsupported { what: format!("final logit soft-capping ({cap}) in {path}"), hint: "logit soft-capping (Gemma 2) is not supported; Gemma 3 has none".into() });
+    }
+    let (attention_scale, local) = match family.local_attention {
+        // llama.cpp (models/gemma3.cpp): 1/sqrt(head_dim), but 1/sqrt(hidden / heads) for the
+        // 62-layer 27B, whose query_pre_attn_scalar is that (the converter does not store it).
+        true => {
+            let d = if num_hidden_layers == 62 { hidden_size / num_attention_heads } else { head_dim };
+            (crate::ops::attention::Scores::causal(d).scale, local_attention(f, &k, num_hidden_layers)?)
+        }
+        false => (crate::ops::attention::Scores::causal(head_dim).scale, None),
+    };
     Ok(LlamaConfig {
         family,
         hidden_size,
         intermediate_size: req(f, &k("feed_forward_length"))?,
-        num_hidden_layers: req(f, &k("block_count"))?,
+        num_hidden_layers,
         num_attention_heads,
         num_key_value_heads,
         head_dim,
         rms_norm_eps: positive(f, &k("attention.layer_norm_rms_epsilon"), None)? as f32,
-        rope_theta: positive(f, &k("rope.freq_base"), Some(10_000.0))?,
+        rope_theta: positive(f, &k("rope.freq_base"), Some(family.default_rope_theta))?,
         rope_scaling: rope_scaling(f, head_dim, &k)?,
         max_position_embeddings: req(f, &k("context_length"))?,
         vocab_size,
@@ -159,7 +172,32 @@ pub fn llama_config<S: ByteSource>(f: &mut GgufFile<S>) -> Result<LlamaConfig> {
         tie_word_embeddings: f.tensor_info("output.weight").is_none(),
         bos_token_id: token_id(f, "tokenizer.ggml.bos_token_id", n_tokens)?,
         eos_token_ids,
+        attention_scale,
+        local,
     })
+}
+
+/// Sliding-window layers as llama.cpp reads them (`models/gemma3.cpp`, `load_swa_pattern`):
+/// `{arch}.attention.sliding_window` (absent or 0: none), which layers from
+/// `{arch}.attention.sliding_window_pattern` (a bool per layer, or n: every n-th layer global;
+/// default 6), their RoPE base from `{arch}.rope.freq_base_swa` (default 10000).
+fn local_attention<S: ByteSource>(f: &GgufFile<S>, k: &dyn Fn(&str) -> String, n_layers: usize) -> Result<Option<LocalAttention>> {
+    let window = match f.u64_opt(&k("attention.sliding_window"))? {
+        None | Some(0) => return Ok(None),
+        Some(w) => count(f, &k("attention.sliding_window"), w)?,
+    };
+    let key = k("attention.sliding_window_pattern");
+    let layers: Vec<bool> = match f.get(&key) {
+        Some(super::Value::Array(super::Array::Bool(v))) if v.len() == n_layers => v.clone(),
+        Some(super::Value::Array(a)) => return Err(err(&f.path, &key, format!("has {} {} elements for {n_layers} layers", a.len(), a.element_name()), "one bool per layer")),
+        Some(_) => {
+            let n = f.u64_req(&key)?;
+            (0..n_layers as u64).map(|i| n == 0 || i % n < n - 1).collect()
+        }
+        None => (0..n_layers).map(|i| i % 6 < 5).collect(),
+    };
+    let rope_theta = positive(f, &k("rope.freq_base_swa"), Some(10_000.0))?;
+    Ok(layers.contains(&true).then_some(LocalAttention { window, rope_theta, layers }))
 }
 
 /// `llama.rope.scaling.type` (none / linear) and llama.cpp's `rope_freqs.weight` factors.

@@ -11,6 +11,7 @@
 use super::{bad, GgmlType, GgufFile, TensorInfo};
 use crate::error::{Error, Result};
 use crate::model::config::LlamaConfig;
+use crate::model::family::Family;
 use crate::model::safetensors::{ByteSource, Dtype, HostTensor, TensorEntry};
 use std::ops::Range;
 use crate::model::weights::WeightSource;
@@ -36,15 +37,17 @@ enum Rows {
 
 pub struct GgufWeights<S: ByteSource> {
     file: GgufFile<S>,
+    family: Family,
     /// (q heads, kv heads) of llama.cpp's q/k row permutation, for families it permutes.
     permuted_heads: Option<(usize, usize)>,
     /// The HF names of the tensors present, sorted.
     names: Vec<String>,
 }
 
-/// The GGUF name of a Hugging Face tensor, and how to reorder its rows (`permuted_heads`: the
-/// (q, kv) head counts of llama.cpp's q/k permutation; None for families it does not permute).
-fn gguf_name(hf: &str, permuted_heads: Option<(usize, usize)>) -> Option<(String, Rows)> {
+/// The GGUF name of a Hugging Face tensor of `family`, and how to reorder its rows
+/// (`permuted_heads`: the (q, kv) head counts of llama.cpp's q/k permutation; None for families
+/// it does not permute).
+fn gguf_name(hf: &str, family: &Family, permuted_heads: Option<(usize, usize)>) -> Option<(String, Rows)> {
     let (q, k) = permuted_heads.map_or((Rows::AsStored, Rows::AsStored), |(q, kv)| (Rows::Unpermute(q), Rows::Unpermute(kv)));
     match hf {
         "model.embed_tokens.weight" => return Some(("token_embd.weight".into(), Rows::AsStored)),
@@ -67,7 +70,11 @@ fn gguf_name(hf: &str, permuted_heads: Option<(usize, usize)>) -> Option<(String
         "self_attn.q_norm.weight" => ("attn_q_norm", Rows::AsStored),
         "self_attn.k_norm.weight" => ("attn_k_norm", Rows::AsStored),
         "self_attn.o_proj.weight" => ("attn_output", Rows::AsStored),
+        // Llama's MLP input norm; in Gemma's four, the attention output's norm.
+        "post_attention_layernorm.weight" if family.sandwich_norms => ("post_attention_norm", Rows::AsStored),
         "post_attention_layernorm.weight" => ("ffn_norm", Rows::AsStored),
+        "pre_feedforward_layernorm.weight" if family.sandwich_norms => ("ffn_norm", Rows::AsStored),
+        "post_feedforward_layernorm.weight" if family.sandwich_norms => ("post_ffw_norm", Rows::AsStored),
         "mlp.gate_proj.weight" => ("ffn_gate", Rows::AsStored),
         "mlp.up_proj.weight" => ("ffn_up", Rows::AsStored),
         "mlp.down_proj.weight" => ("ffn_down", Rows::AsStored),
@@ -76,9 +83,9 @@ fn gguf_name(hf: &str, permuted_heads: Option<(usize, usize)>) -> Option<(String
     Some((format!("blk.{layer}.{name}.weight"), rows))
 }
 
-/// The GGUF (llama.cpp) name of a Hugging Face Llama tensor name.
-pub fn gguf_tensor_name(hf: &str) -> Option<String> {
-    gguf_name(hf, None).map(|(name, _)| name)
+/// The GGUF (llama.cpp) name of a Hugging Face tensor name of `family`.
+pub fn gguf_tensor_name(hf: &str, family: &Family) -> Option<String> {
+    gguf_name(hf, family, None).map(|(name, _)| name)
 }
 
 /// The element type a tensor of ggml type `t` is read as (None: a type Cria does not compute with).
@@ -113,7 +120,7 @@ impl<S: ByteSource> GgufWeights<S> {
             }
         }
         let permuted_heads = config.family.gguf_permuted_qk.then_some((config.num_attention_heads, config.num_key_value_heads));
-        let mut w = GgufWeights { file, permuted_heads, names: Vec::new() };
+        let mut w = GgufWeights { file, family: config.family, permuted_heads, names: Vec::new() };
         w.names = crate::model::synthetic::tensor_shapes(config).into_iter().map(|(n, _)| n).filter(|n| w.has(n)).collect();
         Ok(w)
     }
@@ -124,7 +131,7 @@ impl<S: ByteSource> GgufWeights<S> {
     }
 
     fn info(&self, hf: &str) -> Option<(&TensorInfo, Rows)> {
-        let (name, rows) = gguf_name(hf, self.permuted_heads)?;
+        let (name, rows) = gguf_name(hf, &self.family, self.permuted_heads)?;
         Some((self.file.tensor_info(&name)?, rows))
     }
 }
@@ -133,7 +140,7 @@ impl<S: ByteSource> GgufWeights<S> {
     /// The HF-layout entry of tensor `name`, its llama.cpp name and how its rows are stored.
     fn locate(&self, name: &str) -> Result<(TensorEntry, String, Rows)> {
         let Some((info, rows)) = self.info(name) else {
-            let gguf = gguf_name(name, None).map_or_else(|| "no llama.cpp name".to_string(), |(n, _)| format!("llama.cpp name {n}"));
+            let gguf = gguf_name(name, &self.family, None).map_or_else(|| "no llama.cpp name".to_string(), |(n, _)| format!("llama.cpp name {n}"));
             return Err(Error::MissingTensor { name: format!("{name} ({gguf})"), path: self.file.path.clone() });
         };
         let gguf = info.name.clone();
@@ -195,6 +202,11 @@ impl<S: ByteSource> WeightSource for GgufWeights<S> {
     fn total_bytes(&self) -> u64 {
         self.file.tensors().iter().filter(|t| t.name != ROPE_FREQS).map(|t| t.end - t.start).sum()
     }
+
+    /// llama.cpp's converter adds Gemma's `1 +` to the norm weights it writes.
+    fn norms_as_applied(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -228,7 +240,7 @@ mod tests {
 
     #[test]
     fn names_map_to_llama_cpp() {
-        let g = |n| gguf_name(n, Some((8, 2)));
+        let g = |n| gguf_name(n, &crate::model::family::LLAMA, Some((8, 2)));
         assert_eq!(g("model.embed_tokens.weight"), Some(("token_embd.weight".into(), Rows::AsStored)));
         assert_eq!(g("model.layers.11.self_attn.q_proj.weight"), Some(("blk.11.attn_q.weight".into(), Rows::Unpermute(8))));
         assert_eq!(g("model.layers.0.self_attn.k_proj.weight"), Some(("blk.0.attn_k.weight".into(), Rows::Unpermute(2))));
@@ -237,5 +249,12 @@ mod tests {
         assert_eq!(g("lm_head.weight"), Some(("output.weight".into(), Rows::AsStored)));
         assert_eq!(g("model.layers.+1.mlp.up_proj.weight"), None);
         assert_eq!(g("model.layers.0.mlp.fc.weight"), None);
+        assert_eq!(g("model.layers.0.pre_feedforward_layernorm.weight"), None);
+        // Gemma's four norms (llama.cpp's gemma3 names).
+        let gemma = |n| gguf_name(n, &crate::model::family::GEMMA3, None).map(|(name, _)| name);
+        assert_eq!(gemma("model.layers.2.post_attention_layernorm.weight").as_deref(), Some("blk.2.post_attention_norm.weight"));
+        assert_eq!(gemma("model.layers.2.pre_feedforward_layernorm.weight").as_deref(), Some("blk.2.ffn_norm.weight"));
+        assert_eq!(gemma("model.layers.2.post_feedforward_layernorm.weight").as_deref(), Some("blk.2.post_ffw_norm.weight"));
+        assert_eq!(gemma("model.layers.2.input_layernorm.weight").as_deref(), Some("blk.2.attn_norm.weight"));
     }
 }

@@ -1,6 +1,7 @@
-// SiLU-gated product (SwiGLU): out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g))
+// Gated product: out[i] = act(gate[i]) * up[i], act from activation.wgsl (prepended): SiLU
+// (SwiGLU, HF LlamaMLP) or GELU-tanh (GeGLU, HF Gemma3MLP).
 // gate, up, out [n] f32 (out may be gate's buffer only through a separate binding, never
-// aliased). Reference: HF LlamaMLP, act_fn(gate_proj(x)) * up_proj(x) with act_fn = SiLU.
+// aliased). Reference: HF act_fn(gate_proj(x)) * up_proj(x).
 
 struct Params {
     n: u32,
@@ -14,11 +15,9 @@ struct Params {
 override WG: u32 = 256;
 
 @compute @workgroup_size(WG)
-fn swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_id) lid: vec3<u32>) {
+fn glu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = (wid.x + wid.y * nwg.x) * WG + lid.x;
     if (i >= p.n) { return; }
-    let g = gate[i];
-    // exp(-g) overflows to inf for g < -88: g / inf = -0, the right limit.
-    out[i] = g / (1.0 + exp(-g)) * up[i];
+    out[i] = gate_act(gate[i]) * up[i];
 }

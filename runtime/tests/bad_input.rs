@@ -246,4 +246,46 @@ fn family_mismatches_are_typed_errors() {
     qwen2(&mut c);
     let err = load(&write_dir("qwen2-nan", &c, &bad, None)).err().unwrap();
     assert!(matches!(err, Error::NonFinite { ref tensor, .. } if tensor.contains("k_proj.bias")), "{err}");
+
+    // Gemma 3: a config naming it needs its q/k norms and four norms per layer.
+    let gemma = |c: &mut serde_json::Value| {
+        c["architectures"] = serde_json::json!(["Gemma3ForCausalLM"]);
+        c["model_type"] = serde_json::json!("gemma3_text");
+        c["head_dim"] = serde_json::json!(HIDDEN / HEADS);
+        c["layer_types"] = serde_json::json!(["sliding_attention"]);
+        c["sliding_window"] = serde_json::json!(2);
+    };
+    let mut c = config();
+    gemma(&mut c);
+    let err = load(&write_dir("gemma-llama-tensors", &c, &tensors(), None)).err().unwrap();
+    assert!(matches!(err, Error::MissingTensor { ref name, .. } if name.contains("norm")), "{err}");
+    let mut t = tensors();
+    for (name, len) in [("self_attn.q_norm", HIDDEN / HEADS), ("self_attn.k_norm", HIDDEN / HEADS), ("pre_feedforward_layernorm", HIDDEN), ("post_feedforward_layernorm", HIDDEN)] {
+        t.insert(format!("model.layers.0.{name}.weight"), (vec![len], vec![0.1; len]));
+    }
+    let mut m = load(&write_dir("gemma", &c, &t, None)).unwrap();
+    m.forward(&[1, 5, 7, 3], 0).unwrap();
+    // Gemma's tensors under a Llama or a Qwen3 config: refused, naming the tensor the named
+    // family does not have.
+    let mut qwen3 = config();
+    qwen3["architectures"] = serde_json::json!(["Qwen3ForCausalLM"]);
+    qwen3["head_dim"] = serde_json::json!(HIDDEN / HEADS);
+    for (cfg, tensor) in [(config(), "q_norm"), (qwen3, "post_feedforward_layernorm")] {
+        let err = load(&write_dir("gemma-tensors-elsewhere", &cfg, &t, None)).err().unwrap();
+        assert!(matches!(err, Error::Unsupported { ref what, ref hint } if what.contains(tensor) && hint.contains("wrong architecture")), "{err}");
+    }
+    // An unknown layer type, and a layer_types list of the wrong length, name the key.
+    for types in [serde_json::json!(["chunked_attention"]), serde_json::json!(["sliding_attention", "full_attention"])] {
+        let mut c = config();
+        gemma(&mut c);
+        c["layer_types"] = types;
+        let err = load(&write_dir("gemma-layer-types", &c, &t, None)).err().unwrap();
+        assert!(matches!(err, Error::Config { ref field, .. } if field == "layer_types"), "{err}");
+    }
+    // A Gemma config missing a key it needs.
+    let mut c = config();
+    gemma(&mut c);
+    c.as_object_mut().unwrap().remove("num_attention_heads");
+    let err = load(&write_dir("gemma-noheads", &c, &t, None)).err().unwrap();
+    assert!(err.to_string().contains("`num_attention_heads` is missing"), "{err}");
 }

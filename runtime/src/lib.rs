@@ -8,8 +8,10 @@ pub mod gpu;
 pub mod model;
 pub mod ops;
 pub mod quant;
+pub mod rng;
 pub mod generate;
 pub mod sampling;
+pub mod tensor;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -3,7 +3,7 @@
 //! logits processors (`RepetitionPenaltyLogitsProcessor`, `TopKLogitsWarper`, `TopPLogitsWarper`,
 //! `MinPLogitsWarper`), applied in that order after temperature.
 
-use crate::ops::check::Rng;
+use crate::rng::Rng;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingOptions {

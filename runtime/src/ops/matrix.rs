@@ -18,7 +18,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{split_rows, BufferWriter, Gpu, GpuBuffer, Variant};
-use crate::model::safetensors::HostTensor;
+use crate::tensor::HostTensor;
 use crate::quant;
 pub use crate::quant::ggml::BlockType;
 use half::{bf16, f16};

@@ -302,7 +302,7 @@ mod tests {
     /// Quantize then dequantize stays within a step of each sub-block's scale.
     #[test]
     fn k_quants_round_trip_within_their_steps() {
-        let mut rng = crate::ops::check::Rng::new(5);
+        let mut rng = crate::rng::Rng::new(5);
         let x = rng.normals(QK_K, 1.0);
         for (t, f, levels) in [
             (super::super::ggml::BlockType::Q4_K, quantize_q4_k as fn(&[f32], &mut Vec<u8>), 15.0),

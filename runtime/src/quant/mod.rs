@@ -202,7 +202,7 @@ pub(crate) fn repack_row(t: BlockType, bytes: &[u8], out: &mut Vec<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::check::Rng;
+    use crate::rng::Rng;
 
     /// Values ggml itself produces for a known block (computed by hand from the reference C).
     #[test]

@@ -109,7 +109,7 @@ const send = (res, body) => {
 };
 const routes = (req, res, path) => {
   // The transformers fixtures: plain folders (no manifest) and GGUF files.
-  const f = path.match(/^\/fixtures\/(models\/[a-z-]+|gguf|kquant)\/([\w.-]+)$/);
+  const f = path.match(/^\/fixtures\/(models\/[a-z0-9-]+|gguf|kquant)\/([\w.-]+)$/);
   if (f) {
     try {
       return send(res, readFileSync(`${fixtures}${f[1]}/${f[2]}`));
@@ -480,6 +480,14 @@ try {
   await check("a sharded checkpoint (model.safetensors.index.json + 2 shards) gives transformers' greedy ids", async () => {
     assert.deepEqual(await greedyIds(`${server.url}/fixtures/sharded/litellama-mini/`, "litellama-mini"), golden("litellama-mini").ids);
     assert.equal(count("/fixtures/sharded/litellama-mini/model-00002-of-00002.safetensors"), 1);
+  });
+
+  await check("one fixture of each family (Qwen2, Qwen3, Gemma 3: folder URLs and llama.cpp-converted GGUFs) gives transformers' greedy ids", async () => {
+    for (const model of ["qwen2-mini", "qwen3-mini", "gemma3-mini"]) {
+      assert.deepEqual(await greedyIds(`${server.url}/fixtures/models/${model}/`, model), golden(model).ids, model);
+      const gguf = `${model}-${model === "qwen2-mini" ? "f16" : "bf16"}.gguf`;
+      assert.deepEqual(await greedyIds(`${server.url}/fixtures/gguf/${gguf}`, model), golden(model).ids, gguf);
+    }
   });
 
   await check("a .gguf URL gives transformers' greedy ids", async () => {

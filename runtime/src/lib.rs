@@ -9,6 +9,7 @@ pub mod model;
 pub mod ops;
 pub mod quant;
 pub mod rng;
+pub mod cpu;
 pub mod generate;
 pub mod sampling;
 pub mod tensor;

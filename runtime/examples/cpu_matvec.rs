@@ -1,0 +1,70 @@
+//! CPU matvec speed per weight type, as a ratio to the memory-read ceiling measured in the
+//! same run (a multi-threaded sum over a buffer as large). Each type runs over enough copies of
+//! the matrix (at least 256 MiB) that they come from memory, not the caches, as a model's
+//! layers do in decode.
+//!
+//!   cargo run --release -p cria --example cpu_matvec [ROWS] [COLS] [THREADS]
+//!
+//! Default: 5632 x 2048, TinyLlama-1.1B's MLP up projection.
+
+use cria::cpu::matvec::{matvec, Kernel};
+use cria::cpu::{CpuMatrix, Pool};
+use cria::ops::WeightDType;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let (rows, cols) = (args.first().copied().unwrap_or(5632), args.get(1).copied().unwrap_or(2048));
+    let pool = match args.get(2) {
+        Some(&t) => Pool::new(t),
+        None => Pool::with_available_parallelism(),
+    };
+    let mut rng = cria::rng::Rng::new(1);
+    println!("{rows} x {cols}, {} threads, kernel {}", pool.threads(), Kernel::best().name());
+    println!("| weights | bytes | ms per matvec | GB/s | ceiling GB/s (same run) | ratio |");
+    println!("|---|---|---|---|---|---|");
+    for name in ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k"] {
+        let dtype = WeightDType::parse(name).unwrap();
+        let (w, _) = CpuMatrix::random(&mut rng, dtype, rows, cols);
+        let copies = (256usize << 20).div_ceil(w.data.len());
+        let ws: Vec<CpuMatrix> = (0..copies).map(|_| CpuMatrix::from_bytes(dtype, rows, cols, w.data.clone()).unwrap()).collect();
+        let x = rng.normals(cols, 1.0);
+        let mut y = vec![0f32; rows];
+        let bytes = w.data.len() * copies;
+        let secs = time(|| ws.iter().for_each(|w| matvec(&pool, w, &x, 1, &mut y))) / copies as f64;
+        let bytes = bytes / copies;
+        let ceiling = read_ceiling(&pool, bytes * copies);
+        let gbs = bytes as f64 / secs / 1e9;
+        println!("| {name} | {:.1} MiB | {:.3} | {gbs:.2} | {ceiling:.2} | {:.0}% |", bytes as f64 / 1048576.0, secs * 1e3, 100.0 * gbs / ceiling);
+    }
+}
+
+/// Median seconds of a call, after a warm-up.
+fn time(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..5)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// GB/s of summing `bytes` bytes of u64 words over the pool.
+fn read_ceiling(pool: &Pool, bytes: usize) -> f64 {
+    let words: Vec<u64> = (0..bytes / 8).map(|i| i as u64).collect();
+    let tasks = pool.threads() * 4;
+    let per = words.len().div_ceil(tasks);
+    let sink = std::sync::atomic::AtomicU64::new(0);
+    let secs = time(|| {
+        pool.run(tasks, &|t| {
+            let s: u64 = words[(t * per).min(words.len())..((t + 1) * per).min(words.len())].iter().fold(0u64, |a, &b| a.wrapping_add(b));
+            sink.fetch_add(s, std::sync::atomic::Ordering::Relaxed);
+        })
+    });
+    std::hint::black_box(sink.load(std::sync::atomic::Ordering::Relaxed));
+    (words.len() * 8) as f64 / secs / 1e9
+}

@@ -3,10 +3,11 @@
 # shapes (default TinyLlama-1.1B, random weights) converted to an F16 GGUF by llama.cpp's own
 # convert_hf_to_gguf.py (with the real Llama-2 tokenizer of scripts/get-test-assets.sh), then
 # requantized by `cria quantize` into each FILE_TYPE (the files llama-quantize would write), and
-# each file run by `cria bench` (with the adapter's copy bandwidth measured in the same run) and
-# by llama.cpp's `llama-bench` (CPU, all cores). Prints a Markdown table for docs/BENCHMARKS.md.
+# each file run by `cria bench` (with the adapter's copy bandwidth, or on the CPU device the
+# memory read rate, measured in the same run) and by llama.cpp's `llama-bench` (CPU, all cores).
+# Prints a Markdown table for docs/BENCHMARKS.md.
 #
-#   CRIA_LLAMA_CPP=DIR bash scripts/bench-gguf.sh [MODEL] [PROMPT_LEN] [GEN_LEN] [FILE_TYPES]
+#   CRIA_LLAMA_CPP=DIR [CRIA_DEVICE=gpu|cpu] bash scripts/bench-gguf.sh [MODEL] [PROMPT_LEN] [GEN_LEN] [FILE_TYPES]
 #
 # DIR: a llama.cpp tree with build/bin/llama-bench (PyPI's llama-cpp-python source archive,
 # built as RECIPES section 8 says; never in CI). FILE_TYPES default "f16 q8_0 q4_0 q4_k_m q6_k".
@@ -18,6 +19,7 @@ model=${1:-tinyllama-1.1b}
 prompt_len=${2:-32}
 gen_len=${3:-8}
 types=${4:-f16 q8_0 q4_0 q4_k_m q6_k}
+device=${CRIA_DEVICE:-gpu}
 llama=${CRIA_LLAMA_CPP:?set CRIA_LLAMA_CPP to a llama.cpp tree with build/bin/llama-bench}
 tokenizer=${CRIA_LLAMA_TOKENIZER:?run eval "\$(scripts/get-test-assets.sh DEST)"}
 venv=${CRIA_VENV:-.venv}
@@ -45,9 +47,9 @@ PYTHONPATH="$llama/gguf-py" "$venv/bin/python" "$work/convert.py" "$llama" "$wor
 rm -rf "$work/hf"
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "command: CRIA_LLAMA_CPP=... bash scripts/bench-gguf.sh $model $prompt_len $gen_len \"$types\" (commit $(git rev-parse --short HEAD))"
+echo "command: CRIA_LLAMA_CPP=... CRIA_DEVICE=$device bash scripts/bench-gguf.sh $model $prompt_len $gen_len \"$types\" (commit $(git rev-parse --short HEAD))"
 echo
-echo "| file type | file | Cria prefill tok/s | Cria decode tok/s | achieved GB/s | copy GB/s (same run) | ratio to copy | llama.cpp prefill tok/s | llama.cpp decode tok/s | Cria / llama.cpp decode |"
+echo "| file type | file | Cria prefill tok/s | Cria decode tok/s | achieved GB/s | ceiling GB/s (same run) | ratio to ceiling | llama.cpp prefill tok/s | llama.cpp decode tok/s | Cria / llama.cpp decode |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for t in $types; do
   file="$work/f16.gguf"
@@ -55,7 +57,7 @@ for t in $types; do
     file="$work/$t.gguf"
     "$cria" quantize --model "$work/f16.gguf" --to "$t" --out "$file" 2>/dev/null
   fi
-  cria_json=$("$cria" bench --model "$file" --prompt-len "$prompt_len" --gen-len "$gen_len" --json)
+  cria_json=$("$cria" bench --device "$device" --model "$file" --prompt-len "$prompt_len" --gen-len "$gen_len" --json)
   peer_json=$("$llama/build/bin/llama-bench" -m "$file" -t "$(nproc)" -p "$prompt_len" -n "$gen_len" -r 1 -o json 2>/dev/null)
   python3 - "$t" "$(stat -c %s "$file")" "$cria_json" "$peer_json" <<'PY'
 import json, sys

@@ -9,7 +9,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use cria::generate::{generate, ChatPrompt, GenerateOptions, Generation};
-use cria::model::{self, bundled, GenerationConfig, Llama, LoadProgress, ModelOptions};
+use cria::model::{self, bundled, Device, GenerationConfig, Llama, LoadProgress, ModelOptions};
 use cria::ops::attention::KvDType;
 use cria::ops::WeightDType;
 use cria::sampling::SamplingOptions;
@@ -134,6 +134,11 @@ struct ModelArgs {
     /// with other work). A model that needs more is refused before loading.
     #[arg(long)]
     gpu_memory: Option<u64>,
+    /// Where the model computes: gpu (default), cpu (every core, SIMD kernels), or auto (the
+    /// GPU unless the only adapter is a software one such as llvmpipe or SwiftShader; says
+    /// which it chose).
+    #[arg(long, default_value = "gpu")]
+    device: String,
 }
 
 impl ModelArgs {
@@ -145,6 +150,22 @@ impl ModelArgs {
     fn gpu(&self) -> cria::Result<Arc<Gpu>> {
         let options = GpuOptions { memory_budget: self.gpu_memory.map(|mib| mib << 20), ..GpuOptions::default() };
         Ok(Arc::new(pollster::block_on(Gpu::new(options))?))
+    }
+
+    fn device(&self) -> cria::Result<Device> {
+        match self.device.as_str() {
+            "gpu" => Ok(Device::Gpu(self.gpu()?)),
+            "cpu" => Ok(Device::cpu()),
+            "auto" => {
+                let device = match self.gpu() {
+                    Ok(gpu) if !gpu.is_software() => Device::Gpu(gpu),
+                    _ => Device::cpu(),
+                };
+                eprintln!("device: {}", device.describe().lines().next().unwrap_or_default());
+                Ok(device)
+            }
+            other => Err(cria::Error::Unsupported { what: format!("--device {other}"), hint: "choose gpu, cpu or auto".into() }),
+        }
     }
 }
 
@@ -220,12 +241,12 @@ fn run(cli: Cli) -> cria::Result<()> {
 }
 
 fn load(args: &ModelArgs) -> cria::Result<(Llama, Tokenizer, GenerationConfig)> {
-    let gpu = args.gpu()?;
+    let device = args.device()?;
     let options = args.options()?;
     let Some(path) = &args.model else {
         let mut files = bundled::files()?;
         let tokenizer = files.take_tokenizer()?;
-        return Ok((files.load(gpu, &options, &mut |_| {})?, tokenizer, files.generation));
+        return Ok((files.load(device, &options, &mut |_| {})?, tokenizer, files.generation));
     };
     let mut files = model::open(path)?;
     let tokenizer = files.take_tokenizer()?;
@@ -236,7 +257,7 @@ fn load(args: &ModelArgs) -> cria::Result<(Llama, Tokenizer, GenerationConfig)> 
             .progress_chars("=> "),
     );
     bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    let llama = files.load(gpu, &options, &mut |p: LoadProgress| bar.inc(p.bytes))?;
+    let llama = files.load(device, &options, &mut |p: LoadProgress| bar.inc(p.bytes))?;
     bar.finish_and_clear();
     if llama.config.vocab_size < tokenizer.vocab_size() {
         eprintln!("warning: the tokenizer has {} tokens but the model only {}", tokenizer.vocab_size(), llama.config.vocab_size);
@@ -371,11 +392,11 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, dtype: &str, prompt_len: usi
             let mut weights = model::synthetic::SyntheticWeights::with_dtype(&config, synthetic_dtype(dtype)?)?;
             let context = args.context.unwrap_or(prompt_len + gen_len + 1).min(config.max_position_embeddings);
             let options = ModelOptions { context: Some(context), ..args.options()? };
-            Llama::load(args.gpu()?, config, &mut weights, &options, &mut |_| {})?
+            Llama::load(args.device()?, config, &mut weights, &options, &mut |_| {})?
         }
         // No tokenizer needed: the prompt is random ids.
         None => match &args.model {
-            Some(path) => model::open(path)?.load(args.gpu()?, &args.options()?, &mut |_| {})?,
+            Some(path) => model::open(path)?.load(args.device()?, &args.options()?, &mut |_| {})?,
             None => load(args)?.0,
         },
     };
@@ -387,8 +408,8 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, dtype: &str, prompt_len: usi
     if prompt_len == 0 || prompt_len + gen_len > llama.context {
         return Err(cria::Error::ContextOverflow { prompt: prompt_len, requested: gen_len, context: llama.context });
     }
-    let gpu = llama.gpu.clone();
-    let mut rng = cria::ops::check::Rng::new(1);
+    let device = llama.device();
+    let mut rng = cria::rng::Rng::new(1);
     let vocab = llama.config.vocab_size as u32;
     let prompt: Vec<u32> = (0..prompt_len).map(|_| rng.below(vocab)).collect();
     // Warm-up: compile every pipeline and touch every buffer once.
@@ -404,15 +425,19 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, dtype: &str, prompt_len: usi
     }
     let decode_s = now_seconds() - t1;
     let (dispatches, submits) = (llama.last_dispatches, llama.last_submits);
-    let copy_bw = cria::ops::copy::bandwidth(&gpu, 64 << 20, 8, 3)?;
+    // The ceiling: a GPU's copy kernel, or the CPU threads' memory read rate.
+    let (copy_bw, adapter, backend) = match &device {
+        Device::Gpu(gpu) => (cria::ops::copy::bandwidth(gpu, 64 << 20, 8, 3)?, gpu.info.name.clone(), format!("{:?}", gpu.info.backend)),
+        Device::Cpu(pool) => (cria::cpu::read_bandwidth(pool, 256 << 20, 5), device.describe(), "cpu".to_string()),
+    };
     let bytes = llama.weight_bytes_per_token();
     let decode_tps = gen_len as f64 / decode_s;
     let achieved = bytes as f64 * decode_tps;
     let prefill_tps = prompt_len as f64 / prefill_s;
     if json {
         let report = serde_json::json!({
-            "adapter": gpu.info.name,
-            "backend": format!("{:?}", gpu.info.backend),
+            "adapter": adapter,
+            "backend": backend,
             "model": model_name,
             "weights": llama.weight_types(),
             "parameters": llama.config.parameter_count(),
@@ -432,12 +457,12 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, dtype: &str, prompt_len: usi
         });
         println!("{report}");
     } else {
-        println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
+        println!("adapter: {adapter} ({backend})");
         println!("model: {model_name}, weights {}", llama.weight_types());
         println!("prefill: {prompt_len} tokens in {:.1} ms = {prefill_tps:.1} tokens/s", prefill_s * 1e3);
         println!("decode: {gen_len} tokens in {:.1} ms = {decode_tps:.1} tokens/s", decode_s * 1e3);
         println!("weights read per token: {:.2} MiB; achieved {:.2} GB/s", bytes as f64 / (1 << 20) as f64, achieved / 1e9);
-        println!("copy-kernel bandwidth (same run): {:.2} GB/s; decode at {:.1}% of it", copy_bw / 1e9, 100.0 * achieved / copy_bw);
+        println!("ceiling (same run; GPU: copy kernel, CPU: memory read): {:.2} GB/s; decode at {:.1}% of it", copy_bw / 1e9, 100.0 * achieved / copy_bw);
         println!("per token: {dispatches} dispatches, {submits} submits");
         println!("GPU memory: {}", llama.memory);
     }

@@ -185,6 +185,10 @@ fn generate_matches_transformers_greedy_output() {
         assert!(stderr.contains(&want), "{name}: expected {want}, got:\n{stderr}");
         let want_text = golden["continuation_text"].as_str().unwrap();
         assert_eq!(text(&out.stdout), format!("{want_text}\n"), "{name}: streamed text");
+        // The CPU device: the same ids and text.
+        let out = cria(&["generate", "--device", "cpu", "--model", dir.to_str().unwrap(), "--prompt", prompt, "--max-tokens", "32", "--temperature", "0", "--print-ids"]);
+        assert!(out.status.success() && text(&out.stderr).contains(&want), "{name} on the CPU: expected {want}, got:\n{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("{want_text}\n"), "{name} on the CPU: streamed text");
         // The family's GGUF file from llama.cpp's converter, where there is one: no flag either.
         let gguf = root().join("tests/fixtures/gguf").join(format!("{name}-{}.gguf", if name == "qwen2-mini" { "f16" } else { "bf16" }));
         if name.starts_with("qwen") || name.starts_with("gemma") {
@@ -193,6 +197,24 @@ fn generate_matches_transformers_greedy_output() {
             assert!(out.status.success() && stderr.contains(&want), "{name} GGUF: expected {want}, got:\n{stderr}");
         }
     }
+}
+
+/// The bundled model gives the same greedy text on the CPU device as on the GPU; `auto` says
+/// which device it chose (on a machine whose only adapter is a software one: the CPU); an
+/// unknown device is an error naming the choices.
+#[test]
+fn the_cpu_device_gives_the_gpu_text() {
+    if !have_gpu() {
+        return;
+    }
+    let run = |device: &str| cria(&["generate", "--device", device, "--prompt", "ROMEO:", "--max-tokens", "24", "--temperature", "0"]);
+    let (gpu, cpu, auto) = (run("gpu"), run("cpu"), run("auto"));
+    assert!(gpu.status.success() && cpu.status.success() && auto.status.success(), "{}", text(&cpu.stderr));
+    assert_eq!(text(&cpu.stdout), text(&gpu.stdout));
+    assert_eq!(text(&auto.stdout), text(&gpu.stdout));
+    assert!(text(&auto.stderr).contains("device: "), "{}", text(&auto.stderr));
+    let bad = run("tpu");
+    assert!(!bad.status.success() && text(&bad.stderr).contains("choose gpu, cpu or auto"), "{}", text(&bad.stderr));
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //!
 //! Default: 5632 x 2048, TinyLlama-1.1B's MLP up projection.
 
-use cria::cpu::matvec::{matvec, Kernel};
+use cria::cpu::matvec::{matvec_into, Activations, Kernel};
 use cria::cpu::{CpuMatrix, Pool};
 use cria::ops::WeightDType;
 use std::time::Instant;
@@ -23,7 +23,8 @@ fn main() {
     println!("{rows} x {cols}, {} threads, kernel {}", pool.threads(), Kernel::best().name());
     println!("| weights | bytes | ms per matvec | GB/s | ceiling GB/s (same run) | ratio |");
     println!("|---|---|---|---|---|---|");
-    for name in ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k"] {
+    let cases = [("f32", Activations::F32), ("f16", Activations::F32), ("bf16", Activations::F32), ("q8_0", Activations::F32), ("q8_0", Activations::Int8), ("q4_0", Activations::F32), ("q4_0", Activations::Int8), ("q4_k", Activations::F32), ("q6_k", Activations::F32)];
+    for (name, mode) in cases {
         let dtype = WeightDType::parse(name).unwrap();
         let (w, _) = CpuMatrix::random(&mut rng, dtype, rows, cols);
         let copies = (256usize << 20).div_ceil(w.data.len());
@@ -31,10 +32,11 @@ fn main() {
         let x = rng.normals(cols, 1.0);
         let mut y = vec![0f32; rows];
         let bytes = w.data.len() * copies;
-        let secs = time(|| ws.iter().for_each(|w| matvec(&pool, w, &x, 1, &mut y))) / copies as f64;
+        let secs = time(|| ws.iter().for_each(|w| matvec_into(&pool, w, &x, 1, &mut y, rows, 0, mode))) / copies as f64;
         let bytes = bytes / copies;
-        let ceiling = read_ceiling(&pool, bytes * copies);
+        let ceiling = cria::cpu::read_bandwidth(&pool, bytes * copies, 5) / 1e9;
         let gbs = bytes as f64 / secs / 1e9;
+        let name = if mode == Activations::Int8 { format!("{name} (8-bit activations)") } else { name.to_string() };
         println!("| {name} | {:.1} MiB | {:.3} | {gbs:.2} | {ceiling:.2} | {:.0}% |", bytes as f64 / 1048576.0, secs * 1e3, 100.0 * gbs / ceiling);
     }
 }
@@ -51,20 +53,4 @@ fn time(mut f: impl FnMut()) -> f64 {
         .collect();
     t.sort_by(f64::total_cmp);
     t[t.len() / 2]
-}
-
-/// GB/s of summing `bytes` bytes of u64 words over the pool.
-fn read_ceiling(pool: &Pool, bytes: usize) -> f64 {
-    let words: Vec<u64> = (0..bytes / 8).map(|i| i as u64).collect();
-    let tasks = pool.threads() * 4;
-    let per = words.len().div_ceil(tasks);
-    let sink = std::sync::atomic::AtomicU64::new(0);
-    let secs = time(|| {
-        pool.run(tasks, &|t| {
-            let s: u64 = words[(t * per).min(words.len())..((t + 1) * per).min(words.len())].iter().fold(0u64, |a, &b| a.wrapping_add(b));
-            sink.fetch_add(s, std::sync::atomic::Ordering::Relaxed);
-        })
-    });
-    std::hint::black_box(sink.load(std::sync::atomic::Ordering::Relaxed));
-    (words.len() * 8) as f64 / secs / 1e9
 }

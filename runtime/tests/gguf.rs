@@ -203,6 +203,13 @@ fn families_converted_by_llama_cpp_match_their_safetensors() {
             assert_eq!(next, want_id, "{name}: greedy token {step}");
             next = pollster::block_on(llama.forward_greedy(&[next], prompt.len() + step)).unwrap();
         }
+        // The same file on the CPU device: transformers' greedy ids too.
+        let mut cpu = model::open_gguf(&path).unwrap().load(model::Device::cpu(), &options(), &mut |_| {}).unwrap();
+        let mut next = pollster::block_on(cpu.forward_greedy(&prompt, 0)).unwrap();
+        for (step, &want_id) in ids(&g["generated_ids"]).iter().enumerate() {
+            assert_eq!(next, want_id, "{name} on the CPU: greedy token {step}");
+            next = pollster::block_on(cpu.forward_greedy(&[next], prompt.len() + step)).unwrap();
+        }
     }
 }
 

@@ -82,7 +82,23 @@ fn check(tag: &str) {
         assert_eq!(next, want_id, "{file}: greedy token {step}");
         next = pollster::block_on(llama.forward_greedy(&[next], prompt.len() + step)).unwrap();
     }
+
+    // The CPU device on the same file: the same types kept, the same greedy ids; its KV cache
+    // is f16, so its logits are within the f16-cache tolerance.
+    let mut cpu = model::open_gguf(&path).unwrap().load(model::Device::cpu(), &options(), &mut |_| {}).unwrap();
+    let cpu_types: BTreeSet<String> = cpu.weight_types().split('+').map(str::to_string).collect();
+    assert_eq!(cpu_types, types, "{file}: weight types on the CPU");
+    let got = cpu.forward_all_logits(&prompt, 0).unwrap();
+    let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    eprintln!("{file}: CPU prefill logits vs transformers, max |diff| {max:.2e}");
+    compare(&format!("{file} CPU prefill logits vs transformers"), 0, &got, &want, cria::ops::check::model_tolerance(cria::ops::attention::KvDType::F16)).unwrap_or_else(|e| panic!("{e}"));
+    let mut next = pollster::block_on(cpu.forward_greedy(&prompt, 0)).unwrap();
+    for (step, &want_id) in want_ids.iter().enumerate() {
+        assert_eq!(next, want_id, "{file} on the CPU: greedy token {step}");
+        next = pollster::block_on(cpu.forward_greedy(&[next], prompt.len() + step)).unwrap();
+    }
 }
+
 
 /// llama-server's default download: Q4_K, Q6_K and the Q5_0/Q8_0 fallbacks for 320-value rows.
 #[test]

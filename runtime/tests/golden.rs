@@ -34,6 +34,7 @@ fn floats(st: &SafeTensors<'_>, name: &str) -> (Vec<f32>, Vec<usize>) {
 }
 
 fn check_model(name: &str, stored: &str) {
+    check_on_cpu(name, stored);
     let Some(gpu) = common::gpu() else { return };
     let dir = fixture(name);
     let bytes = std::fs::read(dir.join("golden.safetensors")).expect("golden.safetensors (run tests/fixtures/make_fixtures.py)");
@@ -61,6 +62,27 @@ fn check_model(name: &str, stored: &str) {
         llama.forward(&long, 0).unwrap();
         greedy(&mut llama, &format!("{name} long prompt"), long.len(), &ints(&golden, "long_generated_ids"), &long_steps, vocab, tol);
     }
+}
+
+/// The same checks on the CPU device (its KV cache is f16: f16's tolerance; the same greedy
+/// tokens): one model code, two devices.
+fn check_on_cpu(name: &str, stored: &str) {
+    let dir = fixture(name);
+    let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
+    let golden = SafeTensors::deserialize(&bytes).unwrap();
+    let (prompt, generated) = (ints(&golden, "prompt_ids"), ints(&golden, "generated_ids"));
+    let ((prefill, shape), (steps, _)) = (floats(&golden, "prefill_logits"), floats(&golden, "step_logits"));
+    let vocab = *shape.last().unwrap();
+    let mut llama = model::load_llama(model::Device::cpu(), &dir, &ModelOptions::default(), &mut |_| {}).unwrap();
+    assert_eq!(llama.weight_types(), stored, "{name} on the CPU: weights keep their checkpoint's type");
+    let (name, tol) = (format!("{name} (CPU)"), model_tolerance(KvDType::F16));
+    let got = llama.forward_all_logits(&prompt, 0).unwrap();
+    compare(&format!("{name} prefill logits ({} tokens)", prompt.len()), 0, &got, &prefill, tol).unwrap_or_else(|m| panic!("{m}"));
+    greedy(&mut llama, &name, prompt.len(), &generated, &steps, vocab, tol);
+    let long = ints(&golden, "long_prompt_ids");
+    let (long_steps, _) = floats(&golden, "long_step_logits");
+    llama.forward(&long, 0).unwrap();
+    greedy(&mut llama, &format!("{name} long prompt"), long.len(), &ints(&golden, "long_generated_ids"), &long_steps, vocab, tol);
 }
 
 /// Greedy continuation after a prefill of `pos` tokens: the logits before each step must match

@@ -47,9 +47,21 @@ impl QuantizedActivations {
     }
 }
 
-/// Whether rows of `dtype` take the integer path (activations quantized to 8 bits).
-pub fn quantizes_activations(dtype: WeightDType) -> bool {
-    matches!(dtype, WeightDType::Block(BlockType::Q8_0 | BlockType::Q4_0))
+/// How Q8_0 and Q4_0 rows meet the activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activations {
+    /// f32 activations, each block's values widened: the GPU's and transformers' arithmetic
+    /// (the models use this: CPU and GPU logits agree to f32 rounding).
+    F32,
+    /// Activations quantized to 8 bits per 32-value block and integer dot products, as ggml's
+    /// CPU backend does: fewer instructions, logits ~1e-1 further from transformers' on the
+    /// K-quant fixtures.
+    Int8,
+}
+
+/// Whether rows of `dtype` take the integer path under `mode`.
+pub fn quantizes_activations(dtype: WeightDType, mode: Activations) -> bool {
+    mode == Activations::Int8 && matches!(dtype, WeightDType::Block(BlockType::Q8_0 | BlockType::Q4_0))
 }
 
 /// Rows per task: enough work to amortise a task, enough tasks to balance the threads.
@@ -57,10 +69,17 @@ fn rows_per_task(rows: usize, threads: usize) -> usize {
     rows.div_ceil(threads * 4).clamp(8, 256)
 }
 
-/// `y [m, w.rows] = x [m, w.cols] · W^T`.
+/// `y [m, w.rows] = x [m, w.cols] · W^T` with f32 activations.
 pub fn matvec(pool: &Pool, w: &CpuMatrix, x: &[f32], m: usize, y: &mut [f32]) {
-    assert!(x.len() >= m * w.cols && y.len() >= m * w.rows, "matvec shapes");
-    let acts: Vec<QuantizedActivations> = match quantizes_activations(w.dtype) {
+    matvec_into(pool, w, x, m, y, w.rows, 0, Activations::F32)
+}
+
+/// As [`matvec`], token t's rows written at `y[t * y_stride + y_offset..]` (a matrix stored as
+/// several runs of rows writes each run at its offset).
+#[allow(clippy::too_many_arguments)]
+pub fn matvec_into(pool: &Pool, w: &CpuMatrix, x: &[f32], m: usize, y: &mut [f32], y_stride: usize, y_offset: usize, mode: Activations) {
+    assert!(x.len() >= m * w.cols && y_offset + w.rows <= y_stride && y.len() >= m * y_stride, "matvec shapes");
+    let acts: Vec<QuantizedActivations> = match quantizes_activations(w.dtype, mode) {
         true => (0..m).map(|t| QuantizedActivations::new(&x[t * w.cols..(t + 1) * w.cols])).collect(),
         false => Vec::new(),
     };
@@ -73,7 +92,7 @@ pub fn matvec(pool: &Pool, w: &CpuMatrix, x: &[f32], m: usize, y: &mut [f32]) {
         for t in 0..m {
             let xt = &x[t * w.cols..(t + 1) * w.cols];
             // SAFETY: each task writes its own rows of each token's output, disjoint.
-            let yt = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * w.rows + rows.start), rows.len()) };
+            let yt = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * y_stride + y_offset + rows.start), rows.len()) };
             kernel.rows(w, xt, acts.get(t), rows.clone(), yt);
         }
     });
@@ -144,9 +163,13 @@ fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, ro
             WeightDType::F32 => dot_f32(bytemuck::cast_slice(row), x),
             WeightDType::F16 => dot_f16(row, x),
             WeightDType::BF16 => dot_bf16(row, x),
-            WeightDType::Block(BlockType::Q8_0) => dot_q8_0(row, act.expect("q8 activations")),
-            WeightDType::Block(BlockType::Q4_0) => dot_q4_0(row, act.expect("q8 activations")),
-            WeightDType::Block(t) => dot_blocks(t, row, x),
+            WeightDType::Block(t) => match (t, act) {
+                (BlockType::Q8_0, Some(a)) => dot_q8_0(row, a),
+                (BlockType::Q4_0, Some(a)) => dot_q4_0(row, a),
+                (BlockType::Q8_0, None) => dot_q8_0_f32(row, x),
+                (BlockType::Q4_0, None) => dot_q4_0_f32(row, x),
+                _ => dot_blocks(t, row, x),
+            },
         };
     }
 }
@@ -261,6 +284,40 @@ fn dot_q4_0(row: &[u8], a: &QuantizedActivations) -> f32 {
     acc
 }
 
+/// Q8_0 rows with f32 activations: each block's 32 values widened and multiplied in f32, one
+/// scale per block (vectorizes: i8 -> f32 conversion and multiply-adds).
+#[inline(always)]
+fn dot_q8_0_f32(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    let mut buf = [0f32; QK];
+    for (b, blk) in row.chunks_exact(34).enumerate() {
+        let start = b * QK;
+        let n = QK.min(x.len() - start);
+        for (o, &q) in buf.iter_mut().zip(&blk[2..34]) {
+            *o = f32::from(q as i8);
+        }
+        acc += dot_f32(&buf[..n], &x[start..start + n]) * half_at(blk, 0);
+    }
+    acc
+}
+
+/// Q4_0 rows with f32 activations (as [`dot_q8_0_f32`], the nibbles widened).
+#[inline(always)]
+fn dot_q4_0_f32(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    let mut buf = [0f32; QK];
+    for (b, blk) in row.chunks_exact(18).enumerate() {
+        let start = b * QK;
+        let n = QK.min(x.len() - start);
+        for j in 0..16 {
+            buf[j] = f32::from((blk[2 + j] & 0xF) as i8 - 8);
+            buf[j + 16] = f32::from((blk[2 + j] >> 4) as i8 - 8);
+        }
+        acc += dot_f32(&buf[..n], &x[start..start + n]) * half_at(blk, 0);
+    }
+    acc
+}
+
 /// Any other block type: each block decoded by the reference dequantizer, then an f32 dot.
 #[inline(always)]
 fn dot_blocks(t: BlockType, row: &[u8], x: &[f32]) -> f32 {
@@ -299,24 +356,25 @@ mod tests {
             for dtype in WeightDType::ALL {
                 let (w, values) = CpuMatrix::random(&mut rng, dtype, rows, cols);
                 let x = rng.normals(m * cols, 1.0 / (cols as f32).sqrt());
-                for kernel in Kernel::available() {
+                for (kernel, mode) in Kernel::available().into_iter().flat_map(|k| [(k, Activations::F32), (k, Activations::Int8)]) {
+                    let quantized = quantizes_activations(dtype, mode);
                     let mut y = vec![f32::NAN; m * rows];
                     for t in 0..m {
-                        let act = quantizes_activations(dtype).then(|| QuantizedActivations::new(&x[t * cols..(t + 1) * cols]));
+                        let act = quantized.then(|| QuantizedActivations::new(&x[t * cols..(t + 1) * cols]));
                         kernel.rows(&w, &x[t * cols..(t + 1) * cols], act.as_ref(), 0..rows, &mut y[t * rows..(t + 1) * rows]);
                     }
                     let mut pooled = vec![f32::NAN; m * rows];
-                    matvec(&pool, &w, &x, m, &mut pooled);
+                    matvec_into(&pool, &w, &x, m, &mut pooled, rows, 0, mode);
                     let want: Vec<f32> = (0..m)
                         .flat_map(|t| {
                             let xt = &x[t * cols..(t + 1) * cols];
-                            match quantizes_activations(dtype) {
+                            match quantized {
                                 true => reference_q8(&values, xt, rows, cols),
                                 false => crate::ops::matvec::reference(xt, &values, 1, rows, cols),
                             }
                         })
                         .collect();
-                    let what = format!("cpu matvec {} {} {m}x{rows}x{cols}", kernel.name(), dtype.name());
+                    let what = format!("cpu matvec {} {} {mode:?} {m}x{rows}x{cols}", kernel.name(), dtype.name());
                     compare(&what, seed, &y, &want, tolerance(DType::F32)).unwrap_or_else(|e| panic!("{e}"));
                     compare(&format!("{what} (pool)"), seed, &pooled, &want, tolerance(DType::F32)).unwrap_or_else(|e| panic!("{e}"));
                 }
@@ -343,7 +401,7 @@ mod tests {
             let (w, values) = CpuMatrix::random(&mut rng, dtype, rows, cols);
             let x = rng.normals(cols, 1.0 / (cols as f32).sqrt());
             let mut y = vec![0f32; rows];
-            matvec(&Pool::new(1), &w, &x, 1, &mut y);
+            matvec_into(&Pool::new(1), &w, &x, 1, &mut y, rows, 0, Activations::Int8);
             let exact = crate::ops::matvec::reference(&x, &values, 1, rows, cols);
             let scale = exact.iter().map(|v| v.abs()).fold(0f32, f32::max);
             compare(dtype.name(), 7, &y, &exact, Tolerance { abs: 1e-2 * scale, rel: 0.0 }).unwrap_or_else(|e| panic!("{e}"));

@@ -10,7 +10,34 @@ pub mod pool;
 pub use pool::Pool;
 
 use crate::error::{Error, Result};
-use crate::ops::WeightDType;
+use crate::ops::{Layout, ReadRows, WeightDType};
+use crate::tensor::HostTensor;
+use std::ops::Range;
+
+/// Bytes per second the pool's threads read from memory: the median of `repeats` sums of a
+/// `bytes`-byte buffer (make it larger than the caches: decode reads weights that do not fit
+/// them). The CPU's ceiling for decode, as the copy kernel is a GPU's.
+pub fn read_bandwidth(pool: &Pool, bytes: usize, repeats: usize) -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let words: Vec<u64> = (0..bytes / 8).map(|i| i as u64).collect();
+    let tasks = pool.threads() * 4;
+    let per = words.len().div_ceil(tasks);
+    let sink = AtomicU64::new(0);
+    let mut times: Vec<f64> = (0..repeats.max(1) + 1)
+        .map(|_| {
+            let start = crate::generate::now_seconds();
+            pool.run(tasks, &|t| {
+                let part = &words[(t * per).min(words.len())..((t + 1) * per).min(words.len())];
+                sink.fetch_add(part.iter().fold(0u64, |a, &b| a.wrapping_add(b)), Ordering::Relaxed);
+            });
+            crate::generate::now_seconds() - start
+        })
+        .skip(1) // the first touches the pages
+        .collect();
+    std::hint::black_box(sink.load(Ordering::Relaxed));
+    times.sort_by(f64::total_cmp);
+    (words.len() * 8) as f64 / times[times.len() / 2]
+}
 
 /// An output pointer shared by tasks that each write their own disjoint part of it.
 #[derive(Clone, Copy)]
@@ -101,5 +128,116 @@ impl CpuMatrix {
         .expect("a random matrix of a valid shape");
         let values = m.values();
         (m, values)
+    }
+}
+
+/// A weight matrix of the CPU device: runs of consecutive rows, each of one type (a fused q/k/v
+/// matrix of a Q4_K_M file keeps q and k in q4_k and v in q6_k), as `ops::Matrix` keeps chunks.
+pub struct CpuWeights {
+    pub name: String,
+    pub rows: usize,
+    pub cols: usize,
+    /// (first row, rows of one type).
+    pub runs: Vec<(usize, CpuMatrix)>,
+}
+
+/// Rows per read while loading: about 4 MiB of f32 values, as the GPU loader's pieces.
+fn piece_rows(cols: usize) -> usize {
+    ((4usize << 20) / (4 * cols.max(1))).max(1)
+}
+
+/// Rows of `t` (read as [rows, cols]) stored as `dtype`: its own bytes when it already has that
+/// type, else widened and rounded or quantized as the GPU loader does.
+fn stored_bytes(t: HostTensor, dtype: WeightDType, cols: usize, out: &mut Vec<u8>) -> Result<()> {
+    match (t, dtype) {
+        (HostTensor::F32(v), WeightDType::F32) => out.extend_from_slice(bytemuck::cast_slice(&v)),
+        (HostTensor::F16(v), WeightDType::F16) => out.extend_from_slice(bytemuck::cast_slice(&v)),
+        (HostTensor::BF16(v), WeightDType::BF16) => out.extend_from_slice(bytemuck::cast_slice(&v)),
+        (HostTensor::Quant { dtype: d, bytes }, to) if d == to => out.extend_from_slice(&bytes),
+        (t, to) => {
+            let values = t.into_f32_rows(cols);
+            let rows = values.len() / cols.max(1);
+            out.extend_from_slice(&CpuMatrix::from_f32(to, rows, cols, &values)?.data);
+        }
+    }
+    Ok(())
+}
+
+impl CpuWeights {
+    /// The matrix of the parts `part_rows` (each read by `read(part, rows)`), each stored as its
+    /// entry of `dtypes`, stacked or interleaved (gate/up: rows alternate), as `ops::Matrix`
+    /// builds them on the GPU.
+    pub fn from_parts(name: &str, cols: usize, dtypes: &[WeightDType], part_rows: &[usize], layout: Layout, read: &mut ReadRows<'_>) -> Result<CpuWeights> {
+        let mut fetch = |i: usize, rows: Range<usize>, dtype: WeightDType, out: &mut Vec<u8>| -> Result<()> {
+            for start in rows.clone().step_by(piece_rows(cols)) {
+                let end = (start + piece_rows(cols)).min(rows.end);
+                let before = out.len();
+                stored_bytes(read(i, start..end)?, dtype, cols, out)?;
+                if out.len() - before != (end - start) * CpuMatrix::row_bytes_of(dtype, cols)? {
+                    return Err(Error::shape("cpu matrix", format!("rows {start}..{end} of part {i} of {name}"), end - start, "another length"));
+                }
+            }
+            Ok(())
+        };
+        let total: usize = part_rows.iter().sum();
+        let mut runs: Vec<(usize, CpuMatrix)> = Vec::new();
+        match layout {
+            Layout::Stacked => {
+                let mut start = 0;
+                for (i, (&dtype, &rows)) in dtypes.iter().zip(part_rows).enumerate() {
+                    let mut data = Vec::new();
+                    fetch(i, 0..rows, dtype, &mut data)?;
+                    match runs.last_mut() {
+                        Some((_, m)) if m.dtype == dtype => {
+                            m.data.extend_from_slice(&data);
+                            m.rows += rows;
+                        }
+                        _ => runs.push((start, CpuMatrix::from_bytes(dtype, rows, cols, data)?)),
+                    }
+                    start += rows;
+                }
+            }
+            Layout::Interleaved => {
+                if part_rows.len() != 2 || part_rows[0] != part_rows[1] || dtypes[0] != dtypes[1] {
+                    return Err(Error::shape("cpu matrix", format!("interleaved parts of {name}"), "two of equal rows and type", part_rows.len()));
+                }
+                let (dtype, rows) = (dtypes[0], part_rows[0]);
+                let rb = CpuMatrix::row_bytes_of(dtype, cols)?;
+                let (mut g, mut u) = (Vec::new(), Vec::new());
+                fetch(0, 0..rows, dtype, &mut g)?;
+                fetch(1, 0..rows, dtype, &mut u)?;
+                let mut data = Vec::with_capacity(2 * rows * rb);
+                for r in 0..rows {
+                    data.extend_from_slice(&g[r * rb..(r + 1) * rb]);
+                    data.extend_from_slice(&u[r * rb..(r + 1) * rb]);
+                }
+                runs.push((0, CpuMatrix::from_bytes(dtype, 2 * rows, cols, data)?));
+            }
+        }
+        Ok(CpuWeights { name: name.to_string(), rows: total, cols, runs })
+    }
+
+    /// Bytes held (as stored).
+    pub fn bytes(&self) -> u64 {
+        self.runs.iter().map(|(_, m)| m.data.len() as u64).sum()
+    }
+
+    /// The types of its runs.
+    pub fn dtypes(&self) -> Vec<WeightDType> {
+        self.runs.iter().map(|(_, m)| m.dtype).collect()
+    }
+
+    /// `y [m, rows] = x [m, cols] · W^T`.
+    pub fn matvec(&self, pool: &Pool, x: &[f32], m: usize, y: &mut [f32]) {
+        for (start, run) in &self.runs {
+            matvec::matvec_into(pool, run, x, m, y, self.rows, *start, matvec::Activations::F32);
+        }
+    }
+
+    /// Row `r` as f32 values (the embedding lookup).
+    pub fn row_values(&self, r: usize) -> Vec<f32> {
+        let (start, run) = self.runs.iter().rev().find(|(s, _)| *s <= r).expect("a row of the matrix");
+        let one = CpuMatrix { dtype: run.dtype, rows: 1, cols: run.cols, row_bytes: run.row_bytes, data: run.row(r - start).to_vec() };
+        one.values()
     }
 }

@@ -5,7 +5,7 @@
 //! (biases and per-head norms first), causal attention (windowed, any scale) over an f16 cache,
 //! and the greedy choice.
 
-use super::{CpuMatrix, Pool};
+use super::{CpuWeights, Pool};
 use crate::ops::attention::{Heads, Scores};
 use crate::ops::glu::Activation;
 use half::f16;
@@ -62,11 +62,9 @@ fn act_f32(g: f32, act: Activation) -> f32 {
 }
 
 /// `out[t] = table[ids[t]] * scale`. Ids are validated by the caller (`embedding::validate_ids`).
-pub fn embedding(table: &CpuMatrix, ids: &[u32], out: &mut [f32], scale: f32) {
-    let cols = table.cols;
-    for (&id, o) in ids.iter().zip(out.chunks_mut(cols)) {
-        let one = CpuMatrix { dtype: table.dtype, rows: 1, cols, row_bytes: table.row_bytes, data: table.row(id as usize).to_vec() };
-        for (o, v) in o.iter_mut().zip(one.values()) {
+pub fn embedding(table: &CpuWeights, ids: &[u32], out: &mut [f32], scale: f32) {
+    for (&id, o) in ids.iter().zip(out.chunks_mut(table.cols)) {
+        for (o, v) in o.iter_mut().zip(table.row_values(id as usize)) {
             *o = v * scale;
         }
     }
@@ -226,7 +224,8 @@ mod tests {
         }
         for dtype in ops::WeightDType::ALL {
             let (vocab, dim) = (40, 70);
-            let (table, values) = CpuMatrix::random(&mut rng, dtype, vocab, dim);
+            let (m, values) = super::super::CpuMatrix::random(&mut rng, dtype, vocab, dim);
+            let table = CpuWeights { name: "table".into(), rows: vocab, cols: dim, runs: vec![(0, m)] };
             let ids: Vec<u32> = (0..5).map(|_| rng.below(vocab as u32)).collect();
             let mut out = vec![0f32; ids.len() * dim];
             embedding(&table, &ids, &mut out, 8.944_272);

@@ -224,6 +224,13 @@ impl Gpu {
         self.memory.clone()
     }
 
+    /// Whether the adapter is a software rasteriser (Mesa's llvmpipe/lavapipe, SwiftShader,
+    /// Microsoft's WARP): the CPU device computes faster than one.
+    pub fn is_software(&self) -> bool {
+        let name = self.info.name.to_ascii_lowercase();
+        self.info.device_type == wgpu::DeviceType::Cpu || ["llvmpipe", "swiftshader", "basic render driver", "warp"].iter().any(|s| name.contains(s))
+    }
+
     /// Largest byte size one storage binding may have on this device.
     pub fn max_binding_bytes(&self) -> u64 {
         self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)

@@ -8,7 +8,6 @@ use super::llama::{Llama, ModelOptions};
 use super::weights::{LoadProgress, WeightSource};
 use crate::error::Result;
 use crate::tokenizer::Tokenizer;
-use std::sync::Arc;
 
 pub struct ModelFiles {
     pub config: LlamaConfig,
@@ -52,10 +51,10 @@ impl ModelFiles {
         Llama::memory_plan(&self.config, self.weights.as_ref(), options)
     }
 
-    /// Uploads the weights to `gpu`, tensor by tensor (refused first if the memory plan does
-    /// not fit the device).
-    pub fn load(&mut self, gpu: Arc<crate::Gpu>, options: &ModelOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Llama> {
-        Llama::load(gpu, self.config.clone(), self.weights.as_mut(), options, progress)
+    /// Loads the weights onto `device` (a GPU or the CPU), tensor by tensor (on a GPU, refused
+    /// first if the memory plan does not fit it).
+    pub fn load(&mut self, device: impl Into<super::Device>, options: &ModelOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Llama> {
+        Llama::load(device, self.config.clone(), self.weights.as_mut(), options, progress)
     }
 }
 

@@ -26,7 +26,6 @@ use super::weights::LoadProgress;
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 pub use weights::GgufWeights;
 
@@ -688,9 +687,9 @@ impl<S: ByteSource> GgufModel<S> {
         Ok(GgufModel { config, generation, tokenizer, weights })
     }
 
-    /// Uploads the weights to `gpu`, tensor by tensor.
-    pub fn load(&mut self, gpu: Arc<crate::Gpu>, options: &ModelOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Llama> {
-        Llama::load(gpu, self.config.clone(), &mut self.weights, options, progress)
+    /// Loads the weights onto `device` (a GPU or the CPU), tensor by tensor.
+    pub fn load(&mut self, device: impl Into<super::Device>, options: &ModelOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Llama> {
+        Llama::load(device, self.config.clone(), &mut self.weights, options, progress)
     }
 }
 

@@ -9,11 +9,15 @@ use super::config::LlamaConfig;
 use super::weights::{LoadProgress, WeightSource};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBuffer, Readback, Recorder};
-use crate::ops::attention::{self, DecodeScratch, Heads, KvCache, KvDType};
+use crate::ops::attention::{DecodeScratch, Heads, KvCache, KvDType};
 use crate::ops::rope::RopeTable;
 use crate::model::safetensors::{HostTensor, TensorEntry};
 use crate::ops::sample::{self, SampleScratch};
-use crate::ops::{argmax, embedding, glu, matmul, matvec, rms_norm, rope, Layout, Matrix, WeightDType};
+use crate::ops::{argmax, embedding, matmul, Layout, Matrix, WeightDType};
+use crate::cpu::ops::CpuKvCache;
+use crate::cpu::{CpuWeights, Pool};
+use super::exec::{CpuExec, Exec, GpuExec};
+use std::cell::RefCell;
 use super::memory::MemoryPlan;
 use crate::sampling::SamplingOptions;
 use std::sync::Arc;
@@ -218,7 +222,7 @@ fn describe_activations<B>(c: &LlamaConfig, mut f: impl FnMut(&str, u64) -> Resu
     })
 }
 
-/// Activations and the buffers of sampling, decode attention and readback.
+/// Activations and the buffers of sampling, decode attention and readback (the GPU's).
 struct Scratch {
     a: ActivationsOf<GpuBuffer>,
     sample: SampleScratch,
@@ -230,22 +234,207 @@ struct Scratch {
 /// Parameter slots of the recorder a forward pass records into.
 const ARENA_DISPATCHES: u32 = 1024;
 
-pub struct Llama {
-    pub gpu: Arc<Gpu>,
-    pub config: LlamaConfig,
-    pub context: usize,
-    /// What the model holds on the GPU, computed before loading.
-    pub memory: MemoryPlan,
+/// Where a model computes: a GPU through wgpu, or the CPU's cores.
+#[derive(Clone)]
+pub enum Device {
+    Gpu(Arc<Gpu>),
+    Cpu(Arc<Pool>),
+}
+
+impl From<Arc<Gpu>> for Device {
+    fn from(gpu: Arc<Gpu>) -> Device {
+        Device::Gpu(gpu)
+    }
+}
+
+impl Device {
+    /// The CPU with one thread per core.
+    pub fn cpu() -> Device {
+        Device::Cpu(Arc::new(Pool::with_available_parallelism()))
+    }
+
+    /// "llvmpipe (LLVM 15, 256 bits)" or "CPU (2 threads, avx2+fma+f16c)".
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Gpu(gpu) => gpu.describe(),
+            Device::Cpu(pool) => format!("CPU ({} threads, {})", pool.threads(), crate::cpu::matvec::Kernel::best().name()),
+        }
+    }
+}
+
+/// The model on a GPU: weights, caches and scratch in GPU buffers.
+struct GpuModel {
+    gpu: Arc<Gpu>,
     w: WeightsOf<Matrix, GpuBuffer>,
-    /// Each layer's KV cache.
     kv: Vec<KvCache>,
     rope: RopeTable,
-    /// The RoPE of the sliding-window layers, where their base differs (Gemma 3).
     rope_local: Option<RopeTable>,
     s: Scratch,
-    /// Dispatches and submits of the last forward call.
+}
+
+/// The model on the CPU: weights in their file types, an f16 KV cache, f32 activations.
+struct CpuModel {
+    pool: Arc<Pool>,
+    w: WeightsOf<CpuWeights, Vec<f32>>,
+    kv: Vec<RefCell<CpuKvCache>>,
+    rope: Vec<f32>,
+    rope_local: Option<Vec<f32>>,
+    a: ActivationsOf<RefCell<Vec<f32>>>,
+    /// The token chosen by the last forward call.
+    token: u32,
+}
+
+// One per model: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Engine {
+    Gpu(GpuModel),
+    Cpu(CpuModel),
+}
+
+pub struct Llama {
+    pub config: LlamaConfig,
+    pub context: usize,
+    /// What the model holds, computed before loading.
+    pub memory: MemoryPlan,
+    engine: Engine,
+    /// Dispatches and submits of the last forward call (GPU).
     pub last_dispatches: u64,
     pub last_submits: u64,
+}
+
+/// The one forward pass, on any device: the network of `c` with its weights, caches, RoPE tables
+/// and activations on that device.
+struct Net<'a, E: Exec> {
+    c: &'a LlamaConfig,
+    w: &'a WeightsOf<E::Matrix, E::Vector>,
+    kv: &'a [E::Cache],
+    rope: &'a E::Rope,
+    rope_local: Option<&'a E::Rope>,
+    a: &'a ActivationsOf<E::Buffer>,
+}
+
+impl<E: Exec> Net<'_, E> {
+    /// One chunk of n tokens at positions pos.. : the whole network, ending with the logits of
+    /// the chunk's last token.
+    fn chunk(&self, e: &mut E, n: usize, pos: usize) -> Result<()> {
+        let (c, s) = (self.c, self.a);
+        let (h, eps) = (c.hidden_size, c.rms_norm_eps);
+        // Gemma: sqrt(hidden_size), formed in f64 and rounded to f32 as transformers' buffer is.
+        let embed_scale = if c.family.scaled_embeddings { (h as f64).sqrt() as f32 } else { 1.0 };
+        e.embedding(&self.w.embed, &s.ids, n, &s.x, embed_scale)?;
+        let mut prev_post: Option<&E::Vector> = None; // the previous layer's MLP output norm
+        for (i, (layer, kv)) in self.w.layers.iter().zip(self.kv).enumerate() {
+            // x = x + mlp(...) of the previous layer, fused with this layer's input norm.
+            match i {
+                0 => e.rms_norm(&s.x, &layer.attn_norm, &s.xn, n, h, eps)?,
+                _ => e.rms_norm_add(&s.x, &s.down, prev_post, &layer.attn_norm, &s.xn, n, h, eps)?,
+            }
+            self.attention(e, i, layer, kv, n, pos)?; // s.o = attn(xn)
+            e.rms_norm_add(&s.x, &s.o, layer.attn_post_norm.as_ref(), &layer.mlp_norm, &s.xn, n, h, eps)?; // x += o; xn = norm(x)
+            e.gated(&layer.w_gate_up, &s.xn, n, &s.gate_up, &s.act, c.family.activation)?; // act(gate) * up
+            e.linear(&layer.w_down, &s.act, n, &s.down)?;
+            prev_post = layer.mlp_post_norm.as_ref();
+        }
+        e.rms_norm_add(&s.x, &s.down, prev_post, &self.w.norm, &s.xn, n, h, eps)?;
+        e.copy(&s.xn, (n - 1) * h, &s.last, 0, h)?;
+        e.linear(self.lm_head(), &s.last, 1, &s.logits)
+    }
+
+    /// The LM head: its own matrix, or the embedding when they are tied.
+    fn lm_head(&self) -> &E::Matrix {
+        self.w.lm_head.as_ref().unwrap_or(&self.w.embed)
+    }
+
+    /// Self-attention of layer `i` for n tokens at positions pos..: the fused q/k/v projection,
+    /// RoPE with the KV-cache append, causal GQA attention (windowed on a local layer), output
+    /// projection into s.o.
+    fn attention(&self, e: &mut E, i: usize, l: &LayerOf<E::Matrix, E::Vector>, cache: &E::Cache, n: usize, pos: usize) -> Result<()> {
+        let (c, s) = (self.c, self.a);
+        let heads = Heads { n_heads: c.num_attention_heads, n_kv_heads: c.num_key_value_heads, head_dim: c.head_dim };
+        let table = match (self.rope_local, c.is_local(i)) {
+            (Some(local), true) => local,
+            _ => self.rope,
+        };
+        e.linear(&l.wqkv, &s.xn, n, &s.qkv)?;
+        e.rope(&s.qkv, &s.q, cache, table, l.qkv_bias.as_ref(), l.qk_norm.as_ref().map(|w| (w, c.rms_norm_eps)), heads, n, pos)?;
+        e.attention(heads, c.scores(i), &s.q, cache, &s.attn, n, pos)?;
+        e.linear(&l.wo, &s.attn, n, &s.o)
+    }
+}
+
+/// Stored bytes and types of a device's weight matrix.
+pub(crate) trait Stored {
+    fn stored_bytes(&self) -> u64;
+    fn stored_types(&self) -> Vec<WeightDType>;
+    fn rows(&self) -> usize;
+}
+
+impl Stored for Matrix {
+    fn stored_bytes(&self) -> u64 {
+        self.bytes()
+    }
+    fn stored_types(&self) -> Vec<WeightDType> {
+        self.dtypes()
+    }
+    fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+impl Stored for CpuWeights {
+    fn stored_bytes(&self) -> u64 {
+        self.bytes()
+    }
+    fn stored_types(&self) -> Vec<WeightDType> {
+        self.dtypes()
+    }
+    fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// Bytes of a device's vector.
+pub(crate) trait VectorBytes {
+    fn vector_bytes(&self) -> u64;
+}
+
+impl VectorBytes for GpuBuffer {
+    fn vector_bytes(&self) -> u64 {
+        self.len
+    }
+}
+
+impl VectorBytes for Vec<f32> {
+    fn vector_bytes(&self) -> u64 {
+        (self.len() * 4) as u64
+    }
+}
+
+impl<M: Stored, V: VectorBytes> WeightsOf<M, V> {
+    /// "q4_0", or "f32+q4_0" when the matrices' types differ.
+    fn type_names(&self) -> String {
+        let mut types: Vec<&str> = Vec::new();
+        for dtype in self.matrices().flat_map(|m| m.stored_types()) {
+            if !types.contains(&dtype.name()) {
+                types.push(dtype.name());
+            }
+        }
+        types.sort();
+        types.join("+")
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        self.matrices().map(|m| m.stored_bytes()).sum::<u64>() + self.vectors().map(|v| v.vector_bytes()).sum::<u64>()
+    }
+
+    /// Bytes one decode step reads: every layer's matrices and vectors, the final norm, the LM
+    /// head, and one embedding row.
+    fn per_token(&self) -> u64 {
+        let layers: u64 = self.layers.iter().map(|l| [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down].iter().map(|m| m.stored_bytes()).sum::<u64>() + l.vectors().map(|v| v.vector_bytes()).sum::<u64>()).sum();
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed).stored_bytes();
+        let embed_row = self.embed.stored_bytes() / self.embed.rows().max(1) as u64;
+        layers + head + self.norm.vector_bytes() + embed_row
+    }
 }
 
 impl Llama {
@@ -292,76 +481,100 @@ impl Llama {
         })
     }
 
-    /// Uploads the weights a piece at a time (host memory stays near [`crate::ops::PIECE_BYTES`],
-    /// whatever the size of the tensors), after checking against [`Llama::memory_plan`] that the
-    /// model fits the device: a model that does not is refused before the first upload.
+    /// Loads the weights onto `device` a piece at a time (host memory stays near
+    /// [`crate::ops::PIECE_BYTES`] beyond what the device holds). On a GPU, the model is first
+    /// checked against [`Llama::memory_plan`]: one that does not fit is refused before the first
+    /// upload. On the CPU the KV cache is f16 whatever `options.kv_cache` says (llama.cpp's
+    /// default too).
     pub fn load(
-        gpu: Arc<Gpu>,
+        device: impl Into<Device>,
         config: LlamaConfig,
         weights: &mut dyn WeightSource,
         options: &ModelOptions,
         progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<Llama> {
         let memory = Self::memory_plan(&config, weights, options)?;
-        memory.check(&gpu)?;
         let c = &config;
         let (context, heads) = (memory.context, Heads { n_heads: c.num_attention_heads, n_kv_heads: c.num_key_value_heads, head_dim: c.head_dim });
-        let g = &*gpu;
-        let w = describe_weights(c, &mut Loader { gpu: g, weights, progress, to: options.weight_dtype })?;
-        let kv = (0..c.num_hidden_layers).map(|i| KvCache::new(g, &format!("layer {i} cache"), heads, context, options.kv_cache)).collect::<Result<Vec<_>>>()?;
-        let rope = RopeTable::new(g, &c.inv_freq(), context)?;
-        let rope_local = c.local_inv_freq().map(|f| RopeTable::new(g, &f, context)).transpose()?;
-        let s = Scratch {
-            a: describe_activations(c, |name, bytes| GpuBuffer::zeroed(g, name, bytes))?,
-            sample: SampleScratch::new(g, c.vocab_size, context)?,
-            decode: DecodeScratch::new(g, heads, context)?,
-            arena: Recorder::new(g, ARENA_DISPATCHES).into_arena(),
-            readback: Readback::new(g, (c.vocab_size * 4) as u64),
+        let engine = match device.into() {
+            Device::Gpu(gpu) => {
+                memory.check(&gpu)?;
+                let g = &*gpu;
+                let w = describe_weights(c, &mut Loader { gpu: g, weights, progress, to: options.weight_dtype })?;
+                let kv = (0..c.num_hidden_layers).map(|i| KvCache::new(g, &format!("layer {i} cache"), heads, context, options.kv_cache)).collect::<Result<Vec<_>>>()?;
+                let rope = RopeTable::new(g, &c.inv_freq(), context)?;
+                let rope_local = c.local_inv_freq().map(|f| RopeTable::new(g, &f, context)).transpose()?;
+                let s = Scratch {
+                    a: describe_activations(c, |name, bytes| GpuBuffer::zeroed(g, name, bytes))?,
+                    sample: SampleScratch::new(g, c.vocab_size, context)?,
+                    decode: DecodeScratch::new(g, heads, context)?,
+                    arena: Recorder::new(g, ARENA_DISPATCHES).into_arena(),
+                    readback: Readback::new(g, (c.vocab_size * 4) as u64),
+                };
+                Engine::Gpu(GpuModel { gpu: gpu.clone(), w, kv, rope, rope_local, s })
+            }
+            Device::Cpu(pool) => {
+                let w = describe_weights(c, &mut CpuLoader { weights, progress, to: options.weight_dtype })?;
+                let kv = (0..c.num_hidden_layers).map(|_| RefCell::new(CpuKvCache::new(heads, context))).collect();
+                let rope = crate::ops::rope::cos_sin(&c.inv_freq(), context);
+                let rope_local = c.local_inv_freq().map(|f| crate::ops::rope::cos_sin(&f, context));
+                let a = describe_activations(c, |_, bytes| Ok(RefCell::new(vec![0f32; (bytes / 4) as usize])))?;
+                Engine::Cpu(CpuModel { pool, w, kv, rope, rope_local, a, token: 0 })
+            }
         };
-        Ok(Llama { gpu: gpu.clone(), config, context, memory, w, kv, rope, rope_local, s, last_dispatches: 0, last_submits: 0 })
+        Ok(Llama { config, context, memory, engine, last_dispatches: 0, last_submits: 0 })
     }
 
-    fn heads(&self) -> Heads {
-        Heads { n_heads: self.config.num_attention_heads, n_kv_heads: self.config.num_key_value_heads, head_dim: self.config.head_dim }
+    /// The GPU the model runs on (None on the CPU).
+    pub fn gpu(&self) -> Option<&Arc<Gpu>> {
+        match &self.engine {
+            Engine::Gpu(m) => Some(&m.gpu),
+            Engine::Cpu(_) => None,
+        }
+    }
+
+    /// The device, as [`Device::describe`] names it.
+    pub fn device(&self) -> Device {
+        match &self.engine {
+            Engine::Gpu(m) => Device::Gpu(m.gpu.clone()),
+            Engine::Cpu(m) => Device::Cpu(m.pool.clone()),
+        }
     }
 
     /// The storage types of the weight matrices, e.g. "q4_0" or "f32+q4_0" when they differ.
     pub fn weight_types(&self) -> String {
-        let mut types: Vec<&str> = Vec::new();
-        for dtype in self.w.matrices().flat_map(|m| m.dtypes()) {
-            if !types.contains(&dtype.name()) {
-                types.push(dtype.name());
-            }
+        match &self.engine {
+            Engine::Gpu(m) => m.w.type_names(),
+            Engine::Cpu(m) => m.w.type_names(),
         }
-        types.sort();
-        types.join("+")
     }
 
-    /// Bytes of every buffer the model holds on the GPU, counted from the buffers themselves
-    /// (what [`Llama::memory_plan`] predicts before loading).
+    /// Bytes of every buffer the model holds on its device, counted from the buffers themselves
+    /// (what [`Llama::memory_plan`] predicts before loading, for a GPU).
     pub fn allocated_bytes(&self) -> u64 {
-        let weights: u64 = self.w.matrices().map(|m| m.bytes()).sum::<u64>() + self.w.vectors().map(|v| v.len).sum::<u64>();
-        let kv: u64 = self.kv.iter().map(|c| c.k.len + c.v.len).sum();
-        let s = &self.s;
-        let sample = s.sample.penalty_ids.len + s.sample.work.len + s.sample.token.len;
-        let scratch = s.a.all().iter().map(|b| b.len).sum::<u64>() + sample + s.decode.partials.len + s.arena.size() + s.readback.capacity();
-        weights + kv + scratch + self.rope.buffer.len + self.rope_local.as_ref().map_or(0, |r| r.buffer.len)
+        match &self.engine {
+            Engine::Gpu(m) => {
+                let kv: u64 = m.kv.iter().map(|c| c.k.len + c.v.len).sum();
+                let s = &m.s;
+                let sample = s.sample.penalty_ids.len + s.sample.work.len + s.sample.token.len;
+                let scratch = s.a.all().iter().map(|b| b.len).sum::<u64>() + sample + s.decode.partials.len + s.arena.size() + s.readback.capacity();
+                m.w.stored_bytes() + kv + scratch + m.rope.buffer.len + m.rope_local.as_ref().map_or(0, |r| r.buffer.len)
+            }
+            Engine::Cpu(m) => {
+                let kv: u64 = m.kv.iter().map(|c| (c.borrow().k.len() * 4) as u64).sum();
+                let a: u64 = m.a.all().iter().map(|b| (b.borrow().len() * 4) as u64).sum();
+                m.w.stored_bytes() + kv + a + ((m.rope.len() + m.rope_local.as_ref().map_or(0, Vec::len)) * 4) as u64
+            }
+        }
     }
 
     /// Bytes of weights one decode step reads: every layer's matrices and norms, the final norm,
     /// the LM head, and one embedding row.
     pub fn weight_bytes_per_token(&self) -> u64 {
-        let layers: u64 = self
-            .w
-            .layers
-            .iter()
-            .map(|l| {
-                [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down].iter().map(|m| m.bytes()).sum::<u64>() + l.vectors().map(|v| v.len).sum::<u64>()
-            })
-            .sum();
-        let head = self.lm_head().bytes();
-        let embed_row = self.w.embed.bytes() / self.w.embed.rows.max(1) as u64;
-        layers + head + self.w.norm.len + embed_row
+        match &self.engine {
+            Engine::Gpu(m) => m.w.per_token(),
+            Engine::Cpu(m) => m.w.per_token(),
+        }
     }
 
     /// Runs `tokens` at positions `start..` through the model, filling the KV cache; the logits
@@ -374,18 +587,27 @@ impl Llama {
     /// a decode step is one submit and a 4-byte read.
     pub async fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> Result<u32> {
         self.forward_inner(tokens, start, None, Choice::Greedy)?;
-        let bytes = self.s.readback.finish(&self.gpu, 4).await?;
-        Ok(token_id(&bytes))
+        self.chosen().await
     }
 
     /// [`Llama::forward`] then a sampled choice (temperature, top-k, top-p, min-p, and the
-    /// repetition penalty over `history`) on the GPU with the uniform draw `u`, in the same
-    /// submit: like [`Llama::forward_greedy`], one submit and a 4-byte read per step.
+    /// repetition penalty over `history`) with the uniform draw `u`, on the device: on a GPU in
+    /// the same submit, like [`Llama::forward_greedy`], one submit and a 4-byte read per step.
     pub async fn forward_sample(&mut self, tokens: &[u32], start: usize, options: &SamplingOptions, u: f32, history: &[u32]) -> Result<u32> {
-        let n_penalty = if options.repetition_penalty != 1.0 { self.s.sample.set_penalty_ids(&self.gpu, history)? } else { 0 };
-        self.forward_inner(tokens, start, None, Choice::Sample { options, u, n_penalty })?;
-        let bytes = self.s.readback.finish(&self.gpu, 4).await?;
-        Ok(token_id(&bytes))
+        let n_penalty = match &self.engine {
+            Engine::Gpu(m) if options.repetition_penalty != 1.0 => m.s.sample.set_penalty_ids(&m.gpu, history)?,
+            _ => 0,
+        };
+        self.forward_inner(tokens, start, None, Choice::Sample { options, u, n_penalty, history })?;
+        self.chosen().await
+    }
+
+    /// The token the last forward call chose.
+    async fn chosen(&self) -> Result<u32> {
+        match &self.engine {
+            Engine::Gpu(m) => Ok(token_id(&m.s.readback.finish(&m.gpu, 4).await?)),
+            Engine::Cpu(m) => Ok(m.token),
+        }
     }
 
     /// Runs the kernels of a typical reply once (a short prompt, then a greedy decode step),
@@ -410,7 +632,7 @@ impl Llama {
         Ok(all)
     }
 
-    fn forward_inner(&mut self, tokens: &[u32], start: usize, mut all: Option<&mut Vec<f32>>, choice: Choice<'_>) -> Result<()> {
+    fn forward_inner(&mut self, tokens: &[u32], start: usize, all: Option<&mut Vec<f32>>, choice: Choice<'_>) -> Result<()> {
         if tokens.is_empty() {
             return Err(Error::EmptyPrompt);
         }
@@ -418,24 +640,69 @@ impl Llama {
             return Err(Error::ContextOverflow { prompt: start, requested: tokens.len(), context: self.context });
         }
         embedding::validate_ids(tokens, self.config.vocab_size)?;
+        match &mut self.engine {
+            Engine::Gpu(m) => {
+                let (dispatches, submits) = m.forward(&self.config, tokens, start, all, choice)?;
+                self.last_dispatches = dispatches;
+                self.last_submits = submits;
+            }
+            Engine::Cpu(m) => m.forward(&self.config, tokens, start, all, choice)?,
+        }
+        Ok(())
+    }
+
+    /// Logits of the last token of the last forward call.
+    pub async fn logits(&self) -> Result<Vec<f32>> {
+        match &self.engine {
+            Engine::Gpu(m) => {
+                let bytes = m.s.readback.read(&m.gpu, &m.s.a.logits.buffer, 0, m.s.a.logits.len).await?;
+                Ok(bytemuck::pod_collect_to_vec(&bytes))
+            }
+            Engine::Cpu(m) => Ok(m.a.logits.borrow()[..self.config.vocab_size].to_vec()),
+        }
+    }
+
+    /// Greedy choice from the last forward call, computed on the device (a GPU reads back 4
+    /// bytes).
+    pub async fn argmax(&self) -> Result<u32> {
+        match &self.engine {
+            Engine::Gpu(m) => {
+                let mut rec = Recorder::with_arena(&m.gpu, m.s.arena.clone());
+                argmax::encode(&mut rec, &m.s.a.logits, &m.s.a.token, 1, self.config.vocab_size)?;
+                rec.submit()?;
+                let bytes = m.s.readback.read(&m.gpu, &m.s.a.token.buffer, 0, 4).await?;
+                Ok(token_id(&bytes))
+            }
+            Engine::Cpu(m) => Ok(crate::cpu::ops::argmax(&m.a.logits.borrow()[..self.config.vocab_size])),
+        }
+    }
+}
+
+impl GpuModel {
+    fn net<'a, 'r, 'g>(&'a self, c: &'a LlamaConfig) -> Net<'a, GpuExec<'r, 'g>> {
+        Net { c, w: &self.w, kv: &self.kv, rope: &self.rope, rope_local: self.rope_local.as_ref(), a: &self.s.a }
+    }
+
+    /// Records and submits the chunks; returns (dispatches, submits).
+    fn forward(&mut self, c: &LlamaConfig, tokens: &[u32], start: usize, mut all: Option<&mut Vec<f32>>, choice: Choice<'_>) -> Result<(u64, u64)> {
         let gpu = self.gpu.clone();
         let mut rec = Recorder::with_arena(&gpu, self.s.arena.clone());
         for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
             let pos = start + i * PREFILL_CHUNK;
             self.s.a.ids.write(&gpu, 0, bytemuck::cast_slice(chunk))?;
-            self.record_chunk(&mut rec, chunk.len(), pos)?;
+            self.net(c).chunk(&mut GpuExec { rec: &mut rec, decode: &self.s.decode }, chunk.len(), pos)?;
             if let Some(all) = all.as_deref_mut() {
-                all.extend(self.all_logits(&mut rec, chunk.len())?);
+                all.extend(self.all_logits(c, &mut rec, chunk.len())?);
             }
             if (i + 1) * PREFILL_CHUNK >= tokens.len() {
-                let vocab = self.config.vocab_size;
+                let vocab = c.vocab_size;
                 match choice {
                     Choice::None => {}
                     Choice::Greedy => {
                         argmax::encode(&mut rec, &self.s.a.logits, &self.s.a.token, 1, vocab)?;
                         rec.copy_to_readback(&self.s.a.token, 0, &self.s.readback, 4)?;
                     }
-                    Choice::Sample { options, u, n_penalty } => {
+                    Choice::Sample { options, u, n_penalty, .. } => {
                         sample::encode(&mut rec, &self.s.a.logits, vocab, &self.s.sample, n_penalty, options, u)?;
                         rec.copy_to_readback(&self.s.sample.token, 0, &self.s.readback, 4)?;
                     }
@@ -443,125 +710,65 @@ impl Llama {
             }
             rec.submit()?;
         }
-        self.last_dispatches = rec.dispatches;
-        self.last_submits = rec.submits;
-        Ok(())
-    }
-
-    /// One chunk of n tokens at positions pos.. : the whole network, ending with the logits of
-    /// the chunk's last token.
-    fn record_chunk(&self, rec: &mut Recorder<'_>, n: usize, pos: usize) -> Result<()> {
-        let (c, s) = (&self.config, &self.s.a);
-        let (h, eps) = (c.hidden_size, c.rms_norm_eps);
-        // Gemma: sqrt(hidden_size), formed in f64 and rounded to f32 as transformers' buffer is.
-        let embed_scale = if c.family.scaled_embeddings { (h as f64).sqrt() as f32 } else { 1.0 };
-        embedding::encode(rec, &self.w.embed, &s.ids, n, &s.x, embed_scale)?;
-        let mut prev_post: Option<&GpuBuffer> = None; // the previous layer's MLP output norm
-        for (i, (layer, kv)) in self.w.layers.iter().zip(&self.kv).enumerate() {
-            // x = x + mlp(...) of the previous layer, fused with this layer's input norm.
-            match i {
-                0 => rms_norm::encode(rec, &s.x, &layer.attn_norm, &s.xn, n, h, eps)?,
-                _ => rms_norm::encode_add(rec, &s.x, &s.down, prev_post, &layer.attn_norm, &s.xn, n, h, eps)?,
-            }
-            self.attention(rec, i, layer, kv, n, pos)?; // s.o = attn(xn)
-            rms_norm::encode_add(rec, &s.x, &s.o, layer.attn_post_norm.as_ref(), &layer.mlp_norm, &s.xn, n, h, eps)?; // x += o; xn = norm(x)
-            self.mlp(rec, layer, n)?; // s.down = mlp(xn)
-            prev_post = layer.mlp_post_norm.as_ref();
-        }
-        rms_norm::encode_add(rec, &s.x, &s.down, prev_post, &self.w.norm, &s.xn, n, h, eps)?;
-        rec.copy(&s.xn, ((n - 1) * h * 4) as u64, &s.last, 0, (h * 4) as u64)?;
-        matvec::encode(rec, self.lm_head(), &s.last, &s.logits)
-    }
-
-    /// The LM head: its own matrix, or the embedding when they are tied.
-    fn lm_head(&self) -> &Matrix {
-        self.w.lm_head.as_ref().unwrap_or(&self.w.embed)
-    }
-
-    /// Self-attention of layer `i` for n tokens at positions pos..: the fused q/k/v projection,
-    /// RoPE with the KV-cache append, causal GQA attention (windowed on a local layer), output
-    /// projection into s.o.
-    #[allow(clippy::too_many_arguments)]
-    fn attention(&self, rec: &mut Recorder<'_>, i: usize, l: &LayerOf<Matrix, GpuBuffer>, cache: &KvCache, n: usize, pos: usize) -> Result<()> {
-        let s = &self.s.a;
-        let heads = self.heads();
-        let scores = self.config.scores(i);
-        let table = match (&self.rope_local, self.config.is_local(i)) {
-            (Some(local), true) => local,
-            _ => &self.rope,
-        };
-        linear(rec, &l.wqkv, &s.xn, n, &s.qkv)?;
-        let io = rope::RopeIo { qkv: &s.qkv, q: &s.q, cache, bias: l.qkv_bias.as_ref(), qk_norm: l.qk_norm.as_ref().map(|w| (w, self.config.rms_norm_eps)) };
-        rope::encode(rec, &io, table, n, heads.n_heads, heads.n_kv_heads, pos)?;
-        if n == 1 {
-            attention::encode_decode(rec, heads, scores, &s.q, cache, &self.s.decode, &s.attn, pos + 1)?;
-        } else {
-            attention::encode_prefill(rec, heads, scores, &s.q, cache, &s.attn, n, pos)?;
-        }
-        linear(rec, &l.wo, &s.attn, n, &s.o)
-    }
-
-    /// Gated MLP of xn into s.down: down(act(gate(x)) * up(x)), act the family's (SiLU, GELU).
-    /// For a few tokens the gate/up matvec applies the gating itself; prefill runs the matmul,
-    /// then the gating over the pairs.
-    fn mlp(&self, rec: &mut Recorder<'_>, l: &LayerOf<Matrix, GpuBuffer>, n: usize) -> Result<()> {
-        let s = &self.s.a;
-        let act = self.config.family.activation;
-        if n <= MATVEC_TOKENS {
-            matvec::encode_glu(rec, &l.w_gate_up, &s.xn, n, &s.act, act)?;
-        } else {
-            matmul::encode(rec, &l.w_gate_up, &s.xn, n, &s.gate_up)?;
-            glu::encode_pairs(rec, &s.gate_up, &s.act, n * self.config.intermediate_size, act)?;
-        }
-        linear(rec, &l.w_down, &s.act, n, &s.down)
+        Ok((rec.dispatches, rec.submits))
     }
 
     /// Logits of every row of the current chunk (after the final norm in s.xn).
-    fn all_logits(&self, rec: &mut Recorder<'_>, n: usize) -> Result<Vec<f32>> {
-        let out = GpuBuffer::zeroed(&self.gpu, "all logits", (n * self.config.vocab_size * 4) as u64)?;
-        matmul::encode(rec, self.lm_head(), &self.s.a.xn, n, &out)?;
+    fn all_logits(&self, c: &LlamaConfig, rec: &mut Recorder<'_>, n: usize) -> Result<Vec<f32>> {
+        let out = GpuBuffer::zeroed(&self.gpu, "all logits", (n * c.vocab_size * 4) as u64)?;
+        matmul::encode(rec, self.net(c).lm_head(), &self.s.a.xn, n, &out)?;
         rec.submit()?;
         read_blocking(&self.gpu, &out)
     }
+}
 
-    /// Logits of the last token of the last forward call.
-    pub async fn logits(&self) -> Result<Vec<f32>> {
-        let bytes = self.s.readback.read(&self.gpu, &self.s.a.logits.buffer, 0, self.s.a.logits.len).await?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
-    }
-
-    /// Greedy choice from the last forward call, computed on the GPU (reads back 4 bytes).
-    pub async fn argmax(&self) -> Result<u32> {
-        let mut rec = Recorder::with_arena(&self.gpu, self.s.arena.clone());
-        argmax::encode(&mut rec, &self.s.a.logits, &self.s.a.token, 1, self.config.vocab_size)?;
-        rec.submit()?;
-        let bytes = self.s.readback.read(&self.gpu, &self.s.a.token.buffer, 0, 4).await?;
-        Ok(token_id(&bytes))
+impl CpuModel {
+    fn forward(&mut self, c: &LlamaConfig, tokens: &[u32], start: usize, mut all: Option<&mut Vec<f32>>, choice: Choice<'_>) -> Result<()> {
+        let pool = self.pool.clone();
+        let mut e = CpuExec { pool: &pool };
+        let net = Net { c, w: &self.w, kv: &self.kv, rope: &self.rope, rope_local: self.rope_local.as_ref(), a: &self.a };
+        for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+            let pos = start + i * PREFILL_CHUNK;
+            self.a.ids.borrow_mut()[..chunk.len()].iter_mut().zip(chunk).for_each(|(v, &id)| *v = f32::from_bits(id));
+            net.chunk(&mut e, chunk.len(), pos)?;
+            if let Some(all) = all.as_deref_mut() {
+                let head = net.lm_head();
+                let mut out = vec![0f32; chunk.len() * c.vocab_size];
+                head.matvec(&pool, &self.a.xn.borrow()[..chunk.len() * c.hidden_size], chunk.len(), &mut out);
+                all.extend(out);
+            }
+        }
+        let logits = &self.a.logits.borrow()[..c.vocab_size];
+        self.token = match choice {
+            Choice::None => self.token,
+            Choice::Greedy => crate::cpu::ops::argmax(logits),
+            Choice::Sample { options, u, history, .. } => {
+                let mut l = logits.to_vec();
+                if options.repetition_penalty != 1.0 {
+                    crate::sampling::apply_repetition_penalty(&mut l, history, options.repetition_penalty);
+                }
+                crate::sampling::choose(&l, options, u)
+            }
+        };
+        Ok(())
     }
 }
 
 impl Drop for Llama {
     /// Cached bind groups hold the weights' buffers: let them go with the model.
     fn drop(&mut self) {
-        self.gpu.forget_bind_groups();
+        if let Engine::Gpu(m) = &self.engine {
+            m.gpu.forget_bind_groups();
+        }
     }
 }
 
-/// What a forward call chooses on the GPU after the last token's logits.
+/// What a forward call chooses after the last token's logits.
 #[derive(Clone, Copy)]
 enum Choice<'a> {
     None,
     Greedy,
-    Sample { options: &'a SamplingOptions, u: f32, n_penalty: usize },
-}
-
-/// Up to this many tokens, a linear layer runs as matrix-vector products: the 64x64 tiles of
-/// the matmul would compute mostly padding.
-const MATVEC_TOKENS: usize = 8;
-
-/// x [n, in] -> out [n, out] through W [out, in]: matvec for a few tokens, tiled matmul for many.
-fn linear(rec: &mut Recorder<'_>, w: &Matrix, x: &GpuBuffer, n: usize, out: &GpuBuffer) -> Result<()> {
-    if n <= MATVEC_TOKENS { matvec::encode_tokens(rec, w, x, n, out) } else { matmul::encode(rec, w, x, n, out) }
+    Sample { options: &'a SamplingOptions, u: f32, n_penalty: usize, history: &'a [u32] },
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -655,29 +862,11 @@ impl Build for Loader<'_> {
         let (entries, dtypes) = matrix_parts(self.weights, parts, cols, self.to, layout)?;
         let rows: Vec<usize> = parts.iter().map(|p| p.1).collect();
         let (weights, progress) = (&mut *self.weights, &mut *self.progress);
-        Matrix::from_parts(self.gpu, name, cols, &dtypes, &rows, layout, &mut |i, range| {
-            let tensor = weights.read_rows(parts[i].0, range.clone())?;
-            if let HostTensor::Quant { dtype: WeightDType::Block(t), bytes } = &tensor {
-                crate::quant::check_scales(*t, bytes, entries[i].row_bytes() as usize, range.start).map_err(|what| Error::NonFinite { tensor: parts[i].0.to_string(), what })?;
-            }
-            progress(LoadProgress { tensor: parts[i].0.to_string(), bytes: range.len() as u64 * entries[i].row_bytes() });
-            Ok(tensor)
-        })
+        Matrix::from_parts(self.gpu, name, cols, &dtypes, &rows, layout, &mut |i, range| read_part(weights, progress, parts[i].0, &entries[i], range))
     }
 
     fn vector(&mut self, name: &str, parts: &[(&str, usize)], offset: f32) -> Result<GpuBuffer> {
-        let mut v = Vec::new();
-        for &(part, len) in parts {
-            let entry = entry(self.weights, part, &[len])?;
-            let values = self.weights.read_rows(part, 0..len)?.into_f32();
-            if let Some(i) = values.iter().position(|x| !x.is_finite()) {
-                return Err(Error::NonFinite { tensor: part.to_string(), what: format!("value {i} is {}", values[i]) });
-            }
-            // In f32, as transformers forms `1.0 + self.weight.float()`.
-            v.extend(values.into_iter().map(|x| x + offset));
-            (self.progress)(LoadProgress { tensor: part.to_string(), bytes: entry.end - entry.start });
-        }
-        GpuBuffer::from_slice(self.gpu, name, &v)
+        GpuBuffer::from_slice(self.gpu, name, &read_vector(self.weights, self.progress, parts, offset)?)
     }
 
     fn has(&self, name: &str) -> bool {
@@ -686,4 +875,62 @@ impl Build for Loader<'_> {
     fn norms_as_applied(&self) -> bool {
         self.weights.norms_as_applied()
     }
+}
+
+/// Reads each weight into host memory for the CPU device, streaming its tensors a piece at a
+/// time, kept in their file types (or converted to `to`).
+struct CpuLoader<'a> {
+    weights: &'a mut dyn WeightSource,
+    progress: &'a mut dyn FnMut(LoadProgress),
+    to: Option<WeightDType>,
+}
+
+impl Build for CpuLoader<'_> {
+    type M = CpuWeights;
+    type V = Vec<f32>;
+
+    fn matrix(&mut self, name: &str, parts: &[(&str, usize)], cols: usize, layout: Layout) -> Result<CpuWeights> {
+        let (entries, dtypes) = matrix_parts(self.weights, parts, cols, self.to, layout)?;
+        let rows: Vec<usize> = parts.iter().map(|p| p.1).collect();
+        let (weights, progress) = (&mut *self.weights, &mut *self.progress);
+        CpuWeights::from_parts(name, cols, &dtypes, &rows, layout, &mut |i, range| read_part(weights, progress, parts[i].0, &entries[i], range))
+    }
+
+    fn vector(&mut self, _name: &str, parts: &[(&str, usize)], offset: f32) -> Result<Vec<f32>> {
+        read_vector(self.weights, self.progress, parts, offset)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.weights.has(name)
+    }
+    fn norms_as_applied(&self) -> bool {
+        self.weights.norms_as_applied()
+    }
+}
+
+/// Rows `range` of the file tensor `part` for either loader: block scales checked (a NaN scale
+/// is refused before it reaches a device), the piece reported.
+fn read_part(weights: &mut dyn WeightSource, progress: &mut dyn FnMut(LoadProgress), part: &str, entry: &TensorEntry, range: std::ops::Range<usize>) -> Result<HostTensor> {
+    let tensor = weights.read_rows(part, range.clone())?;
+    if let HostTensor::Quant { dtype: WeightDType::Block(t), bytes } = &tensor {
+        crate::quant::check_scales(*t, bytes, entry.row_bytes() as usize, range.start).map_err(|what| Error::NonFinite { tensor: part.to_string(), what })?;
+    }
+    progress(LoadProgress { tensor: part.to_string(), bytes: range.len() as u64 * entry.row_bytes() });
+    Ok(tensor)
+}
+
+/// The 1-D tensors `parts` end to end, each value checked finite and `offset` added (in f32, as
+/// transformers forms `1.0 + self.weight.float()`).
+fn read_vector(weights: &mut dyn WeightSource, progress: &mut dyn FnMut(LoadProgress), parts: &[(&str, usize)], offset: f32) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    for &(part, len) in parts {
+        let entry = entry(weights, part, &[len])?;
+        let values = weights.read_rows(part, 0..len)?.into_f32();
+        if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+            return Err(Error::NonFinite { tensor: part.to_string(), what: format!("value {i} is {}", values[i]) });
+        }
+        v.extend(values.into_iter().map(|x| x + offset));
+        progress(LoadProgress { tensor: part.to_string(), bytes: entry.end - entry.start });
+    }
+    Ok(v)
 }

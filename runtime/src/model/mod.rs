@@ -3,6 +3,7 @@
 #[cfg(feature = "bundled")]
 pub mod bundled;
 pub mod config;
+pub(crate) mod exec;
 pub mod family;
 pub mod files;
 pub mod folder;
@@ -20,7 +21,7 @@ pub use config::{GenerationConfig, LlamaConfig};
 pub use files::{is_gguf, open};
 pub use files::ModelFiles;
 pub use gguf::GgufModel;
-pub use llama::{Llama, ModelOptions};
+pub use llama::{Device, Llama, ModelOptions};
 pub use memory::MemoryPlan;
 pub use weights::{LoadProgress, WeightSource};
 
@@ -43,13 +44,11 @@ mod native {
     use super::safetensors::FileSource;
     use super::*;
     use crate::error::Result;
-    use crate::Gpu;
     use std::path::Path;
-    use std::sync::Arc;
 
     /// Loads a Hugging Face Llama model directory onto `gpu`.
-    pub fn load_llama(gpu: Arc<Gpu>, dir: &Path, options: &ModelOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Llama> {
-        ModelFiles::from_folder(&mut folder::Dir(dir.to_path_buf()))?.load(gpu, options, progress)
+    pub fn load_llama(device: impl Into<Device>, dir: &Path, options: &ModelOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Llama> {
+        ModelFiles::from_folder(&mut folder::Dir(dir.to_path_buf()))?.load(device, options, progress)
     }
 
     /// Opens a GGUF model file: config, tokenizer and generation defaults from its metadata,
@@ -59,7 +58,7 @@ mod native {
     }
 
     /// Loads a GGUF model file (llama.cpp's format; float and ggml block tensors, types mixed as in Q4_K_M files) onto `gpu`.
-    pub fn load_gguf(gpu: Arc<Gpu>, path: &Path, options: &ModelOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Llama> {
-        open_gguf(path)?.load(gpu, options, progress)
+    pub fn load_gguf(device: impl Into<Device>, path: &Path, options: &ModelOptions, progress: &mut dyn FnMut(LoadProgress)) -> Result<Llama> {
+        open_gguf(path)?.load(device, options, progress)
     }
 }

@@ -168,6 +168,8 @@ fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, ro
                 (BlockType::Q4_0, Some(a)) => dot_q4_0(row, a),
                 (BlockType::Q8_0, None) => dot_q8_0_f32(row, x),
                 (BlockType::Q4_0, None) => dot_q4_0_f32(row, x),
+                (BlockType::Q4_K, _) => dot_q4_k(row, x),
+                (BlockType::Q6_K, _) => dot_q6_k(row, x),
                 _ => dot_blocks(t, row, x),
             },
         };
@@ -314,6 +316,64 @@ fn dot_q4_0_f32(row: &[u8], x: &[f32]) -> f32 {
             buf[j + 16] = f32::from((blk[2 + j] >> 4) as i8 - 8);
         }
         acc += dot_f32(&buf[..n], &x[start..start + n]) * half_at(blk, 0);
+    }
+    acc
+}
+
+/// Q4_K super-blocks (f16 d and dmin, twelve bytes of 6-bit scales and mins, 256 4-bit
+/// quants): each 32-value sub-block decoded with its two constants hoisted (`d·scale`,
+/// `dmin·min`), then an f32 dot product.
+#[inline(always)]
+fn dot_q4_k(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    let mut buf = [0f32; QK];
+    for (b, blk) in row.chunks_exact(144).enumerate() {
+        let (d, dmin, scales, qs) = (half_at(blk, 0), half_at(blk, 2), &blk[4..16], &blk[16..144]);
+        for sb in 0..8 {
+            let start = b * 256 + sb * QK;
+            if start >= x.len() {
+                break;
+            }
+            let n = QK.min(x.len() - start);
+            let (sc, m) = crate::quant::ggml::scale_min_k4(sb, scales);
+            let (ds, dm) = (d * f32::from(sc), dmin * f32::from(m));
+            let (q, shift) = (&qs[(sb / 2) * QK..(sb / 2 + 1) * QK], 4 * (sb % 2));
+            for (o, &q) in buf.iter_mut().zip(q) {
+                *o = ds * f32::from((q >> shift) & 0xF) - dm;
+            }
+            acc += dot_f32(&buf[..n], &x[start..start + n]);
+        }
+    }
+    acc
+}
+
+/// Q6_K super-blocks (128 bytes of low nibbles, 64 of high bit pairs, 16 i8 scales, f16 d):
+/// decoded 32 values at a time (two scales each), then an f32 dot product.
+#[inline(always)]
+fn dot_q6_k(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    let mut buf = [0f32; QK];
+    for (b, blk) in row.chunks_exact(210).enumerate() {
+        let (ql, qh, scales, d) = (&blk[..128], &blk[128..192], &blk[192..208], half_at(blk, 208));
+        for h in 0..2 {
+            for k in 0..4 {
+                let start = b * 256 + h * 128 + k * QK;
+                if start >= x.len() {
+                    break;
+                }
+                let n = QK.min(x.len() - start);
+                let low = &ql[h * 64 + (k % 2) * QK..][..QK];
+                let high = &qh[h * 32..][..QK];
+                let (shift_low, shift_high) = (4 * (k / 2), 2 * k);
+                let s0 = d * f32::from(scales[h * 8 + k * 2] as i8);
+                let s1 = d * f32::from(scales[h * 8 + k * 2 + 1] as i8);
+                for l in 0..QK {
+                    let q = ((low[l] >> shift_low) & 0xF) | (((high[l] >> shift_high) & 3) << 4);
+                    buf[l] = if l < 16 { s0 } else { s1 } * f32::from(q as i8 - 32);
+                }
+                acc += dot_f32(&buf[..n], &x[start..start + n]);
+            }
+        }
     }
     acc
 }

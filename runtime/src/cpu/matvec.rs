@@ -3,11 +3,13 @@
 //! for the best instruction set found at run time (AVX2 + FMA + F16C on x86-64; the plain build
 //! elsewhere, `simd128` on wasm32 when enabled).
 //!
-//! Like ggml, Q8_0 and Q4_0 rows are multiplied by the activations quantized to 8 bits per
-//! 32-value block ([`QuantizedActivations`]): integer dot products, one scale product per block.
-//! The float types and the other block types run f32 dot products (the block types decoded a
-//! block at a time). Reference: `ops::matvec::reference` (f64), on the activations each path
-//! sees (`reference_q8` for the integer paths).
+//! Every type multiplies f32 activations (what the GPU and transformers compute): Q8_0/Q4_0
+//! blocks widened in registers, Q4_K/Q6_K sub-blocks decoded with their constants hoisted, the
+//! other block types through the reference dequantizer a block at a time. ggml's integer path —
+//! activations quantized to 8 bits per 32-value block ([`QuantizedActivations`]), integer dot
+//! products — is here too ([`Activations::Int8`]), tested, not used by models yet.
+//! Reference: `ops::matvec::reference` (f64), on the activations each path sees (`reference_q8`
+//! for the integer path).
 
 use super::pool::Pool;
 use super::{CpuMatrix, SharedOut};

@@ -170,6 +170,7 @@ fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, ro
                 (BlockType::Q4_0, Some(a)) => dot_q4_0(row, a),
                 (BlockType::Q8_0, None) => dot_q8_0_f32(row, x),
                 (BlockType::Q4_0, None) => dot_q4_0_f32(row, x),
+                (BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q5_1, _) => dot_q4_1_q5(t, row, x),
                 (BlockType::Q4_K, _) => dot_q4_k(row, x),
                 (BlockType::Q6_K, _) => dot_q6_k(row, x),
                 _ => dot_blocks(t, row, x),
@@ -318,6 +319,35 @@ fn dot_q4_0_f32(row: &[u8], x: &[f32]) -> f32 {
             buf[j + 16] = f32::from((blk[2 + j] >> 4) as i8 - 8);
         }
         acc += dot_f32(&buf[..n], &x[start..start + n]) * half_at(blk, 0);
+    }
+    acc
+}
+
+/// Q4_1, Q5_0 and Q5_1 blocks (f16 d, Q4_1/Q5_1 also f16 m; Q5_* four bytes of fifth bits;
+/// 16 bytes of nibbles, value j low nibble of byte j, value j + 16 its high one): widened in
+/// registers as Q4_0's, then the f32 dot product.
+#[inline(always)]
+fn dot_q4_1_q5(t: BlockType, row: &[u8], x: &[f32]) -> f32 {
+    let (bytes, fifth, offset) = match t {
+        BlockType::Q4_1 => (20, false, true),
+        BlockType::Q5_0 => (22, true, false),
+        _ => (24, true, true),
+    };
+    let mut acc = 0f32;
+    let mut buf = [0f32; QK];
+    for (b, blk) in row.chunks_exact(bytes).enumerate() {
+        let start = b * QK;
+        let n = QK.min(x.len() - start);
+        let d = half_at(blk, 0);
+        let (m, rest) = if offset { (half_at(blk, 2), &blk[4..]) } else { (0.0, &blk[2..]) };
+        let (qh, qs) = if fifth { (u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]), &rest[4..20]) } else { (0, &rest[..16]) };
+        let bias = if t == BlockType::Q5_0 { 16.0 } else { 0.0 };
+        for j in 0..16 {
+            let (lo, hi) = (u32::from(qs[j] & 0xF) | (((qh >> j) & 1) << 4), u32::from(qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+            buf[j] = d * (lo as f32 - bias) + m;
+            buf[j + 16] = d * (hi as f32 - bias) + m;
+        }
+        acc += dot_f32(&buf[..n], &x[start..start + n]);
     }
     acc
 }

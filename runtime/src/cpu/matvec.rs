@@ -3,8 +3,8 @@
 //! for the best instruction set found at run time (AVX2 + FMA + F16C on x86-64; the plain build
 //! elsewhere, `simd128` on wasm32 when enabled).
 //!
-//! Every type multiplies f32 activations (what the GPU and transformers compute): Q8_0/Q4_0
-//! blocks widened in registers, Q4_K/Q6_K sub-blocks decoded with their constants hoisted, the
+//! Every type multiplies f32 activations (what the GPU and transformers compute): Q8_0, Q4_0,
+//! Q4_1, Q5_0 and Q5_1 blocks widened in registers, Q4_K/Q6_K sub-blocks decoded with their constants hoisted, the
 //! other block types through the reference dequantizer a block at a time. ggml's integer path —
 //! activations quantized to 8 bits per 32-value block ([`QuantizedActivations`]), integer dot
 //! products — is here too ([`Activations::Int8`]), tested, not used by models yet.

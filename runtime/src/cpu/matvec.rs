@@ -169,8 +169,7 @@ fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, ro
                 (BlockType::Q8_0, Some(a)) => dot_q8_0(row, a),
                 (BlockType::Q4_0, Some(a)) => dot_q4_0(row, a),
                 (BlockType::Q8_0, None) => dot_q8_0_f32(row, x),
-                (BlockType::Q4_0, None) => dot_q4_0_f32(row, x),
-                (BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q5_1, _) => dot_q4_1_q5(t, row, x),
+                (BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q5_1, _) => dot_nibbles(t, row, x),
                 (BlockType::Q4_K, _) => dot_q4_k(row, x),
                 (BlockType::Q6_K, _) => dot_q6_k(row, x),
                 _ => dot_blocks(t, row, x),
@@ -306,32 +305,16 @@ fn dot_q8_0_f32(row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
-/// Q4_0 rows with f32 activations (as [`dot_q8_0_f32`], the nibbles widened).
+/// Q4_0, Q4_1, Q5_0 and Q5_1 blocks with f32 activations (f16 d, Q4_1/Q5_1 also f16 m; Q5_*
+/// four bytes of fifth bits; 16 bytes of nibbles, value j the low nibble of byte j, value
+/// j + 16 its high one): widened in registers, then the f32 dot product.
 #[inline(always)]
-fn dot_q4_0_f32(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = 0f32;
-    let mut buf = [0f32; QK];
-    for (b, blk) in row.chunks_exact(18).enumerate() {
-        let start = b * QK;
-        let n = QK.min(x.len() - start);
-        for j in 0..16 {
-            buf[j] = f32::from((blk[2 + j] & 0xF) as i8 - 8);
-            buf[j + 16] = f32::from((blk[2 + j] >> 4) as i8 - 8);
-        }
-        acc += dot_f32(&buf[..n], &x[start..start + n]) * half_at(blk, 0);
-    }
-    acc
-}
-
-/// Q4_1, Q5_0 and Q5_1 blocks (f16 d, Q4_1/Q5_1 also f16 m; Q5_* four bytes of fifth bits;
-/// 16 bytes of nibbles, value j low nibble of byte j, value j + 16 its high one): widened in
-/// registers as Q4_0's, then the f32 dot product.
-#[inline(always)]
-fn dot_q4_1_q5(t: BlockType, row: &[u8], x: &[f32]) -> f32 {
-    let (bytes, fifth, offset) = match t {
-        BlockType::Q4_1 => (20, false, true),
-        BlockType::Q5_0 => (22, true, false),
-        _ => (24, true, true),
+fn dot_nibbles(t: BlockType, row: &[u8], x: &[f32]) -> f32 {
+    let (bytes, fifth, offset, bias) = match t {
+        BlockType::Q4_0 => (18, false, false, 8.0),
+        BlockType::Q4_1 => (20, false, true, 0.0),
+        BlockType::Q5_0 => (22, true, false, 16.0),
+        _ => (24, true, true, 0.0),
     };
     let mut acc = 0f32;
     let mut buf = [0f32; QK];
@@ -341,7 +324,6 @@ fn dot_q4_1_q5(t: BlockType, row: &[u8], x: &[f32]) -> f32 {
         let d = half_at(blk, 0);
         let (m, rest) = if offset { (half_at(blk, 2), &blk[4..]) } else { (0.0, &blk[2..]) };
         let (qh, qs) = if fifth { (u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]), &rest[4..20]) } else { (0, &rest[..16]) };
-        let bias = if t == BlockType::Q5_0 { 16.0 } else { 0.0 };
         for j in 0..16 {
             let (lo, hi) = (u32::from(qs[j] & 0xF) | (((qh >> j) & 1) << 4), u32::from(qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
             buf[j] = d * (lo as f32 - bias) + m;

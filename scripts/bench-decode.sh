@@ -39,13 +39,13 @@ for config in $configs; do
   [[ $config == *:* ]] && kv=${config#*:}
   quant=()
   [ "$weights" != keep ] && quant=(--quant "$weights")
-  json=$("$cria" bench --model "$work/model" "${quant[@]}" --kv-cache "$kv" --prompt-len "$prompt_len" --gen-len "$gen_len" --json)
+  json=$("$cria" bench --device gpu --model "$work/model" "${quant[@]}" --kv-cache "$kv" --prompt-len "$prompt_len" --gen-len "$gen_len" --json)
   python3 - "$json" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
 print(f"| Cria on {r['adapter']} | {r['weights']} | {r['kv_cache']} | {r['prefill_tokens_per_s']:.2f} | {r['decode_tokens_per_s']:.3f} | "
       f"{r['weight_bytes_per_token'] / 2**20:.0f} MiB | {r['achieved_gb_per_s']:.3f} | {r['copy_gb_per_s']:.2f} | "
-      f"{100 * r['ratio_to_copy']:.1f}% | {r['gpu_memory_bytes'] / 2**20:.0f} MiB | {r['dispatches_per_token']} | {r['submits_per_token']} |")
+      f"{100 * r['ratio_to_copy']:.1f}% | {r['memory_bytes'] / 2**20:.0f} MiB | {r['dispatches_per_token']} | {r['submits_per_token']} |")
 PY
 done
 venv=${CRIA_VENV:-.venv}

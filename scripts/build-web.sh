@@ -24,7 +24,7 @@ if [ ! -x web/node_modules/.bin/wasm-opt ]; then
 fi
 raw=$(stat -c %s "$out/cria_web_bg.wasm")
 web/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals "$out/cria_web_bg.wasm" -o "$out/cria_web_bg.opt.wasm"
+  --enable-mutable-globals --enable-simd "$out/cria_web_bg.wasm" -o "$out/cria_web_bg.opt.wasm"
 mv "$out/cria_web_bg.opt.wasm" "$out/cria_web_bg.wasm"
 opt=$(stat -c %s "$out/cria_web_bg.wasm")
 gz=$(gzip -9 -c "$out/cria_web_bg.wasm" | wc -c)

@@ -50,10 +50,10 @@ run() {
     dir=/tmp/synth-$model
     .gpu/cria quantize --synthetic "$model" --to f16 --out "$dir" 2>/dev/null
     for q in f16 q8_0 q4_0; do
-      .gpu/cria bench --model "$dir" --quant "$q" --prompt-len "$len" --gen-len "$len" --json | tee -a "$out/gpu-bench.jsonl"
+      .gpu/cria bench --device gpu --model "$dir" --quant "$q" --prompt-len "$len" --gen-len "$len" --json | tee -a "$out/gpu-bench.jsonl"
     done
     for q in ${CRIA_GPU_BENCH_KQUANTS:-q4_k q6_k}; do
-      .gpu/cria bench --synthetic "$model" --dtype "$q" --prompt-len "$len" --gen-len "$len" --json | tee -a "$out/gpu-bench.jsonl"
+      .gpu/cria bench --device gpu --synthetic "$model" --dtype "$q" --prompt-len "$len" --gen-len "$len" --json | tee -a "$out/gpu-bench.jsonl"
     done
     PYTHONUNBUFFERED=1 ${CRIA_PYTHON:-python3} scripts/bench-peer.py "$dir" --device "${CRIA_PEER_DEVICE:-cuda}" --dtype float16 \
       --prompt-len "$len" --gen-len "$len" | tee -a "$out/gpu-bench.jsonl"

@@ -9,7 +9,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use cria::generate::{generate, ChatPrompt, GenerateOptions, Generation};
-use cria::model::{self, bundled, Device, GenerationConfig, Llama, LoadProgress, ModelOptions};
+use cria::model::{self, bundled, Device, DeviceChoice, GenerationConfig, Llama, LoadProgress, ModelOptions};
 use cria::ops::attention::KvDType;
 use cria::ops::WeightDType;
 use cria::sampling::SamplingOptions;
@@ -134,10 +134,10 @@ struct ModelArgs {
     /// with other work). A model that needs more is refused before loading.
     #[arg(long)]
     gpu_memory: Option<u64>,
-    /// Where the model computes: gpu (default), cpu (every core, SIMD kernels), or auto (the
-    /// GPU unless the only adapter is a software one such as llvmpipe or SwiftShader; says
-    /// which it chose).
-    #[arg(long, default_value = "gpu")]
+    /// Where the model computes: auto (default: the GPU unless there is none or the only
+    /// adapter is a software one such as llvmpipe or SwiftShader; says which it chose), gpu, or
+    /// cpu (every core, SIMD kernels).
+    #[arg(long, default_value = "auto")]
     device: String,
 }
 
@@ -147,25 +147,21 @@ impl ModelArgs {
         Ok(ModelOptions { context: self.context, weight_dtype, kv_cache: KvDType::parse(&self.kv_cache)? })
     }
 
+    fn gpu_options(&self) -> GpuOptions {
+        GpuOptions { memory_budget: self.gpu_memory.map(|mib| mib << 20), ..GpuOptions::default() }
+    }
+
     fn gpu(&self) -> cria::Result<Arc<Gpu>> {
-        let options = GpuOptions { memory_budget: self.gpu_memory.map(|mib| mib << 20), ..GpuOptions::default() };
-        Ok(Arc::new(pollster::block_on(Gpu::new(options))?))
+        Ok(Arc::new(pollster::block_on(Gpu::new(self.gpu_options()))?))
     }
 
     fn device(&self) -> cria::Result<Device> {
-        match self.device.as_str() {
-            "gpu" => Ok(Device::Gpu(self.gpu()?)),
-            "cpu" => Ok(Device::cpu()),
-            "auto" => {
-                let device = match self.gpu() {
-                    Ok(gpu) if !gpu.is_software() => Device::Gpu(gpu),
-                    _ => Device::cpu(),
-                };
-                eprintln!("device: {}", device.describe().lines().next().unwrap_or_default());
-                Ok(device)
-            }
-            other => Err(cria::Error::Unsupported { what: format!("--device {other}"), hint: "choose gpu, cpu or auto".into() }),
+        let choice = DeviceChoice::parse(&self.device)?;
+        let (device, reason) = pollster::block_on(Device::open(choice, self.gpu_options()))?;
+        if choice == DeviceChoice::Auto {
+            eprintln!("device: {} ({reason})", device.describe().lines().next().unwrap_or_default());
         }
+        Ok(device)
     }
 }
 
@@ -241,15 +237,16 @@ fn run(cli: Cli) -> cria::Result<()> {
 }
 
 fn load(args: &ModelArgs) -> cria::Result<(Llama, Tokenizer, GenerationConfig)> {
-    let device = args.device()?;
     let options = args.options()?;
+    // The files first, the device after: a wrong path is reported without opening a GPU.
     let Some(path) = &args.model else {
         let mut files = bundled::files()?;
         let tokenizer = files.take_tokenizer()?;
-        return Ok((files.load(device, &options, &mut |_| {})?, tokenizer, files.generation));
+        return Ok((files.load(args.device()?, &options, &mut |_| {})?, tokenizer, files.generation));
     };
     let mut files = model::open(path)?;
     let tokenizer = files.take_tokenizer()?;
+    let device = args.device()?;
     let bar = indicatif::ProgressBar::new(files.weight_bytes());
     bar.set_style(
         indicatif::ProgressStyle::with_template("loading {msg:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
@@ -396,7 +393,10 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, dtype: &str, prompt_len: usi
         }
         // No tokenizer needed: the prompt is random ids.
         None => match &args.model {
-            Some(path) => model::open(path)?.load(args.device()?, &args.options()?, &mut |_| {})?,
+            Some(path) => {
+                let mut files = model::open(path)?;
+                files.load(args.device()?, &args.options()?, &mut |_| {})?
+            }
             None => load(args)?.0,
         },
     };
@@ -453,7 +453,8 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, dtype: &str, prompt_len: usi
             "submits_per_token": submits,
             "kv_cache": llama.memory.kv_dtype.name(),
             "context": llama.context,
-            "gpu_memory_bytes": llama.memory.total(),
+            "device": if llama.gpu().is_some() { "gpu" } else { "cpu" },
+            "memory_bytes": llama.memory.total(),
         });
         println!("{report}");
     } else {
@@ -464,7 +465,7 @@ fn bench(args: &ModelArgs, synthetic: Option<&str>, dtype: &str, prompt_len: usi
         println!("weights read per token: {:.2} MiB; achieved {:.2} GB/s", bytes as f64 / (1 << 20) as f64, achieved / 1e9);
         println!("ceiling (same run; GPU: copy kernel, CPU: memory read): {:.2} GB/s; decode at {:.1}% of it", copy_bw / 1e9, 100.0 * achieved / copy_bw);
         println!("per token: {dispatches} dispatches, {submits} submits");
-        println!("GPU memory: {}", llama.memory);
+        println!("{} memory: {}", if llama.gpu().is_some() { "GPU" } else { "host" }, llama.memory);
     }
     Ok(())
 }

@@ -36,10 +36,10 @@ fn bench_bf16_checkpoints_read_16_bit_weights() {
         return;
     }
     let bytes = |extra: &[&str]| {
-        let out = cria(&[&["bench", "--synthetic", "stories15m", "--prompt-len", "4", "--gen-len", "2", "--json"][..], extra].concat());
+        let out = cria(&[&["bench", "--device", "gpu", "--synthetic", "stories15m", "--prompt-len", "4", "--gen-len", "2", "--json"][..], extra].concat());
         assert!(out.status.success(), "{}", text(&out.stderr));
         let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
-        (v["weight_bytes_per_token"].as_u64().unwrap(), v["weights"].as_str().unwrap().to_string(), v["gpu_memory_bytes"].as_u64().unwrap())
+        (v["weight_bytes_per_token"].as_u64().unwrap(), v["weights"].as_str().unwrap().to_string(), v["memory_bytes"].as_u64().unwrap())
     };
     let (bf16, types, memory) = bytes(&["--dtype", "bf16"]);
     assert_eq!(types, "bf16");
@@ -60,7 +60,7 @@ fn bench_k_quant_checkpoints() {
         return;
     }
     let run = |dtype: &str| {
-        let out = cria(&["bench", "--synthetic", "stories15m", "--prompt-len", "4", "--gen-len", "2", "--json", "--dtype", dtype]);
+        let out = cria(&["bench", "--device", "gpu", "--synthetic", "stories15m", "--prompt-len", "4", "--gen-len", "2", "--json", "--dtype", dtype]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
         assert_eq!(v["weights"].as_str().unwrap(), dtype);
@@ -177,7 +177,7 @@ fn generate_matches_transformers_greedy_output() {
         let dir = root().join("tests/fixtures/models").join(name);
         let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
         let prompt = golden["prompt"].as_str().unwrap();
-        let out = cria(&["generate", "--model", dir.to_str().unwrap(), "--prompt", prompt, "--max-tokens", "32", "--temperature", "0", "--print-ids"]);
+        let out = cria(&["generate", "--device", "gpu", "--model", dir.to_str().unwrap(), "--prompt", prompt, "--max-tokens", "32", "--temperature", "0", "--print-ids"]);
         let stderr = text(&out.stderr);
         assert!(out.status.success(), "{name}: {stderr}");
         let want: Vec<u64> = serde_json::from_value(golden["generated_ids"].clone()).unwrap();
@@ -192,7 +192,7 @@ fn generate_matches_transformers_greedy_output() {
         // The family's GGUF file from llama.cpp's converter, where there is one: no flag either.
         let gguf = root().join("tests/fixtures/gguf").join(format!("{name}-{}.gguf", if name == "qwen2-mini" { "f16" } else { "bf16" }));
         if name.starts_with("qwen") || name.starts_with("gemma") {
-            let out = cria(&["generate", "--model", gguf.to_str().unwrap(), "--prompt", prompt, "--max-tokens", "32", "--temperature", "0", "--print-ids"]);
+            let out = cria(&["generate", "--device", "gpu", "--model", gguf.to_str().unwrap(), "--prompt", prompt, "--max-tokens", "32", "--temperature", "0", "--print-ids"]);
             let stderr = text(&out.stderr);
             assert!(out.status.success() && stderr.contains(&want), "{name} GGUF: expected {want}, got:\n{stderr}");
         }
@@ -214,7 +214,7 @@ fn the_cpu_device_gives_the_gpu_text() {
     assert_eq!(text(&auto.stdout), text(&gpu.stdout));
     assert!(text(&auto.stderr).contains("device: "), "{}", text(&auto.stderr));
     let bad = run("tpu");
-    assert!(!bad.status.success() && text(&bad.stderr).contains("choose gpu, cpu or auto"), "{}", text(&bad.stderr));
+    assert!(!bad.status.success() && text(&bad.stderr).contains("choose auto, gpu or cpu"), "{}", text(&bad.stderr));
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn bench_reports_speed_against_the_copy_ceiling() {
     if !have_gpu() {
         return;
     }
-    let out = cria(&["bench", "--prompt-len", "16", "--gen-len", "4", "--json"]);
+    let out = cria(&["bench", "--device", "gpu", "--prompt-len", "16", "--gen-len", "4", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     for field in ["prefill_tokens_per_s", "decode_tokens_per_s", "weight_bytes_per_token", "achieved_gb_per_s", "copy_gb_per_s", "ratio_to_copy", "dispatches_per_token", "submits_per_token"] {
@@ -237,7 +237,7 @@ fn bench_synthetic_tinyllama_q4_0_json() {
     if !have_gpu() {
         return;
     }
-    let out = cria(&["bench", "--synthetic", "tinyllama-1.1b", "--quant", "q4_0", "--prompt-len", "4", "--gen-len", "2", "--json"]);
+    let out = cria(&["bench", "--device", "gpu", "--synthetic", "tinyllama-1.1b", "--quant", "q4_0", "--prompt-len", "4", "--gen-len", "2", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(v["model"], "synthetic tinyllama-1.1b (f16 checkpoint)");

@@ -19,6 +19,8 @@ pub struct Startup {
     pub prompt: Option<String>,
     /// After the first reply: save the window to this PNG, report on `done` and close.
     pub screenshot: Option<(PathBuf, Sender<Result<PathBuf, String>>)>,
+    /// Where the model computes (`--device`; default auto).
+    pub device: cria::model::DeviceChoice,
     /// How to pick the GPU adapter.
     pub gpu: cria::GpuOptions,
 }
@@ -40,8 +42,8 @@ pub struct Message {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Busy {
     Idle,
-    /// `gpu_memory`: bytes the model will hold on the GPU (0 until the files are read).
-    Loading { name: String, fraction: f32, gpu_memory: u64 },
+    /// `memory`: bytes the model will hold on the device (0 until the files are read).
+    Loading { name: String, fraction: f32, memory: u64 },
     Generating,
 }
 
@@ -98,7 +100,7 @@ impl App {
             picker: None,
             shot: startup.screenshot.map(|(path, done)| Shot::Waiting(path, done)),
         };
-        match Worker::spawn(startup.gpu, move || ctx.request_repaint()) {
+        match Worker::spawn(startup.device, startup.gpu, move || ctx.request_repaint()) {
             Ok(worker) => app.worker = Some(worker),
             Err(e) => app.error = Some(format!("Cannot start the model thread: {e}")),
         }
@@ -110,7 +112,7 @@ impl App {
     pub fn open_model(&mut self, source: ModelSource) {
         if let Some(worker) = &self.worker {
             self.error = None;
-            self.busy = Busy::Loading { name: source.name(), fraction: 0.0, gpu_memory: 0 };
+            self.busy = Busy::Loading { name: source.name(), fraction: 0.0, memory: 0 };
             worker.load(source);
         }
     }
@@ -166,9 +168,9 @@ impl App {
     fn poll_worker(&mut self) {
         while let Some(event) = self.worker.as_ref().and_then(Worker::try_recv) {
             match event {
-                Event::Gpu(adapter) => self.adapter = Some(adapter),
-                Event::Loading { name, done, total, gpu_memory } => {
-                    self.busy = Busy::Loading { name, fraction: if total > 0 { done as f32 / total as f32 } else { 0.0 }, gpu_memory };
+                Event::Device(adapter) => self.adapter = Some(adapter),
+                Event::Loading { name, done, total, memory } => {
+                    self.busy = Busy::Loading { name, fraction: if total > 0 { done as f32 / total as f32 } else { 0.0 }, memory };
                 }
                 Event::Loaded(info) => {
                     self.settings = Settings { max_tokens: self.settings.max_tokens.min(info.context / 2).max(1), sampling: info.defaults.clone() };
@@ -354,31 +356,31 @@ impl App {
     fn status_bar(&self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.label(match &self.adapter {
-                Some(adapter) => format!("GPU: {adapter}"),
-                None => "GPU: starting…".to_string(),
+                Some(adapter) => format!("Device: {adapter}"),
+                None => "Device: starting…".to_string(),
             });
             ui.separator();
             match &self.model {
                 Some(m) => {
                     ui.label(format!(
-                        "Model: {} · {:.1} M parameters · {} · {} · context {} · GPU memory {}",
+                        "Model: {} · {:.1} M parameters · {} · {} · context {} · memory {}",
                         m.name,
                         m.parameters as f64 / 1e6,
                         bytes(m.weight_bytes),
                         m.weight_types,
                         m.context,
-                        bytes(m.gpu_memory)
+                        bytes(m.memory)
                     ));
                 }
                 None => {
                     ui.label("Model: none");
                 }
             }
-            if let Busy::Loading { name, fraction, gpu_memory } = &self.busy {
+            if let Busy::Loading { name, fraction, memory } = &self.busy {
                 ui.separator();
-                match gpu_memory {
+                match memory {
                     0 => ui.label(format!("Loading {name}")),
-                    m => ui.label(format!("Loading {name} · needs {} of GPU memory", bytes(*m))),
+                    m => ui.label(format!("Loading {name} · needs {} of device memory", bytes(*m))),
                 };
                 ui.add(egui::ProgressBar::new(*fraction).show_percentage().desired_width(160.0));
             }

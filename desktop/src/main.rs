@@ -1,6 +1,6 @@
 //! `cria-desktop`: chat with a model in a window.
 //!
-//!   cria-desktop [--model DIR] [--prompt TEXT] [--screenshot PATH]
+//!   cria-desktop [--model DIR] [--device auto|gpu|cpu] [--prompt TEXT] [--screenshot PATH]
 
 use clap::Parser;
 use cria_desktop::{App, ModelSource, Startup};
@@ -14,6 +14,10 @@ struct Args {
     /// A Hugging Face model directory to open; without it, the bundled Shakespeare model.
     #[arg(long, short)]
     model: Option<PathBuf>,
+    /// Where the model computes: auto (the GPU unless the only adapter is a software one such
+    /// as llvmpipe; then the CPU), gpu, or cpu.
+    #[arg(long, default_value = "auto")]
+    device: String,
     /// Send this message as soon as the model is loaded.
     #[arg(long, short)]
     prompt: Option<String>,
@@ -25,11 +29,19 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    let device = match cria::model::DeviceChoice::parse(&args.device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     let (done, shot) = channel();
     let startup = Startup {
         model: args.model.map(ModelSource::Path),
         prompt: args.prompt,
         screenshot: args.screenshot.clone().map(|path| (path, done)),
+        device,
         gpu: cria::GpuOptions::default(),
     };
     let options = eframe::NativeOptions {

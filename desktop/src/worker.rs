@@ -7,7 +7,8 @@ use cria::generate::{generate, ChatPrompt, FinishReason, GenerateOptions};
 use cria::model::{self, bundled, Llama, LoadProgress, ModelOptions};
 use cria::sampling::SamplingOptions;
 use cria::tokenizer::{ChatMessage, Tokenizer};
-use cria::{Gpu, GpuOptions};
+use cria::model::{Device, DeviceChoice};
+use cria::GpuOptions;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
@@ -51,11 +52,11 @@ pub struct ModelInfo {
     pub parameters: usize,
     /// Bytes of weights as stored in the checkpoint.
     pub weight_bytes: u64,
-    /// Weight types on the GPU (for example "f32" or "q4_0").
+    /// Weight types as stored on the device (for example "f32" or "q4_0").
     pub weight_types: String,
     pub context: usize,
-    /// GPU memory the model holds (weights, KV cache, activations).
-    pub gpu_memory: u64,
+    /// Device memory the model holds (weights, KV cache, activations).
+    pub memory: u64,
     /// The model's generation_config.json sampling settings.
     pub defaults: SamplingOptions,
 }
@@ -88,11 +89,11 @@ impl std::fmt::Display for Task {
 
 #[derive(Debug)]
 pub enum Event {
-    /// The compute device is ready; the adapter's name and backend.
-    Gpu(String),
-    /// Weight bytes uploaded of `total`; `gpu_memory`: what the model will hold on the GPU,
+    /// The compute device is ready: what it is and why it was chosen.
+    Device(String),
+    /// Weight bytes loaded of `total`; `memory`: what the model will hold on the device,
     /// known (and checked against the device) before the first upload.
-    Loading { name: String, done: u64, total: u64, gpu_memory: u64 },
+    Loading { name: String, done: u64, total: u64, memory: u64 },
     Loaded(ModelInfo),
     Text(String),
     Done(Stats),
@@ -112,14 +113,15 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the thread. `wake` is called after every event (the UI's repaint request).
-    /// `gpu` picks the adapter (default: the best one; tests name one that does not exist).
-    pub fn spawn(gpu: GpuOptions, wake: impl Fn() + Send + 'static) -> std::io::Result<Worker> {
+    /// `device` is the `--device` choice; `gpu` picks the adapter (default: the best one; tests
+    /// name one that does not exist).
+    pub fn spawn(device: DeviceChoice, gpu: GpuOptions, wake: impl Fn() + Send + 'static) -> std::io::Result<Worker> {
         let (commands, inbox) = channel();
         let (outbox, events) = channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
         let thread = std::thread::Builder::new().name("cria-model".into()).spawn(move || {
-            let mut model = ModelThread { gpu: None, gpu_options: gpu, loaded: None, cancel: flag, emit: Box::new(move |e| {
+            let mut model = ModelThread { device: None, choice: device, gpu_options: gpu, loaded: None, cancel: flag, emit: Box::new(move |e| {
                 let _ = outbox.send(e);
                 wake();
             }) };
@@ -193,7 +195,8 @@ struct Loaded {
 }
 
 struct ModelThread {
-    gpu: Option<Arc<Gpu>>,
+    device: Option<Device>,
+    choice: DeviceChoice,
     gpu_options: GpuOptions,
     loaded: Option<Loaded>,
     cancel: Arc<AtomicBool>,
@@ -209,7 +212,7 @@ impl ModelThread {
                     self.loaded = Some(loaded);
                     (self.emit)(Event::Loaded(info));
                 }
-                Ok(None) => {} // no GPU: already reported
+                Ok(None) => {} // no device: already reported
                 Err(error) => (self.emit)(Event::Failed { task: Task::Load(source.name()), error }),
             },
             Command::Chat { messages, max_tokens, sampling } => match self.chat(&messages, max_tokens, sampling) {
@@ -220,21 +223,23 @@ impl ModelThread {
         }
     }
 
-    /// The device, created on first use; a failure is reported and retried on the next load.
-    fn gpu(&mut self) -> Option<Arc<Gpu>> {
-        if self.gpu.is_none() {
-            match pollster::block_on(Gpu::new(self.gpu_options.clone())) {
-                Ok(gpu) => {
-                    (self.emit)(Event::Gpu(format!("{} ({:?})", gpu.info.name, gpu.info.backend)));
-                    self.gpu = Some(Arc::new(gpu));
+    /// The device, opened on first use; a failure (only a GPU asked for can fail) is reported
+    /// and retried on the next load.
+    fn device(&mut self) -> Option<Device> {
+        if self.device.is_none() {
+            match pollster::block_on(Device::open(self.choice, self.gpu_options.clone())) {
+                Ok((device, reason)) => {
+                    (self.emit)(Event::Device(format!("{} ({reason})", device.describe().lines().next().unwrap_or_default())));
+                    self.device = Some(device);
                 }
                 Err(error) => (self.emit)(Event::Failed { task: Task::Gpu, error }),
             }
         }
-        self.gpu.clone()
+        self.device.clone()
     }
 
-    /// Reads the model's files, then uploads the weights. Ok(None) when there is no GPU.
+    /// Reads the model's files, then loads the weights onto the device. Ok(None) when there is
+    /// no device.
     fn load(&mut self, source: &ModelSource) -> cria::Result<Option<(Loaded, ModelInfo)>> {
         // Files first, the GPU after: a wrong directory is reported even without a GPU, and
         // the tokenizer and configs are cheap to check before gigabytes of weights move.
@@ -243,23 +248,23 @@ impl ModelThread {
             ModelSource::Path(path) => model::open(path)?,
         };
         let tokenizer = files.take_tokenizer()?;
-        let Some(gpu) = self.gpu() else { return Ok(None) };
+        let Some(device) = self.device() else { return Ok(None) };
         let name = source.name();
         let total = files.weight_bytes();
         let parameters = files.config.parameter_count();
         let options = ModelOptions { context: Some(files.config.max_position_embeddings.min(MAX_CONTEXT)), ..ModelOptions::default() };
         let plan = files.memory_plan(&options)?;
-        plan.check(&gpu)?;
-        let gpu_memory = plan.total();
-        (self.emit)(Event::Loading { name: name.clone(), done: 0, total, gpu_memory });
+        device.check(&plan)?;
+        let memory = plan.total();
+        (self.emit)(Event::Loading { name: name.clone(), done: 0, total, memory });
         let mut done = 0;
         let mut last_report = Instant::now();
-        let mut llama = files.load(gpu, &options, &mut |p: LoadProgress| {
+        let mut llama = files.load(device, &options, &mut |p: LoadProgress| {
             done += p.bytes;
             // A report per tensor would flood the UI on models with hundreds of tensors.
             if last_report.elapsed() > Duration::from_millis(50) {
                 last_report = Instant::now();
-                (self.emit)(Event::Loading { name: name.clone(), done, total, gpu_memory });
+                (self.emit)(Event::Loading { name: name.clone(), done, total, memory });
             }
         })?;
         // Shader compilation belongs to loading, not to the first reply's time to first token.
@@ -270,7 +275,7 @@ impl ModelThread {
             weight_bytes: total,
             weight_types: llama.weight_types(),
             context: llama.context,
-            gpu_memory: llama.memory.total(),
+            memory: llama.memory.total(),
             defaults: files.generation.sampling,
         };
         Ok(Some((Loaded { llama, tokenizer, eos_ids: files.generation.eos_token_ids }, info)))

@@ -77,8 +77,8 @@ fn send_streams_a_reply_with_stats() {
         return;
     }
     assert!(shown(&h, "Model: shakespeare (bundled)"), "the status bar names the model");
-    assert!(shown(&h, "GPU: "), "the status bar names the adapter");
-    assert!(shown(&h, "GPU memory "), "the status bar says how much GPU memory the model holds");
+    assert!(shown(&h, "Device: "), "the status bar names the device");
+    assert!(shown(&h, " · memory "), "the status bar says how much device memory the model holds");
     // The settings start from the model's generation_config.json (temperature 0.8, top-k 40).
     let s = &h.state().settings;
     assert_eq!((s.max_tokens, s.sampling.temperature, s.sampling.top_k), (128, 0.8, 40));
@@ -255,7 +255,7 @@ fn a_gguf_file_loads_and_replies() {
 #[test]
 fn no_gpu_adapter_is_an_error_message() {
     let gpu = cria::GpuOptions { adapter_name: Some("no such adapter".into()), ..cria::GpuOptions::default() };
-    let mut h = harness(Startup { gpu, ..Startup::default() });
+    let mut h = harness(Startup { device: cria::model::DeviceChoice::Gpu, gpu, ..Startup::default() });
     step_until(&mut h, "error message", |app| app.error.is_some());
     let error = h.state().error.clone().unwrap_or_default();
     assert!(error.starts_with("Starting the GPU failed") && error.contains("no such adapter"), "{error}");

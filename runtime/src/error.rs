@@ -25,8 +25,8 @@ pub enum Error {
     #[error("the model does not fit this device: {what} needs {bytes} bytes in one buffer, but the device allows {limit}. Hint: {hint}")]
     ModelTooLarge { what: String, bytes: u64, limit: u64, hint: String },
 
-    #[error("the model does not fit this device: it needs {bytes} bytes of GPU memory ({plan}), but {budget} is {available} bytes. Hint: {hint}")]
-    OutOfMemory { plan: String, bytes: u64, available: u64, budget: String, hint: String },
+    #[error("the model does not fit this device: it needs {bytes} bytes of {memory} ({plan}), but {budget} is {available} bytes. Hint: {hint}")]
+    OutOfMemory { memory: &'static str, plan: String, bytes: u64, available: u64, budget: String, hint: String },
 
     #[error("shader '{shader}' failed to compile: {message}")]
     ShaderCompile { shader: String, message: String },

@@ -109,6 +109,30 @@ pub fn now_seconds() -> f64 {
     }
 }
 
+/// Gives the browser's event loop a turn (a message through a `MessageChannel`: a macrotask,
+/// without `setTimeout`'s 4 ms clamp), so that messages to the worker (a cancel) are handled
+/// between the steps of work that never waits on the GPU.
+#[cfg(target_arch = "wasm32")]
+pub async fn yield_to_host() {
+    use js_sys::{Function, Promise, Reflect};
+    use wasm_bindgen::{JsCast, JsValue};
+    let promise = Promise::new(&mut |resolve: Function, _reject: Function| {
+        let post = || -> std::result::Result<(), JsValue> {
+            let ctor: Function = Reflect::get(&js_sys::global(), &"MessageChannel".into())?.dyn_into()?;
+            let channel = Reflect::construct(&ctor, &js_sys::Array::new())?;
+            let (port1, port2) = (Reflect::get(&channel, &"port1".into())?, Reflect::get(&channel, &"port2".into())?);
+            Reflect::set(&port1, &"onmessage".into(), &resolve)?;
+            Reflect::get(&port2, &"postMessage".into())?.dyn_into::<Function>()?.call1(&port2, &JsValue::NULL)?;
+            Ok(())
+        };
+        // Without MessageChannel, the promise still resolves (a microtask: no turn, no hang).
+        if post().is_err() {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
 /// Generates from `prompt`, calling `on_text` with each new piece of text as it completes.
 /// `cancel` set to true stops before the next token with `Error::Cancelled` (the text streamed
 /// so far stays valid). The model's KV cache is reused from position 0.

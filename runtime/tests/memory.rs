@@ -105,6 +105,25 @@ fn a_model_over_the_device_memory_is_refused_before_any_upload() {
     Llama::load(enough, config, &mut weights, &options, &mut |_| {}).unwrap();
 }
 
+/// The CPU device checks the plan against the host's memory: a model larger than the machine
+/// (a TinyLlama shape with 16M-wide MLPs, ~4.4 TB of f16) is refused before a row is read,
+/// naming host memory and where the figure comes from.
+#[test]
+fn a_model_over_the_host_memory_is_refused_on_the_cpu_before_any_read() {
+    let Some((available, source)) = cria::model::memory::host_memory() else { return };
+    let mut config = synthetic::config("tinyllama-1.1b").unwrap();
+    config.intermediate_size = 1 << 24;
+    let mut weights = SyntheticWeights::new(&config);
+    let mut counting = Counting { inner: &mut weights, rows_read: 0 };
+    let err = Llama::load(model::Device::cpu(), config, &mut counting, &ModelOptions { context: Some(256), ..ModelOptions::default() }, &mut |_| {}).err().expect("refused");
+    assert_eq!(counting.rows_read, 0, "weights were read before the refusal");
+    match &err {
+        Error::OutOfMemory { memory, available: a, budget, .. } => assert_eq!((*memory, *a, budget.as_str()), ("host memory", available, source.as_str())),
+        other => panic!("expected OutOfMemory, got {other}"),
+    }
+    assert!(err.to_string().contains("bytes of host memory") && err.to_string().contains("Hint: "), "{err}");
+}
+
 /// A KV cache over one storage binding is refused naming the context that would fit.
 #[test]
 fn a_kv_cache_over_the_binding_limit_is_refused_with_the_context_that_fits() {

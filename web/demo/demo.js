@@ -40,10 +40,10 @@ function onProgress(p) {
   if (p.phase === "plan") {
     const m = p.memory;
     const weights = Object.entries(m.weights).map(([t, b]) => `${t} ${mib(b)}`).join(", ");
-    ui.status.textContent = `needs ${mib(m.total)} of GPU memory: weights ${weights}, KV cache ${mib(m.kv_cache)} (${m.context} tokens, ${m.kv_cache_type}), activations ${mib(m.activations)}`;
+    ui.status.textContent = `needs ${mib(m.total)} of device memory: weights ${weights}, KV cache ${mib(m.kv_cache)} (${m.context} tokens, ${m.kv_cache_type}), activations ${mib(m.activations)}`;
     return;
   }
-  const verb = { download: "downloading", cache: "reading from the browser's cache", upload: "uploading to the GPU", compile: "compiling the GPU kernels" }[p.phase];
+  const verb = { download: "downloading", cache: "reading from the browser's cache", upload: "loading the weights onto the device", compile: "warming up the kernels" }[p.phase];
   if (p.total) {
     ui.progress.value = p.loaded / p.total;
     ui.status.textContent = `${verb}: ${mib(p.loaded)} of ${mib(p.total)}`;
@@ -75,14 +75,16 @@ async function load() {
   try {
     const source = chosenSource();
     if (!demo.cria) {
-      demo.cria = await Cria.load(source, { onProgress });
-      ui.adapter.textContent = demo.cria.adapter.split("\n")[0];
+      // ?device=gpu|cpu|auto (default auto: WebGPU unless it is missing or only a software renderer).
+      const device = new URLSearchParams(location.search).get("device") ?? "auto";
+      demo.cria = await Cria.load(source, { onProgress, device });
+      ui.adapter.textContent = demo.cria.adapter.split("\n").slice(0, demo.cria.device === "gpu" ? 2 : 1).join(" · ");
     } else {
       await demo.cria.load(source, { onProgress });
     }
     const info = demo.cria.info;
     ui.progress.value = 1;
-    ui.status.textContent = `${info.name}: ${(info.parameters / 1e6).toFixed(1)} M parameters, ${info.weight_types}, context ${info.context}, GPU memory ${mib(info.gpu_memory.total)} — ready in ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    ui.status.textContent = `${info.name}: ${(info.parameters / 1e6).toFixed(1)} M parameters, ${info.weight_types}, context ${info.context}, ${info.device.toUpperCase()} memory ${mib(info.memory.total)} — ready in ${((performance.now() - started) / 1000).toFixed(1)} s`;
     if (demo.notCached.length) ui.status.textContent += ` (not cached, the next load downloads again: ${demo.notCached[0].reason})`;
     if (!info.chat_template) document.querySelector("input[value=complete]").checked = true;
     setState("ready");

@@ -4,7 +4,7 @@
 //! `Error`s with the same message. Fetching, caching and the worker live in web/pkg/src (JS).
 //!
 //! ```js
-//! const engine = await Engine.create();
+//! const engine = await Engine.create("gpu"); // or "cpu": the same model code on wasm32 SIMD
 //! // Each file is read on demand, one tensor at a time: the wasm heap never holds the model.
 //! engine.load({ name, format: "folder", files: { "config.json": bytes, ... }, weights: [{ name, size, read }] }, onProgress, onPlan);
 //! const result = await engine.generate("ROMEO:", JSON.stringify({ max_tokens: 64 }), (text) => out.append(text));
@@ -187,7 +187,8 @@ mod wasm {
     use cria::generate::{ChatPrompt, GenerateOptions};
     use cria::model::folder::{self, Folder};
     use cria::model::safetensors::ByteSource;
-    use cria::model::{GenerationConfig, GgufModel, Llama, LoadProgress, ModelFiles};
+    use cria::cpu::Pool;
+    use cria::model::{Device, GenerationConfig, GgufModel, Llama, LoadProgress, ModelFiles};
     use cria::tokenizer::Tokenizer;
     use cria::{Gpu, GpuOptions};
     use sha2::Digest;
@@ -317,10 +318,10 @@ mod wasm {
         weight_bytes: u64,
     }
 
-    /// A WebGPU device and at most one loaded model.
+    /// A device (WebGPU, or the CPU of the worker's thread) and at most one loaded model.
     #[wasm_bindgen]
     pub struct Engine {
-        gpu: Arc<Gpu>,
+        device: Device,
         /// Shared with a running `generate`, which holds it mutably until it ends.
         model: Rc<RefCell<Option<Loaded>>>,
         cancel: Rc<AtomicBool>,
@@ -328,18 +329,35 @@ mod wasm {
 
     #[wasm_bindgen]
     impl Engine {
-        /// Requests a WebGPU adapter and device. Rejects with the runtime's message (and how to
-        /// enable WebGPU) when the browser offers none.
-        pub async fn create() -> Result<Engine, JsValue> {
-            let gpu = Gpu::new(GpuOptions::default()).await.map_err(js_error)?;
-            // The runtime's models hold an Arc<Gpu>; in the browser everything stays on one thread.
-            #[allow(clippy::arc_with_non_send_sync)]
-            Ok(Engine { gpu: Arc::new(gpu), model: Rc::new(RefCell::new(None)), cancel: Rc::new(AtomicBool::new(false)) })
+        /// `device`: "gpu" (the default) requests a WebGPU adapter and device, and rejects with
+        /// the runtime's message (and how to enable WebGPU) when the browser offers none; "cpu"
+        /// computes on this thread with the CPU kernels (wasm32 SIMD), which need nothing of
+        /// the browser. Choosing between them (`auto`) is the package's job: it sees the
+        /// adapter's name, which wgpu does not.
+        pub async fn create(device: Option<String>) -> Result<Engine, JsValue> {
+            let device = match device.as_deref().unwrap_or("gpu") {
+                // The runtime's models hold an Arc<Gpu>; in the browser everything stays on one thread.
+                #[allow(clippy::arc_with_non_send_sync)]
+                "gpu" => Device::Gpu(Arc::new(Gpu::new(GpuOptions::default()).await.map_err(js_error)?)),
+                // One thread: a worker's threads need shared memory (cross-origin isolation).
+                "cpu" => Device::Cpu(Arc::new(Pool::new(1))),
+                other => return Err(js_error(format!("Engine.create: device {other:?} is neither \"gpu\" nor \"cpu\""))),
+            };
+            Ok(Engine { device, model: Rc::new(RefCell::new(None)), cancel: Rc::new(AtomicBool::new(false)) })
         }
 
-        /// Adapter, features and limits, one per line.
+        /// "gpu" or "cpu".
+        pub fn device(&self) -> String {
+            match self.device {
+                Device::Gpu(_) => "gpu".into(),
+                Device::Cpu(_) => "cpu".into(),
+            }
+        }
+
+        /// The device: a GPU's adapter, features and limits, one per line; or the CPU's threads
+        /// and instruction set.
         pub fn describe(&self) -> String {
-            self.gpu.describe()
+            self.device.describe()
         }
 
         /// Loads a model, replacing any loaded one. A file that fails to parse (config, tokenizer,
@@ -378,13 +396,13 @@ mod wasm {
             let plan = files.memory_plan(&options).map_err(js_error)?;
             on_plan.call1(&JsValue::NULL, &JsValue::from_str(&plan.to_json().to_string()))?;
             // Checked here too, not only in `load`: a refused model leaves the loaded one in place.
-            plan.check(&self.gpu).map_err(js_error)?;
+            self.device.check(&plan).map_err(js_error)?;
             let total = files.weight_bytes();
             let mut done = 0u64;
             let mut thrown: Option<JsValue> = None;
             let mut progress = |p: LoadProgress| report(&on_progress, &mut thrown, &mut done, total, p);
             *slot = None; // files parsed: free the old weights before uploading the new ones
-            let llama = files.load(self.gpu.clone(), &options, &mut progress).map_err(js_error)?;
+            let llama = files.load(self.device.clone(), &options, &mut progress).map_err(js_error)?;
             if let Some(e) = thrown {
                 return Err(e);
             }
@@ -409,8 +427,9 @@ mod wasm {
             })
         }
 
-        /// `{ name, parameters, weight_bytes, weight_types, context, gpu_memory (see `on_plan` of
-        /// `load`), vocab_size, chat_template }`
+        /// `{ name, device ("gpu" or "cpu"), parameters, weight_bytes, weight_types, context,
+        /// memory (the device memory it holds: see `on_plan` of `load`), vocab_size,
+        /// chat_template }`
         /// of the loaded model (JSON), or undefined.
         #[wasm_bindgen(js_name = modelInfo)]
         pub fn model_info(&self) -> Option<String> {
@@ -419,11 +438,12 @@ mod wasm {
             Some(
                 serde_json::json!({
                     "name": m.name,
+                    "device": self.device(),
                     "parameters": m.parameters,
                     "weight_bytes": m.weight_bytes,
                     "weight_types": m.llama.weight_types(),
                     "context": m.llama.context,
-                    "gpu_memory": m.llama.memory.to_json(),
+                    "memory": m.llama.memory.to_json(),
                     "vocab_size": m.llama.config.vocab_size,
                     "chat_template": m.tokenizer.has_chat_template(),
                 })
@@ -454,9 +474,12 @@ mod wasm {
 
         /// Destroys the WebGPU device, as a driver reset would: every later call rejects with
         /// "the GPU device was lost". For tests of that path, and to free GPU memory at once.
+        /// Nothing on the CPU device.
         #[wasm_bindgen(js_name = destroyDevice)]
         pub fn destroy_device(&self) {
-            self.gpu.destroy();
+            if let Device::Gpu(gpu) = &self.device {
+                gpu.destroy();
+            }
         }
     }
 

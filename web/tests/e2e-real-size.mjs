@@ -92,9 +92,9 @@ const figures = { model_parameters: expected.parameters, model_bytes: weightsByt
  * returns the reply, the progress events that carry a cache outcome, the phases seen, the
  * heap, and timings. The engine is disposed.
  */
-async function loadAndChat(page, source) {
+async function loadAndChat(page, source, device = "gpu") {
   await page.goto(`${server.url}/pkg/package.json`); // any page of the origin: the package is imported below
-  const r = await page.evaluate(async ([source, request]) => {
+  const r = await page.evaluate(async ([source, request, device]) => {
     const { Cria } = await import("/pkg/src/index.js");
     const phases = [];
     const outcomes = [];
@@ -103,6 +103,7 @@ async function loadAndChat(page, source) {
     const t0 = performance.now();
     try {
       const cria = await Cria.load(source, {
+        device,
         onProgress: (p) => {
           if (!phases.includes(p.phase)) phases.push(p.phase);
           if (p.cached !== undefined) outcomes.push({ file: p.file, cached: p.cached, reason: p.reason });
@@ -112,13 +113,13 @@ async function loadAndChat(page, source) {
       });
       const loadSeconds = (performance.now() - t0) / 1000;
       const reply = await cria.chat.completions.create(request);
-      const out = { info: cria.info, reply, phases, outcomes, loadSeconds, plan, uploadedBeforePlan, memory: await cria.memory() };
+      const out = { device: cria.device, info: cria.info, reply, phases, outcomes, loadSeconds, plan, uploadedBeforePlan, memory: await cria.memory() };
       cria.dispose();
       return out;
     } catch (e) {
       return { error: { name: e.name, code: e.code, message: e.message }, phases, outcomes };
     }
-  }, [source, REQUEST]);
+  }, [source, REQUEST, device]);
   assert.ok(!r.error, `load or chat failed: ${JSON.stringify(r.error)}`);
   return r;
 }
@@ -133,11 +134,11 @@ function assertReply(r, what) {
   assert.equal(r.info.parameters, expected.parameters);
   // The BF16 checkpoint stays BF16 on the GPU: its matrices take their file size, not twice it.
   assert.equal(r.info.weight_types, "bf16", `${what}: weights stored as ${r.info.weight_types}`);
-  const bf16 = r.info.gpu_memory.weights.bf16;
+  const bf16 = r.info.memory.weights.bf16;
   assert.ok(bf16 <= weightsBytes && bf16 > 0.99 * weightsBytes, `${what}: ${bf16} bytes of bf16 matrices for a ${weightsBytes}-byte checkpoint`);
   if (r.plan !== undefined) {
     assert.ok(r.plan && !r.uploadedBeforePlan, `${what}: the memory plan must be reported before the upload`);
-    assert.deepEqual(r.plan, r.info.gpu_memory, `${what}: the plan is what the loaded model reports`);
+    assert.deepEqual(r.plan, r.info.memory, `${what}: the plan is what the loaded model reports`);
   }
 }
 
@@ -164,14 +165,29 @@ try {
     figures.time_to_first_token_seconds = r.reply.x_cria.time_to_first_token;
     figures.decode_tokens_per_second = r.reply.x_cria.decode_tokens_per_second;
     figures.wasm_heap_bytes = r.memory.wasm_heap_bytes;
-    figures.gpu_memory_bytes = r.info.gpu_memory.total;
-    figures.gpu_weight_bytes = r.info.gpu_memory.weights.bf16 + r.info.gpu_memory.norms;
+    figures.gpu_memory_bytes = r.info.memory.total;
+    figures.gpu_weight_bytes = r.info.memory.weights.bf16 + r.info.memory.norms;
+  });
+
+  await check("the CPU device (\"auto\" on SwiftShader: wasm32 SIMD in the worker) gives the same reply", async () => {
+    const context = await browser.newContext();
+    const page = watch(await context.newPage());
+    const r = await loadAndChat(page, modelUrl, "auto");
+    await context.close();
+    assert.equal(r.device, "cpu");
+    assertReply(r, "CPU device");
+    // The weights live in the wasm heap on the CPU: it holds them once, not twice.
+    assert.ok(r.memory.wasm_heap_bytes < 1.5 * weightsBytes, `wasm heap ${r.memory.wasm_heap_bytes} bytes for ${weightsBytes} bytes of weights`);
+    figures.cpu_load_seconds = r.loadSeconds;
+    figures.cpu_time_to_first_token_seconds = r.reply.x_cria.time_to_first_token;
+    figures.cpu_decode_tokens_per_second = r.reply.x_cria.decode_tokens_per_second;
+    figures.cpu_wasm_heap_bytes = r.memory.wasm_heap_bytes;
   });
 
   await check("a fresh non-persistent context: the folder's files through the demo's file picker give the same reply", async () => {
     const context = await browser.newContext();
     const page = watch(await context.newPage());
-    await page.goto(`${server.url}/demo/`);
+    await page.goto(`${server.url}/demo/?device=gpu`);
     await page.waitForSelector("body[data-state=ready]", { timeout: 180_000 });
     await page.selectOption("#source", "files");
     await page.setInputFiles("#files", files.map((f) => join(dir, f)));

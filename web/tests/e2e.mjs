@@ -1,5 +1,7 @@
 // End-to-end test of the demo page and the `cria` package in a real browser: playwright-core
-// drives Debian's Chromium (headless, WebGPU on SwiftShader). Run by scripts/test-web.sh:
+// drives Debian's Chromium (headless), on both devices: WebGPU on SwiftShader (device "gpu"),
+// and the CPU kernels compiled to wasm32 SIMD in a second browser whose WebGPU is turned off
+// (no --enable-unsafe-webgpu: navigator.gpu offers no adapter). Run by scripts/test-web.sh:
 //
 //   CRIA_NATIVE_TEXT_FILE=out.txt node web/tests/e2e.mjs
 //
@@ -198,8 +200,11 @@ const inPage = (fn, arg) =>
 try {
   await check("the demo page loads the bundled model (download, verify, upload)", async () => {
     const t0 = Date.now();
-    await page.goto(`${server.url}/demo/`);
+    // SwiftShader is a software adapter: "auto" would take the CPU; these checks are the GPU's.
+    await page.goto(`${server.url}/demo/?device=gpu`);
     await ready();
+    assert.equal(await page.evaluate(() => window.demo.cria.device), "gpu");
+    assert.match(await page.textContent("#adapter"), /^device: gpu — device "gpu" was asked for · WebGPU adapter: google swiftshader/);
     timings.first_load_seconds = (Date.now() - t0) / 1000;
     assert.equal(count(WEIGHTS), 1, "the weights are downloaded once");
     assert.deepEqual(await page.evaluate(() => window.demo.phases), ["download", "plan", "upload", "compile"], "progress phases of a first load");
@@ -341,7 +346,7 @@ try {
   await check("main-thread mode ({ worker: false }) gives the same greedy text", async () => {
     const r = await page.evaluate(async ({ prompt, opts }) => {
       const { Cria } = await import("/pkg/src/index.js");
-      const cria = await Cria.load("bundled", { worker: false });
+      const cria = await Cria.load("bundled", { worker: false, device: "gpu" });
       let text = "";
       for await (const t of cria.generate(prompt, opts)) text += t;
       cria.dispose();
@@ -462,16 +467,17 @@ try {
   });
 
   // ---- other sources, each checked against transformers' greedy ids for that model ----
-  const greedyIds = (source, model, prompt = golden(model).prompt) =>
-    page.evaluate(async ({ source, prompt }) => {
+  const greedyIds = (source, model, prompt = golden(model).prompt, on = page, device = "gpu") =>
+    on.evaluate(async ({ source, prompt, device }) => {
       const { Cria } = await import("/pkg/src/index.js");
-      const cria = await Cria.load(source);
+      const cria = await Cria.load(source, { device });
+      if (cria.device !== device) throw new Error(`asked for ${device}, got ${cria.device}`);
       const s = cria.generate(prompt, { maxTokens: 32, temperature: 0, repetitionPenalty: 1 });
       for await (const _ of s);
       const r = await s.result;
       cria.dispose();
       return r.tokens;
-    }, { source, prompt });
+    }, { source, prompt, device });
 
   await check("a Hugging Face-style folder URL (no manifest) gives transformers' greedy ids", async () => {
     assert.deepEqual(await greedyIds(`${server.url}/fixtures/models/tinyllama-mini/`, "tinyllama-mini"), golden("tinyllama-mini").ids);
@@ -521,7 +527,7 @@ try {
     const r = await page.evaluate(async (url) => {
       const { Cria } = await import("/pkg/src/index.js");
       const before = performance.now();
-      const cria = await Cria.load(url);
+      const cria = await Cria.load(url, { device: "gpu" });
       const seconds = (performance.now() - before) / 1000;
       const s = cria.generate("ROMEO:", { maxTokens: 4, temperature: 0 });
       for await (const _ of s);
@@ -540,14 +546,37 @@ try {
     timings.big_model_load_seconds = r.seconds;
   });
 
-  await check("without WebGPU, Cria.load rejects saying so and how to enable it", async () => {
+  await check("without navigator.gpu the demo runs on the CPU and says why; device \"gpu\" rejects saying how to enable WebGPU", async () => {
     const p = await context.newPage();
     await p.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
     await p.goto(`${server.url}/demo/`);
-    await p.waitForSelector("body[data-state=error]", { timeout: 60_000 });
-    const text = await p.textContent("#error");
+    await p.waitForSelector("body[data-state=ready]", { timeout: 60_000 });
+    assert.match(await p.textContent("#adapter"), /^device: cpu — WebGPU is not available here \(navigator\.gpu is missing\)$/);
+    const e = await p.evaluate(async () => {
+      const { Cria } = await import("/pkg/src/index.js");
+      try {
+        await Cria.load("bundled", { device: "gpu" });
+        return { resolved: true };
+      } catch (e) {
+        return { code: e.code, message: e.message };
+      }
+    });
     await p.close();
-    assert.match(text, /WebGPU is not available here .*enable-unsafe-webgpu/s);
+    assert.equal(e.code, "no-webgpu", JSON.stringify(e));
+    assert.match(e.message, /WebGPU is not available here .*enable-unsafe-webgpu/s);
+  });
+
+  await check("\"auto\" on a software adapter (SwiftShader) takes the CPU and says why", async () => {
+    const r = await page.evaluate(async () => {
+      const { Cria } = await import("/pkg/src/index.js");
+      const cria = await Cria.load("bundled");
+      const out = { device: cria.device, adapter: cria.adapter, info: cria.info.device };
+      cria.dispose();
+      return out;
+    });
+    assert.equal(r.device, "cpu", JSON.stringify(r));
+    assert.equal(r.info, "cpu");
+    assert.match(r.adapter, /^device: cpu — the only WebGPU adapter is a software renderer \(google swiftshader\): the CPU computes faster\nCPU \(1 thread, wasm simd128\)$/);
   });
 
   await check("a reload reads the weights from the browser's cache, not the network", async () => {
@@ -562,6 +591,115 @@ try {
     await ready();
     timings.cached_load_seconds = (Date.now() - t0) / 1000;
   });
+
+  // ---- the CPU device: a browser whose WebGPU offers no adapter (the flag left off) ----
+  const cpuBrowser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update"],
+  });
+  try {
+    const cpuPage = await (await cpuBrowser.newContext({ viewport: { width: 1100, height: 900 } })).newPage();
+    cpuPage.on("console", (m) => consoleLines.push(`[cpu ${m.type()}] ${m.text()}`));
+    cpuPage.on("pageerror", (e) => consoleLines.push(`[cpu pageerror] ${e.message}`));
+
+    await check("WebGPU turned off: the demo picks the CPU (wasm32 SIMD in the worker), says why, and its 32 greedy tokens equal the native text", async () => {
+      const t0 = Date.now();
+      await cpuPage.goto(`${server.url}/demo/`);
+      await cpuPage.waitForSelector("body[data-state=ready]", { timeout: 180_000 });
+      timings.cpu_first_load_seconds = (Date.now() - t0) / 1000;
+      assert.equal(await cpuPage.evaluate(() => window.demo.cria.device), "cpu");
+      assert.match(await cpuPage.textContent("#adapter"), /^device: cpu — the browser offers no WebGPU adapter/);
+      assert.match(await cpuPage.textContent("#status"), /CPU memory [\d.]+ MiB — ready/);
+      await cpuPage.check("input[value=complete]");
+      await cpuPage.fill("#max-tokens", "32");
+      await cpuPage.fill("#temperature", "0");
+      await cpuPage.fill("#repetition-penalty", "1");
+      await cpuPage.fill("#prompt", PROMPT);
+      await cpuPage.click("#send");
+      await cpuPage.waitForFunction(() => window.demo.lastResult !== null, null, { timeout: 120_000 });
+      await cpuPage.waitForSelector("body[data-state=ready]");
+      const { lastResult, chunks } = await cpuPage.evaluate(() => ({ lastResult: window.demo.lastResult, chunks: window.demo.chunks }));
+      assert.equal(lastResult.text, native, "the browser's CPU text differs from the native CLI's");
+      assert.ok(chunks >= 4, `text must stream in several chunks, got ${chunks}`);
+      timings.cpu_time_to_first_token_ms = lastResult.time_to_first_token * 1000;
+      timings.cpu_decode_tokens_per_second = lastResult.decode_tokens_per_second;
+      await cpuPage.screenshot({ path: `${artifacts}web-demo-cpu.png`, fullPage: true });
+    });
+
+    // The bundled model decodes hundreds of tokens a second here: the abort comes at the first
+    // chunk, and without a yield between tokens the worker would finish all 250 first.
+    await check("on the CPU, an AbortSignal ends a reply mid-way (the worker yields between tokens); the page stays responsive", async () => {
+      const r = await cpuPage.evaluate(async ({ prompt, opts }) => {
+        const cria = window.demo.cria;
+        let last = performance.now();
+        let worstGap = 0;
+        const timer = setInterval(() => {
+          const now = performance.now();
+          worstGap = Math.max(worstGap, now - last);
+          last = now;
+        }, 10);
+        const controller = new AbortController();
+        const s = cria.generate(prompt, { maxTokens: 250, temperature: 0, signal: controller.signal });
+        let received = 0;
+        let caught = null;
+        try {
+          for await (const _ of s) if (++received === 1) controller.abort();
+        } catch (e) {
+          caught = { name: e.name, code: e.code };
+        }
+        let text = "";
+        for await (const t of cria.generate(prompt, opts)) text += t;
+        clearInterval(timer);
+        return { received, caught, text, worstGap };
+      }, { prompt: PROMPT, opts: GREEDY });
+      assert.deepEqual(r.caught, { name: "AbortError", code: "cancelled" }, `received ${r.received} chunks`);
+      assert.ok(r.received >= 1 && r.received < 150, `aborted after ${r.received} chunks`);
+      assert.equal(r.text, native);
+      assert.ok(r.worstGap < 250, `the page's thread was blocked for ${r.worstGap.toFixed(0)} ms`);
+    });
+
+    await check("on the CPU, main-thread mode ({ worker: false }) gives the same greedy text", async () => {
+      const r = await cpuPage.evaluate(async ({ prompt, opts }) => {
+        const { Cria } = await import("/pkg/src/index.js");
+        const cria = await Cria.load("bundled", { worker: false });
+        let text = "";
+        for await (const t of cria.generate(prompt, opts)) text += t;
+        cria.dispose();
+        return { text, device: cria.device };
+      }, { prompt: PROMPT, opts: GREEDY });
+      assert.deepEqual(r, { text: native, device: "cpu" });
+    });
+
+    await check("on the CPU, every family (folders and llama.cpp GGUFs) and the K-quant mixes give transformers' greedy ids", async () => {
+      for (const model of ["tinyllama-mini", "qwen2-mini", "qwen3-mini", "gemma3-mini"]) {
+        assert.deepEqual(await greedyIds(`${server.url}/fixtures/models/${model}/`, model, undefined, cpuPage, "cpu"), golden(model).ids, model);
+      }
+      for (const [file, model] of [["qwen2-mini-f16.gguf", "qwen2-mini"], ["qwen3-mini-bf16.gguf", "qwen3-mini"], ["gemma3-mini-bf16.gguf", "gemma3-mini"], ["tinyllama-mini-f32.gguf", "tinyllama-mini"]]) {
+        assert.deepEqual(await greedyIds(`${server.url}/fixtures/gguf/${file}`, model, undefined, cpuPage, "cpu"), golden(model).ids, file);
+      }
+      const k = JSON.parse(readFileSync(`${fixtures}kquant/golden.json`, "utf8"));
+      for (const file of ["kquant-mini-q4_k_m.gguf", "kquant-mini-mix.gguf"]) {
+        assert.deepEqual(await greedyIds(`${server.url}/fixtures/kquant/${file}`, null, k.prompt, cpuPage, "cpu"), k.files[file].generated_ids, file);
+      }
+    });
+
+    await check("on the CPU, device \"gpu\" rejects: the browser offers no adapter", async () => {
+      const e = await cpuPage.evaluate(async () => {
+        const { Cria } = await import("/pkg/src/index.js");
+        try {
+          await Cria.load("bundled", { device: "gpu" });
+          return { resolved: true };
+        } catch (e) {
+          return { code: e.code, message: e.message };
+        }
+      });
+      assert.equal(e.code, "no-webgpu", JSON.stringify(e));
+      assert.match(e.message, /^the browser offers no WebGPU adapter .*Hint: load with \{ device: "cpu" \}/s);
+    });
+  } finally {
+    await cpuBrowser.close();
+  }
 } finally {
   writeFileSync(`${artifacts}web-e2e.json`, JSON.stringify({ ...timings, weights_requests: count(WEIGHTS) }, null, 2));
   await browser.close();

@@ -69,11 +69,32 @@ fn get(obj: &JsValue, key: &str) -> JsValue {
 
 #[wasm_bindgen_test]
 async fn bundled_model_greedy_matches_the_native_cli() {
-    let engine = match Engine::create().await {
+    let engine = match Engine::create(None).await {
         Ok(engine) => engine,
         Err(e) => panic!("no usable WebGPU device in this browser: {e:?}"),
     };
-    load_bundled(&engine).expect("bundled model loads");
+    assert_eq!(engine.device(), "gpu");
+    greedy_matches_the_native_cli(&engine).await;
+}
+
+/// The same model code on the CPU kernels, compiled to wasm32 SIMD.
+#[wasm_bindgen_test]
+async fn bundled_model_greedy_on_the_cpu_matches_the_native_cli() {
+    let engine = Engine::create(Some("cpu".into())).await.expect("the CPU device needs nothing of the browser");
+    assert_eq!(engine.device(), "cpu");
+    assert!(engine.describe().contains("wasm simd128"), "{}", engine.describe());
+    greedy_matches_the_native_cli(&engine).await;
+}
+
+#[wasm_bindgen_test]
+async fn an_unknown_device_is_refused_by_name() {
+    let err = Engine::create(Some("npu".into())).await.err().expect("refused");
+    let message = err.unchecked_into::<js_sys::Error>().message().as_string().unwrap_or_default();
+    assert!(message.contains("\"npu\"") && message.contains("\"cpu\""), "{message}");
+}
+
+async fn greedy_matches_the_native_cli(engine: &Engine) {
+    load_bundled(engine).expect("bundled model loads");
     let chunks = std::rc::Rc::new(std::cell::RefCell::new(String::new()));
     let sink = chunks.clone();
     let on_chunk = Closure::<dyn FnMut(String)>::new(move |text: String| sink.borrow_mut().push_str(&text));
@@ -91,7 +112,7 @@ async fn bundled_model_greedy_matches_the_native_cli() {
 
 #[wasm_bindgen_test]
 async fn bad_options_reject_with_the_runtime_message() {
-    let engine = Engine::create().await.expect("WebGPU device");
+    let engine = Engine::create(None).await.expect("WebGPU device");
     load_bundled(&engine).expect("bundled model loads");
     let noop = js_sys::Function::new_no_args("");
     let err = JsFuture::from(engine.generate("ROMEO:".into(), r#"{"max_new_tokens": 5}"#.into(), noop)).await.unwrap_err();

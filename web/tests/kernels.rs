@@ -125,3 +125,20 @@ async fn softmax() {
 async fn glu() {
     run(cria::ops::glu::check).await;
 }
+
+/// The CPU device's kernels as the browser runs them (wasm32, `simd128` vectorized code, no
+/// threads) against the same references: every weight type's matvec, the pointwise ops, RoPE
+/// with the f16 cache append, and attention.
+#[wasm_bindgen_test]
+fn cpu_kernels_in_wasm_simd128() {
+    assert_eq!(cria::cpu::matvec::Kernel::best().name(), "wasm simd128", "the module was built without simd128");
+    for (what, result) in [
+        ("matvec", cria::cpu::matvec::check(SEED)),
+        ("pointwise", cria::cpu::ops::check_pointwise(SEED)),
+        ("attention", cria::cpu::ops::check_attention(SEED)),
+    ] {
+        if let Err(e) = result {
+            panic!("cpu {what}: {e} [seed {SEED}]");
+        }
+    }
+}

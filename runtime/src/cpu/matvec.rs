@@ -132,6 +132,7 @@ impl Kernel {
 
     pub fn name(self) -> &'static str {
         match self {
+            Kernel::Portable if cfg!(target_feature = "simd128") => "wasm simd128",
             Kernel::Portable => "portable",
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => "avx2+fma+f16c",
@@ -413,47 +414,54 @@ pub fn reference_q8(w_values: &[f32], x: &[f32], rows: usize, cols: usize) -> Ve
     crate::ops::matvec::reference(&xq, w_values, 1, rows, cols)
 }
 
+/// Every weight type, at shapes that cut 32- and 256-value blocks and the 64-value widening
+/// chunks, rows not a multiple of the task size, several tokens; every kernel this CPU runs
+/// (natively; in a browser, the wasm32 SIMD build), both activation modes, alone and through a
+/// pool, against the f64 reference on the values each path computes with.
+pub fn check(seed: u64) -> Result<(), crate::ops::check::Mismatch> {
+    use crate::ops::check::{compare, tolerance, DType, Rng};
+    let mut rng = Rng::new(seed);
+    let pool = Pool::new(3);
+    for &(m, rows, cols) in &[(1usize, 1usize, 1usize), (1, 3, 17), (2, 37, 70), (1, 255, 257), (3, 100, 512), (1, 9, 96), (2, 513, 160)] {
+        for dtype in WeightDType::ALL {
+            let (w, values) = CpuMatrix::random(&mut rng, dtype, rows, cols);
+            let x = rng.normals(m * cols, 1.0 / (cols as f32).sqrt());
+            for (kernel, mode) in Kernel::available().into_iter().flat_map(|k| [(k, Activations::F32), (k, Activations::Int8)]) {
+                let quantized = quantizes_activations(dtype, mode);
+                let mut y = vec![f32::NAN; m * rows];
+                for t in 0..m {
+                    let act = quantized.then(|| QuantizedActivations::new(&x[t * cols..(t + 1) * cols]));
+                    kernel.rows(&w, &x[t * cols..(t + 1) * cols], act.as_ref(), 0..rows, &mut y[t * rows..(t + 1) * rows]);
+                }
+                let mut pooled = vec![f32::NAN; m * rows];
+                matvec_into(&pool, &w, &x, m, &mut pooled, rows, 0, mode);
+                let want: Vec<f32> = (0..m)
+                    .flat_map(|t| {
+                        let xt = &x[t * cols..(t + 1) * cols];
+                        match quantized {
+                            true => reference_q8(&values, xt, rows, cols),
+                            false => crate::ops::matvec::reference(xt, &values, 1, rows, cols),
+                        }
+                    })
+                    .collect();
+                let what = format!("cpu matvec {} {} {mode:?} {m}x{rows}x{cols}", kernel.name(), dtype.name());
+                compare(&what, seed, &y, &want, tolerance(DType::F32))?;
+                compare(&format!("{what} (pool)"), seed, &pooled, &want, tolerance(DType::F32))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::ops::check::{compare, tolerance, DType, Rng, Tolerance};
+    use crate::ops::check::{compare, Rng, Tolerance};
 
-    /// Every weight type, at shapes that cut 32- and 256-value blocks and the 64-value
-    /// widening chunks, rows not a multiple of the task size, several tokens; every kernel this
-    /// CPU runs, against the f64 reference on the values each path computes with.
     #[test]
     fn every_weight_type_matches_the_reference() {
         let seed = crate::ops::check::seed();
-        let mut rng = Rng::new(seed);
-        let pool = Pool::new(3);
-        for &(m, rows, cols) in &[(1usize, 1usize, 1usize), (1, 3, 17), (2, 37, 70), (1, 255, 257), (3, 100, 512), (1, 9, 96), (2, 513, 160)] {
-            for dtype in WeightDType::ALL {
-                let (w, values) = CpuMatrix::random(&mut rng, dtype, rows, cols);
-                let x = rng.normals(m * cols, 1.0 / (cols as f32).sqrt());
-                for (kernel, mode) in Kernel::available().into_iter().flat_map(|k| [(k, Activations::F32), (k, Activations::Int8)]) {
-                    let quantized = quantizes_activations(dtype, mode);
-                    let mut y = vec![f32::NAN; m * rows];
-                    for t in 0..m {
-                        let act = quantized.then(|| QuantizedActivations::new(&x[t * cols..(t + 1) * cols]));
-                        kernel.rows(&w, &x[t * cols..(t + 1) * cols], act.as_ref(), 0..rows, &mut y[t * rows..(t + 1) * rows]);
-                    }
-                    let mut pooled = vec![f32::NAN; m * rows];
-                    matvec_into(&pool, &w, &x, m, &mut pooled, rows, 0, mode);
-                    let want: Vec<f32> = (0..m)
-                        .flat_map(|t| {
-                            let xt = &x[t * cols..(t + 1) * cols];
-                            match quantized {
-                                true => reference_q8(&values, xt, rows, cols),
-                                false => crate::ops::matvec::reference(xt, &values, 1, rows, cols),
-                            }
-                        })
-                        .collect();
-                    let what = format!("cpu matvec {} {} {mode:?} {m}x{rows}x{cols}", kernel.name(), dtype.name());
-                    compare(&what, seed, &y, &want, tolerance(DType::F32)).unwrap_or_else(|e| panic!("{e}"));
-                    compare(&format!("{what} (pool)"), seed, &pooled, &want, tolerance(DType::F32)).unwrap_or_else(|e| panic!("{e}"));
-                }
-            }
-        }
+        check(seed).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The widening every f16 path uses, against the `half` crate on all 65,536 halves.

@@ -185,97 +185,103 @@ pub fn argmax(x: &[f32]) -> u32 {
     best as u32
 }
 
+/// RMSNorm (plain, with the residual, with the branch normalised first), gating, the embedding
+/// of every weight type and argmax against the `ops` references at awkward shapes.
+pub fn check_pointwise(seed: u64) -> Result<(), crate::ops::check::Mismatch> {
+    use crate::ops;
+    use crate::ops::check::{compare, compare_exact, tolerance, DType, Rng};
+    let mut rng = Rng::new(seed);
+    for &(rows, dim) in &[(1usize, 1usize), (3, 17), (5, 257), (2, 1000)] {
+        let (x, delta) = (rng.normals(rows * dim, 2.0), rng.normals(rows * dim, 1.0));
+        let (w, dw): (Vec<f32>, Vec<f32>) = ((0..dim).map(|_| rng.range(0.5, 1.5)).collect(), (0..dim).map(|_| rng.range(-1.0, 2.0)).collect());
+        let mut out = vec![0f32; rows * dim];
+        rms_norm(&x, &w, &mut out, dim, 1e-6);
+        compare("cpu rms_norm", seed, &out, &ops::rms_norm::reference(&x, &w, dim, 1e-6), tolerance(DType::F32))?;
+        let mut xs = x.clone();
+        rms_norm_add(&mut xs, &delta, Some(&dw), &w, &mut out, dim, 1e-6);
+        let normed = ops::rms_norm::reference(&delta, &dw, dim, 1e-6);
+        let sum: Vec<f32> = x.iter().zip(&normed).map(|(a, b)| a + b).collect();
+        compare("cpu rms_norm_add (normed delta) residual", seed, &xs, &sum, tolerance(DType::F32))?;
+        compare("cpu rms_norm_add (normed delta)", seed, &out, &ops::rms_norm::reference(&sum, &w, dim, 1e-6), tolerance(DType::F32))?;
+    }
+    for act in Activation::ALL {
+        let n = 257;
+        let (mut gate, up) = (rng.normals(n, 3.0), rng.normals(n, 1.0));
+        gate[0] = -100.0;
+        gate[1] = 100.0;
+        let pairs: Vec<f32> = gate.iter().zip(&up).flat_map(|(&g, &u)| [g, u]).collect();
+        let mut out = vec![0f32; n];
+        glu_pairs(&pairs, &mut out, act);
+        compare(&format!("cpu glu {}", act.name()), seed, &out, &ops::glu::reference(&gate, &up, act), tolerance(DType::F32))?;
+    }
+    for dtype in ops::WeightDType::ALL {
+        let (vocab, dim) = (40, 70);
+        let (m, values) = super::CpuMatrix::random(&mut rng, dtype, vocab, dim);
+        let table = CpuWeights { name: "table".into(), rows: vocab, cols: dim, runs: vec![(0, m)] };
+        let ids: Vec<u32> = (0..5).map(|_| rng.below(vocab as u32)).collect();
+        let mut out = vec![0f32; ids.len() * dim];
+        embedding(&table, &ids, &mut out, 8.944_272);
+        compare(&format!("cpu embedding {}", dtype.name()), seed, &out, &ops::embedding::reference(&values, dim, &ids, 8.944_272), tolerance(DType::F32))?;
+    }
+    let x = rng.normals(1001, 1.0);
+    compare_exact("cpu argmax", seed, &[argmax(&x)], &ops::argmax::reference(&x, 1001))?;
+    Ok(())
+}
+
+/// RoPE with the cache append (plain, biases, per-head norms, both) and attention (causal and
+/// windowed, other scales, GQA) against the references on the values an f16 cache holds.
+pub fn check_attention(seed: u64) -> Result<(), crate::ops::check::Mismatch> {
+    use crate::ops::check::{compare, tolerance, DType, Rng, Tolerance};
+    use crate::ops::{self, attention::KvDType};
+    let mut rng = Rng::new(seed);
+    let pool = Pool::new(3);
+    let cases = [(1usize, 0usize, 1usize, 1usize, 2usize, None), (3, 0, 4, 1, 18, Some(2usize)), (17, 5, 8, 2, 64, None), (5, 250, 8, 2, 34, Some(70)), (2, 300, 4, 4, 128, Some(333))];
+    for (case, &(n, start, h, kv, hd, window)) in cases.iter().enumerate() {
+        let heads = Heads { n_heads: h, n_kv_heads: kv, head_dim: hd };
+        let (q_dim, kv_dim) = (h * hd, kv * hd);
+        let inv_freq = ops::rope::default_inv_freq(hd, 10_000.0);
+        let positions = start + n;
+        let cos_sin = ops::rope::cos_sin(&inv_freq, positions);
+        // The cache before `start` holds earlier tokens' keys and values.
+        let mut cache = CpuKvCache::new(heads, positions);
+        let (k0, v0) = (rng.normals(start * kv_dim, 1.0), rng.normals(start * kv_dim, 1.0));
+        cache.k[..start * kv_dim].iter_mut().zip(&k0).for_each(|(c, &v)| *c = f16::from_f32(v));
+        cache.v[..start * kv_dim].iter_mut().zip(&v0).for_each(|(c, &v)| *c = f16::from_f32(v));
+        let raw = rng.normals(n * (q_dim + 2 * kv_dim), 1.0);
+        let bias = (case % 2 == 1).then(|| rng.normals(q_dim + 2 * kv_dim, 0.5));
+        let norm = (case % 3 == 2).then(|| rng.normals(2 * hd, 1.0));
+        let mut q = vec![0f32; n * q_dim];
+        let pre = Pre { bias: bias.as_deref(), qk_norm: norm.as_deref().map(|w| (w, 1e-6)) };
+        rope_append(&raw, &mut q, &mut cache, &cos_sin, &pre, heads, n, start);
+        let qkv = ops::rope::reference_pre(&raw, h, kv, hd, bias.as_deref(), pre.qk_norm);
+        let split = |off: usize, len: usize| -> Vec<f32> { qkv.chunks(q_dim + 2 * kv_dim).flat_map(|t| t[off..off + len].to_vec()).collect() };
+        let what = format!("cpu rope n {n} start {start} heads {h}/{kv} head_dim {hd}");
+        compare(&format!("{what} q"), seed, &q, &ops::rope::reference(&split(0, q_dim), h, hd, &inv_freq, start), tolerance(DType::F32))?;
+        let k_want = KvDType::F16.round(&ops::rope::reference(&split(q_dim, kv_dim), kv, hd, &inv_freq, start));
+        let k_got: Vec<f32> = cache.k[start * kv_dim..].iter().map(|v| v.to_f32()).collect();
+        compare(&format!("{what} k cache"), seed, &k_got, &k_want, tolerance(DType::F16))?;
+        let v_got: Vec<f32> = cache.v[start * kv_dim..].iter().map(|v| v.to_f32()).collect();
+        compare(&format!("{what} v cache"), seed, &v_got, &KvDType::F16.round(&split(q_dim + kv_dim, kv_dim)), Tolerance { abs: 0.0, rel: 0.0 })?;
+
+        let scores = Scores { scale: if window.is_some() { 0.3 } else { Scores::causal(hd).scale }, window };
+        let mut out = vec![0f32; n * q_dim];
+        attention(&pool, &q, &cache, heads, scores, n, start, &mut out);
+        let (k, v): (Vec<f32>, Vec<f32>) = (cache.k.iter().map(|x| x.to_f32()).collect(), cache.v.iter().map(|x| x.to_f32()).collect());
+        let want = ops::attention::reference(&q, &k, &v, heads, scores, n, start);
+        compare(&format!("cpu attention n {n} start {start} heads {h}/{kv} head_dim {hd} window {window:?}"), seed, &out, &want, tolerance(DType::F32))?;
+    }
+    Ok(())
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
-    use super::*;
-    use crate::ops::check::{compare, tolerance, DType, Rng};
-    use crate::ops::{self, attention::KvDType};
-
-    fn check(what: &str, seed: u64, got: &[f32], want: &[f32], dtype: DType) {
-        compare(what, seed, got, want, tolerance(dtype)).unwrap_or_else(|e| panic!("{e}"));
-    }
-
     #[test]
     fn norms_gating_embedding_and_argmax_match_the_references() {
-        let seed = crate::ops::check::seed();
-        let mut rng = Rng::new(seed);
-        for &(rows, dim) in &[(1usize, 1usize), (3, 17), (5, 257), (2, 1000)] {
-            let (x, delta) = (rng.normals(rows * dim, 2.0), rng.normals(rows * dim, 1.0));
-            let (w, dw): (Vec<f32>, Vec<f32>) = ((0..dim).map(|_| rng.range(0.5, 1.5)).collect(), (0..dim).map(|_| rng.range(-1.0, 2.0)).collect());
-            let mut out = vec![0f32; rows * dim];
-            rms_norm(&x, &w, &mut out, dim, 1e-6);
-            check("cpu rms_norm", seed, &out, &ops::rms_norm::reference(&x, &w, dim, 1e-6), DType::F32);
-            let mut xs = x.clone();
-            rms_norm_add(&mut xs, &delta, Some(&dw), &w, &mut out, dim, 1e-6);
-            let normed = ops::rms_norm::reference(&delta, &dw, dim, 1e-6);
-            let sum: Vec<f32> = x.iter().zip(&normed).map(|(a, b)| a + b).collect();
-            check("cpu rms_norm_add (normed delta) residual", seed, &xs, &sum, DType::F32);
-            check("cpu rms_norm_add (normed delta)", seed, &out, &ops::rms_norm::reference(&sum, &w, dim, 1e-6), DType::F32);
-        }
-        for act in Activation::ALL {
-            let n = 257;
-            let (mut gate, up) = (rng.normals(n, 3.0), rng.normals(n, 1.0));
-            gate[0] = -100.0;
-            gate[1] = 100.0;
-            let pairs: Vec<f32> = gate.iter().zip(&up).flat_map(|(&g, &u)| [g, u]).collect();
-            let mut out = vec![0f32; n];
-            glu_pairs(&pairs, &mut out, act);
-            check(&format!("cpu glu {}", act.name()), seed, &out, &ops::glu::reference(&gate, &up, act), DType::F32);
-        }
-        for dtype in ops::WeightDType::ALL {
-            let (vocab, dim) = (40, 70);
-            let (m, values) = super::super::CpuMatrix::random(&mut rng, dtype, vocab, dim);
-            let table = CpuWeights { name: "table".into(), rows: vocab, cols: dim, runs: vec![(0, m)] };
-            let ids: Vec<u32> = (0..5).map(|_| rng.below(vocab as u32)).collect();
-            let mut out = vec![0f32; ids.len() * dim];
-            embedding(&table, &ids, &mut out, 8.944_272);
-            check(&format!("cpu embedding {}", dtype.name()), seed, &out, &ops::embedding::reference(&values, dim, &ids, 8.944_272), DType::F32);
-        }
-        let x = rng.normals(1001, 1.0);
-        assert_eq!(vec![argmax(&x)], ops::argmax::reference(&x, 1001));
+        super::check_pointwise(crate::ops::check::seed()).unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// RoPE with the cache append (plain, biases, per-head norms, both) and attention (causal
-    /// and windowed, other scales, GQA) against the references on the values an f16 cache holds.
     #[test]
     fn rope_and_attention_match_the_references() {
-        let seed = crate::ops::check::seed();
-        let mut rng = Rng::new(seed);
-        let pool = Pool::new(3);
-        let cases = [(1usize, 0usize, 1usize, 1usize, 2usize, None), (3, 0, 4, 1, 18, Some(2usize)), (17, 5, 8, 2, 64, None), (5, 250, 8, 2, 34, Some(70)), (2, 300, 4, 4, 128, Some(333))];
-        for (case, &(n, start, h, kv, hd, window)) in cases.iter().enumerate() {
-            let heads = Heads { n_heads: h, n_kv_heads: kv, head_dim: hd };
-            let (q_dim, kv_dim) = (h * hd, kv * hd);
-            let inv_freq = ops::rope::default_inv_freq(hd, 10_000.0);
-            let positions = start + n;
-            let cos_sin = ops::rope::cos_sin(&inv_freq, positions);
-            // The cache before `start` holds earlier tokens' keys and values.
-            let mut cache = CpuKvCache::new(heads, positions);
-            let (k0, v0) = (rng.normals(start * kv_dim, 1.0), rng.normals(start * kv_dim, 1.0));
-            cache.k[..start * kv_dim].iter_mut().zip(&k0).for_each(|(c, &v)| *c = f16::from_f32(v));
-            cache.v[..start * kv_dim].iter_mut().zip(&v0).for_each(|(c, &v)| *c = f16::from_f32(v));
-            let raw = rng.normals(n * (q_dim + 2 * kv_dim), 1.0);
-            let bias = (case % 2 == 1).then(|| rng.normals(q_dim + 2 * kv_dim, 0.5));
-            let norm = (case % 3 == 2).then(|| rng.normals(2 * hd, 1.0));
-            let mut q = vec![0f32; n * q_dim];
-            let pre = Pre { bias: bias.as_deref(), qk_norm: norm.as_deref().map(|w| (w, 1e-6)) };
-            rope_append(&raw, &mut q, &mut cache, &cos_sin, &pre, heads, n, start);
-            let qkv = ops::rope::reference_pre(&raw, h, kv, hd, bias.as_deref(), pre.qk_norm);
-            let split = |off: usize, len: usize| -> Vec<f32> { qkv.chunks(q_dim + 2 * kv_dim).flat_map(|t| t[off..off + len].to_vec()).collect() };
-            let what = format!("cpu rope n {n} start {start} heads {h}/{kv} head_dim {hd}");
-            check(&format!("{what} q"), seed, &q, &ops::rope::reference(&split(0, q_dim), h, hd, &inv_freq, start), DType::F32);
-            let k_want = KvDType::F16.round(&ops::rope::reference(&split(q_dim, kv_dim), kv, hd, &inv_freq, start));
-            let k_got: Vec<f32> = cache.k[start * kv_dim..].iter().map(|v| v.to_f32()).collect();
-            check(&format!("{what} k cache"), seed, &k_got, &k_want, DType::F16);
-            let v_got: Vec<f32> = cache.v[start * kv_dim..].iter().map(|v| v.to_f32()).collect();
-            assert_eq!(v_got, KvDType::F16.round(&split(q_dim + kv_dim, kv_dim)), "{what} v cache");
-
-            let scores = Scores { scale: if window.is_some() { 0.3 } else { Scores::causal(hd).scale }, window };
-            let mut out = vec![0f32; n * q_dim];
-            attention(&pool, &q, &cache, heads, scores, n, start, &mut out);
-            let (k, v): (Vec<f32>, Vec<f32>) = (cache.k.iter().map(|x| x.to_f32()).collect(), cache.v.iter().map(|x| x.to_f32()).collect());
-            let want = ops::attention::reference(&q, &k, &v, heads, scores, n, start);
-            check(&format!("cpu attention n {n} start {start} heads {h}/{kv} head_dim {hd} window {window:?}"), seed, &out, &want, DType::F32);
-        }
+        super::check_attention(crate::ops::check::seed()).unwrap_or_else(|e| panic!("{e}"));
     }
 }

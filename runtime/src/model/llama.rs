@@ -8,7 +8,7 @@
 use super::config::LlamaConfig;
 use super::weights::{LoadProgress, WeightSource};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuBuffer, Readback, Recorder};
+use crate::gpu::{Gpu, GpuBuffer, GpuOptions, Readback, Recorder};
 use crate::ops::attention::{DecodeScratch, Heads, KvCache, KvDType};
 use crate::ops::rope::RopeTable;
 use crate::model::safetensors::{HostTensor, TensorEntry};
@@ -247,17 +247,72 @@ impl From<Arc<Gpu>> for Device {
     }
 }
 
+/// Which device to open, as `--device` (CLI, desktop app, server) and the npm package's
+/// `device` option name it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The GPU, unless there is none or the only adapter is a software rasteriser (llvmpipe,
+    /// SwiftShader, WARP): then the CPU, whose kernels compute faster on the same cores.
+    #[default]
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl DeviceChoice {
+    pub fn parse(name: &str) -> Result<DeviceChoice> {
+        match name {
+            "auto" => Ok(DeviceChoice::Auto),
+            "gpu" => Ok(DeviceChoice::Gpu),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            other => Err(Error::Unsupported { what: format!("device `{other}`"), hint: "choose auto, gpu or cpu".into() }),
+        }
+    }
+}
+
 impl Device {
+    /// Opens the device `choice` names (a GPU with `gpu`'s options) and says why it is the one:
+    /// `(device, reason)`. Only `Gpu` fails for want of a GPU; `Auto` then takes the CPU.
+    // In a browser the GPU is not Send: everything there stays on one thread.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+    pub async fn open(choice: DeviceChoice, gpu: GpuOptions) -> Result<(Device, String)> {
+        match choice {
+            DeviceChoice::Cpu => Ok((Device::cpu(), "the CPU was asked for".into())),
+            DeviceChoice::Gpu => Ok((Device::Gpu(Arc::new(Gpu::new(gpu).await?)), "the GPU was asked for".into())),
+            DeviceChoice::Auto => Ok(match Gpu::new(gpu).await {
+                Ok(g) if g.is_software() => (Device::cpu(), format!("the only GPU adapter, {}, is a software renderer: the CPU computes faster", g.info.name)),
+                Ok(g) => {
+                    let reason = format!("GPU adapter {}", g.info.name);
+                    (Device::Gpu(Arc::new(g)), reason)
+                }
+                Err(e) => (Device::cpu(), format!("no usable GPU ({})", e.to_string().split(". Hint").next().unwrap_or_default())),
+            }),
+        }
+    }
+
     /// The CPU with one thread per core.
     pub fn cpu() -> Device {
         Device::Cpu(Arc::new(Pool::with_available_parallelism()))
+    }
+
+    /// Refuses, with the numbers, a model whose [`MemoryPlan`] does not fit this device: a GPU's
+    /// bindings and memory ([`MemoryPlan::check`]), or the host's
+    /// ([`MemoryPlan::check_host`]).
+    pub fn check(&self, plan: &MemoryPlan) -> Result<()> {
+        match self {
+            Device::Gpu(gpu) => plan.check(gpu),
+            Device::Cpu(_) => plan.check_host(),
+        }
     }
 
     /// "llvmpipe (LLVM 15, 256 bits)" or "CPU (2 threads, avx2+fma+f16c)".
     pub fn describe(&self) -> String {
         match self {
             Device::Gpu(gpu) => gpu.describe(),
-            Device::Cpu(pool) => format!("CPU ({} threads, {})", pool.threads(), crate::cpu::matvec::Kernel::best().name()),
+            Device::Cpu(pool) => {
+                let n = pool.threads();
+                format!("CPU ({n} thread{}, {})", if n == 1 { "" } else { "s" }, crate::cpu::matvec::Kernel::best().name())
+            }
         }
     }
 }
@@ -496,9 +551,10 @@ impl Llama {
         let memory = Self::memory_plan(&config, weights, options)?;
         let c = &config;
         let (context, heads) = (memory.context, Heads { n_heads: c.num_attention_heads, n_kv_heads: c.num_key_value_heads, head_dim: c.head_dim });
-        let engine = match device.into() {
+        let device = device.into();
+        device.check(&memory)?;
+        let engine = match device {
             Device::Gpu(gpu) => {
-                memory.check(&gpu)?;
                 let g = &*gpu;
                 let w = describe_weights(c, &mut Loader { gpu: g, weights, progress, to: options.weight_dtype })?;
                 let kv = (0..c.num_hidden_layers).map(|i| KvCache::new(g, &format!("layer {i} cache"), heads, context, options.kv_cache)).collect::<Result<Vec<_>>>()?;
@@ -606,7 +662,13 @@ impl Llama {
     async fn chosen(&self) -> Result<u32> {
         match &self.engine {
             Engine::Gpu(m) => Ok(token_id(&m.s.readback.finish(&m.gpu, 4).await?)),
-            Engine::Cpu(m) => Ok(m.token),
+            Engine::Cpu(m) => {
+                // In a browser the CPU computes on the worker's only thread: each step gives its
+                // event loop a turn, so that a cancel message is seen before the next token.
+                #[cfg(target_arch = "wasm32")]
+                crate::generate::yield_to_host().await;
+                Ok(m.token)
+            }
         }
     }
 

@@ -1,4 +1,4 @@
-//! GPU memory a model will take, known before loading: [`MemoryPlan`] is computed from the
+//! Device memory a model will take, known before loading: [`MemoryPlan`] is computed from the
 //! config and the tensor table alone (no weight is read), reported by `cria info`, the npm
 //! package and the desktop app, and checked against the device before the first upload.
 
@@ -55,7 +55,17 @@ impl MemoryPlan {
             };
             return Err(Error::ModelTooLarge { what: what.clone(), bytes: *bytes, limit, hint });
         }
-        if let Some((available, source)) = gpu.memory_budget()
+        self.check_budget(gpu.memory_budget(), "GPU memory")
+    }
+
+    /// Refuses, with the numbers, a model that does not fit the CPU device's memory: what the
+    /// host has available ([`host_memory`]).
+    pub fn check_host(&self) -> Result<()> {
+        self.check_budget(host_memory(), "host memory")
+    }
+
+    fn check_budget(&self, budget: Option<(u64, String)>, memory: &'static str) -> Result<()> {
+        if let Some((available, source)) = budget
             && self.total() > available
         {
             let kv_per_token = self.kv_cache / self.context.max(1) as u64;
@@ -65,7 +75,7 @@ impl MemoryPlan {
             } else {
                 "store the weights smaller (--quant q8_0 or q4_0), or use a device with more memory".to_string()
             };
-            return Err(Error::OutOfMemory { plan: self.to_string(), bytes: self.total(), available, budget: source, hint });
+            return Err(Error::OutOfMemory { memory, plan: self.to_string(), bytes: self.total(), available, budget: source, hint });
         }
         Ok(())
     }
@@ -84,6 +94,18 @@ impl MemoryPlan {
             "total": self.total(),
         })
     }
+}
+
+/// Memory the CPU device may fill and where that figure comes from: in WebAssembly the 4 GiB a
+/// 32-bit heap can address; on Linux the kernel's estimate of memory available without
+/// swapping (`MemAvailable`); elsewhere unknown (not checked).
+pub fn host_memory() -> Option<(u64, String)> {
+    if cfg!(target_arch = "wasm32") {
+        return Some((4 << 30, "the address space of 32-bit WebAssembly".to_string()));
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some((kib << 10, "the host's available memory (MemAvailable in /proc/meminfo)".to_string()))
 }
 
 /// Bytes in MiB with one decimal.

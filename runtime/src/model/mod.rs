@@ -21,7 +21,7 @@ pub use config::{GenerationConfig, LlamaConfig};
 pub use files::{is_gguf, open};
 pub use files::ModelFiles;
 pub use gguf::GgufModel;
-pub use llama::{Device, Llama, ModelOptions};
+pub use llama::{Device, DeviceChoice, Llama, ModelOptions};
 pub use memory::MemoryPlan;
 pub use weights::{LoadProgress, WeightSource};
 

@@ -1,5 +1,5 @@
-// The engine where the GPU work happens: in the package's Web Worker (the default) or on the
-// page's own thread. It fetches and caches model files, verifies them, hands them to the wasm
+// The engine where the model computes -- on WebGPU, or on the CPU kernels compiled to wasm32
+// SIMD -- in the package's Web Worker (the default) or on the page's own thread. It fetches and caches model files, verifies them, hands them to the wasm
 // module tensor by tensor and runs generations. Nothing here touches the DOM.
 
 import init, { Engine, Sha256, modelFolderFiles, modelWeightFiles } from "../dist/cria_web.js";
@@ -17,13 +17,44 @@ export class CriaError extends Error {
   }
 }
 
-export function noWebGpuError() {
+export function noWebGpuError(what = "WebGPU is not available here (navigator.gpu is missing)") {
   return new CriaError(
     "no-webgpu",
-    "WebGPU is not available here (navigator.gpu is missing). Hint: use Chrome or Edge 113+, Safari 26+ " +
+    `${what}. Hint: load with { device: "cpu" } (or "auto"), or use Chrome or Edge 113+, Safari 26+ ` +
       "or Firefox 141+; on Linux start Chrome with --enable-unsafe-webgpu (or turn on " +
       "chrome://flags/#enable-unsafe-webgpu); the page must be served over https or from localhost.",
   );
+}
+
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|warp|basic render/i;
+
+/**
+ * The device a `device` option ("auto", "gpu" or "cpu") resolves to here, and why:
+ * `{ device: "gpu" | "cpu", reason, adapter }`. "auto" takes the GPU unless the browser has no
+ * WebGPU, offers no adapter, or only a software one (SwiftShader, llvmpipe, WARP: the CPU
+ * kernels are faster than a rasteriser on the same cores). "gpu" without WebGPU rejects.
+ */
+export async function chooseDevice(requested = "auto") {
+  if (!["auto", "gpu", "cpu"].includes(requested)) {
+    throw new CriaError("bad-request", `device must be "auto", "gpu" or "cpu", not ${JSON.stringify(requested)}`);
+  }
+  if (requested === "cpu") return { device: "cpu", reason: 'device "cpu" was asked for', adapter: "" };
+  if (!globalThis.navigator?.gpu) {
+    if (requested === "gpu") throw noWebGpuError();
+    return { device: "cpu", reason: "WebGPU is not available here (navigator.gpu is missing)", adapter: "" };
+  }
+  const adapter = await navigator.gpu.requestAdapter().catch(() => null);
+  const info = adapter?.info;
+  const name = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ") : "";
+  if (requested === "gpu") {
+    if (!adapter) throw noWebGpuError("the browser offers no WebGPU adapter (WebGPU is turned off or blocked here)");
+    return { device: "gpu", reason: 'device "gpu" was asked for', adapter: name };
+  }
+  if (!adapter) return { device: "cpu", reason: "the browser offers no WebGPU adapter (WebGPU is turned off or blocked here)", adapter: "" };
+  if (info?.isFallbackAdapter || SOFTWARE_ADAPTER.test(name)) {
+    return { device: "cpu", reason: `the only WebGPU adapter is a software renderer (${name || "a fallback adapter"}): the CPU computes faster`, adapter: name };
+  }
+  return { device: "gpu", reason: "a WebGPU adapter was found", adapter: name };
 }
 
 let wasmReady;
@@ -284,16 +315,16 @@ function optionsJson(o = {}) {
 export class Core {
   #engine = null;
   #lost = false;
-  #adapter = "";
+  #choice = null;
 
-  static async create() {
-    if (!globalThis.navigator?.gpu) throw noWebGpuError();
+  /** `choice`: what `chooseDevice` resolved (on the page: a worker sees another navigator). */
+  static async create(choice) {
+    if (choice?.device !== "gpu" && choice?.device !== "cpu") throw new CriaError("bad-request", "Core.create: no device chosen");
+    if (choice.device === "gpu" && !globalThis.navigator?.gpu) throw noWebGpuError();
     await initWasm();
     const core = new Core();
+    core.#choice = choice;
     await core.#device();
-    // wgpu does not see the browser's adapter details; WebGPU's own GPUAdapterInfo has them.
-    const info = (await navigator.gpu.requestAdapter().catch(() => null))?.info;
-    core.#adapter = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ") : "";
     return core;
   }
 
@@ -306,7 +337,7 @@ export class Core {
       }
       this.#engine = null;
       try {
-        this.#engine = await Engine.create();
+        this.#engine = await Engine.create(this.#choice.device);
       } catch (e) {
         throw classify(e);
       }
@@ -321,16 +352,25 @@ export class Core {
     return err;
   }
 
-  /** The adapter as the browser names it, then the device's features and limits. */
+  /** "gpu" or "cpu". */
+  get device() {
+    return this.#choice.device;
+  }
+
+  /** Which device and why; for a GPU, the adapter as the browser names it (wgpu does not see
+   * it), then the device's features and limits. */
   describe() {
-    return `WebGPU adapter: ${this.#adapter || "(the browser gives no name)"}\n${this.#engine?.describe() ?? ""}`;
+    const { device, reason, adapter } = this.#choice;
+    const head = `device: ${device} — ${reason}`;
+    if (device === "cpu") return `${head}\n${this.#engine?.describe() ?? ""}`;
+    return `${head}\nWebGPU adapter: ${adapter || "(the browser gives no name)"}\n${this.#engine?.describe() ?? ""}`;
   }
 
   /**
    * source: { kind: "url", url, name?, manifest? } | { kind: "files", files: File[] }.
    * onProgress({ phase: "download" | "cache" | "upload" | "compile", loaded, total, file? }), and
-   * once, between the files and the upload, { phase: "plan", memory } (the GPU memory the model
-   * will take; a model that does not fit is refused right after, before any upload).
+   * once, between the files and the upload, { phase: "plan", memory } (the device memory the
+   * model will take; a model that does not fit is refused right after, before any upload).
    */
   async load(source, options = {}, onProgress = () => {}) {
     const engine = await this.#device(); // a lost device is replaced here: the engine stays usable

@@ -18,7 +18,7 @@ export interface Manifest {
   files: Record<string, { size: number; sha256?: string }>;
 }
 
-/** GPU memory a model takes, in bytes, known from its headers before any upload. */
+/** Device memory a model takes (GPU memory, or the wasm heap on the CPU), in bytes, known from its headers before any upload. */
 export interface MemoryPlan {
   context: number;
   /** Weight matrices by stored type, e.g. { bf16: 269484032 }. */
@@ -54,6 +54,10 @@ export interface LoadOptions {
   onProgress?: (progress: LoadProgress) => void;
   /** Run the engine in a dedicated Web Worker (default true) or on this thread. */
   worker?: boolean;
+  /** Where the model computes: "auto" (default) takes WebGPU unless the browser has none, offers no
+   * adapter, or only a software one (SwiftShader, llvmpipe, WARP); then the CPU kernels, compiled to
+   * wasm32 SIMD, run in the worker on one thread. "gpu" rejects (code no-webgpu) without WebGPU. */
+  device?: "auto" | "gpu" | "cpu";
   /** Tokens of context to allocate (default: 4096, or the model's maximum if smaller). */
   context?: number;
   /** Convert weights while loading (default: each tensor keeps its file's type; BF16 stays BF16). */
@@ -64,11 +68,13 @@ export interface LoadOptions {
 
 export interface ModelInfo {
   name: string;
+  device: "gpu" | "cpu";
   parameters: number;
   weight_bytes: number;
   weight_types: string;
   context: number;
-  gpu_memory: MemoryPlan;
+  /** The device memory it holds. */
+  memory: MemoryPlan;
   vocab_size: number;
   chat_template: boolean;
 }
@@ -168,7 +174,9 @@ export declare class Cria {
   static load(source?: ModelSource, options?: LoadOptions): Promise<Cria>;
   /** The loaded model. */
   info: ModelInfo | null;
-  /** The WebGPU adapter, features and limits. */
+  /** Where the model computes (see LoadOptions.device). */
+  readonly device: "gpu" | "cpu";
+  /** Which device and why it was chosen; for a GPU, the WebGPU adapter, features and limits. */
   readonly adapter: string;
   /** Replaces the loaded model. On failure `info` says what is loaded: the previous model
    * when the new files never reached the GPU (bad URL, cut-off download, corrupt header), else null. */
@@ -180,9 +188,9 @@ export declare class Cria {
       create(request: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
     };
   };
-  /** Memory outside the GPU: the wasm heap's high-water mark (weights pass through it one tensor at a time). */
+  /** The wasm heap's high-water mark: on a GPU the weights pass through it one tensor at a time; on the CPU they live in it. */
   memory(): Promise<{ wasm_heap_bytes: number }>;
-  /** Destroys the GPU device as a driver reset would; later calls reject until load(). */
+  /** Destroys the GPU device as a driver reset would; later calls reject until load(). Nothing on the CPU. */
   destroyDevice(): Promise<void>;
   dispose(): void;
 }

@@ -1,4 +1,4 @@
-// Cria: run Llama-family models in the browser on WebGPU.
+// Cria: run Llama-family models in the browser, on WebGPU or (without a usable GPU) on the CPU.
 //
 //   import { Cria } from "cria";
 //   const cria = await Cria.load("bundled", { onProgress: (p) => console.log(p.phase, p.loaded, p.total) });
@@ -8,7 +8,7 @@
 // The engine runs in a dedicated Web Worker by default ({ worker: false } runs it on the page's
 // thread). Calls are queued: a second generate() waits for the first, never interleaves.
 
-import { BUNDLED_NAME, BUNDLED_URL, Core, CriaError, noWebGpuError } from "./core.js";
+import { BUNDLED_NAME, BUNDLED_URL, Core, CriaError, chooseDevice } from "./core.js";
 
 export { CriaError };
 
@@ -39,9 +39,9 @@ function normalizeSource(source) {
 /** The engine on this thread. */
 class LocalBackend {
   #core;
-  static async create() {
+  static async create(choice) {
     const b = new LocalBackend();
-    b.#core = await Core.create();
+    b.#core = await Core.create(choice);
     return b;
   }
   describe() {
@@ -77,7 +77,7 @@ class WorkerBackend {
   #pending = new Map();
   #describe = "";
 
-  static async create() {
+  static async create(choice) {
     if (typeof Worker === "undefined") throw new CriaError("no-worker", "this environment has no Web Workers. Hint: pass { worker: false }");
     const b = new WorkerBackend();
     b.#worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "cria" });
@@ -86,7 +86,7 @@ class WorkerBackend {
       e.preventDefault?.();
       b.#failAll(new CriaError("worker", `the Cria worker failed: ${e.message || "it could not start"}. Hint: serve the package's files from one origin over http(s)`));
     };
-    b.#describe = await b.#call({ op: "create" });
+    b.#describe = await b.#call({ op: "create", choice });
     return b;
   }
 
@@ -186,13 +186,15 @@ let completionCounter = 0;
 
 export class Cria {
   #backend;
+  #device;
   #queue = Promise.resolve();
   #running = null;
   /** The loaded model: { name, parameters, weight_bytes, weight_types, context, vocab_size, chat_template }. */
   info = null;
 
-  constructor(backend) {
+  constructor(backend, device) {
     this.#backend = backend;
+    this.#device = device;
     this.chat = { completions: { create: (request) => this.#chatCompletion(request) } };
   }
 
@@ -200,15 +202,16 @@ export class Cria {
    * Creates an engine and loads a model. `source`: "bundled" (the default model shipped in this
    * package), the URL of a Hugging Face model folder (https://huggingface.co/ORG/NAME/resolve/main/)
    * or of a .gguf file, File objects (a model folder's files, or one .gguf), or { url, manifest }.
-   * options: { onProgress({ phase, loaded, total, file, memory }), worker = true, context, dtype,
-   * kvCache }.
+   * options: { onProgress({ phase, loaded, total, file, memory }), worker = true, device =
+   * "auto" ("gpu", "cpu"), context, dtype, kvCache }.
    */
   static async load(source = "bundled", options = {}) {
-    if (!globalThis.navigator?.gpu) throw noWebGpuError();
-    const { worker = true } = options;
+    const { worker = true, device = "auto" } = options;
     const normalized = normalizeSource(source);
-    const backend = worker ? await WorkerBackend.create() : await LocalBackend.create();
-    const cria = new Cria(backend);
+    // Chosen here, on the page: the worker's navigator may differ from the one the page sees.
+    const choice = await chooseDevice(device);
+    const backend = worker ? await WorkerBackend.create(choice) : await LocalBackend.create(choice);
+    const cria = new Cria(backend, choice.device);
     try {
       await cria.#loadNormalized(normalized, options);
     } catch (e) {
@@ -218,7 +221,12 @@ export class Cria {
     return cria;
   }
 
-  /** The WebGPU adapter, its features and limits. */
+  /** The device the engine computes on: "gpu" (WebGPU) or "cpu" (the CPU kernels, wasm32 SIMD). */
+  get device() {
+    return this.#device;
+  }
+
+  /** Which device and why it was chosen; for a GPU, the WebGPU adapter, its features and limits. */
   get adapter() {
     return this.#backend.describe();
   }
@@ -327,8 +335,8 @@ export class Cria {
     return chunks();
   }
 
-  /** Memory the engine holds outside the GPU: `{ wasm_heap_bytes }` (the heap's high-water
-   * mark; weights stream through it one tensor at a time). */
+  /** Memory of the wasm heap: `{ wasm_heap_bytes }` (its high-water mark). On a GPU the weights
+   * stream through it one tensor at a time; on the CPU they live in it. */
   memory() {
     return this.#backend.memory();
   }

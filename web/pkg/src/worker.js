@@ -1,8 +1,9 @@
-// The package's dedicated Web Worker: owns the WebGPU device and the model, so loading and
+// The package's dedicated Web Worker: owns the device (WebGPU, or the CPU kernels) and the model, so loading and
 // generation never block the page. Speaks a small message protocol with index.js:
 //   page -> worker: { id, op: "create" | "load" | "run" | "cancel" | "destroyDevice" | "info" | "memory", ...args }
 //   worker -> page: { id, type: "progress" | "chunk" | "result" | "error", ... }
-// `cancel` is handled as soon as it arrives: a running generation awaits the GPU between tokens.
+// `cancel` is handled as soon as it arrives: a running generation awaits the GPU (or, on the
+// CPU, yields to this worker's event loop) between tokens.
 
 import { Core } from "./core.js";
 
@@ -21,7 +22,7 @@ self.onmessage = async ({ data }) => {
   try {
     switch (op) {
       case "create":
-        core = await Core.create();
+        core = await Core.create(data.choice);
         post(id, "result", { value: core.describe() });
         break;
       case "load":

@@ -3,7 +3,9 @@
 //! the matrix (at least 256 MiB) that they come from memory, not the caches, as a model's
 //! layers do in decode.
 //!
-//!   cargo run --release -p cria --example cpu_matvec [ROWS] [COLS] [THREADS]
+//!   cargo run --release -p cria --example cpu_matvec [ROWS] [COLS] [THREADS] [TOKENS]
+//!
+//! With TOKENS > 1 it times the multi-token product (prefill) instead and reports GFLOP/s.
 //!
 //! Default: 5632 x 2048, TinyLlama-1.1B's MLP up projection.
 
@@ -20,6 +22,10 @@ fn main() {
         None => Pool::with_available_parallelism(),
     };
     let mut rng = cria::rng::Rng::new(1);
+    let tokens = args.get(3).copied().unwrap_or(1);
+    if tokens > 1 {
+        return prefill(&pool, &mut rng, rows, cols, tokens);
+    }
     println!("{rows} x {cols}, {} threads, kernel {}", pool.threads(), Kernel::best().name());
     println!("| weights | bytes | ms per matvec | GB/s | ceiling GB/s (same run) | ratio |");
     println!("|---|---|---|---|---|---|");
@@ -38,6 +44,22 @@ fn main() {
         let gbs = bytes as f64 / secs / 1e9;
         let name = if mode == Activations::Int8 { format!("{name} (8-bit activations)") } else { name.to_string() };
         println!("| {name} | {:.1} MiB | {:.3} | {gbs:.2} | {ceiling:.2} | {:.0}% |", bytes as f64 / 1048576.0, secs * 1e3, 100.0 * gbs / ceiling);
+    }
+}
+
+/// `tokens` tokens times each weight type (the matrix stays in the caches, as a prefill's layer
+/// does across its tokens): GFLOP/s.
+fn prefill(pool: &Pool, rng: &mut cria::rng::Rng, rows: usize, cols: usize, tokens: usize) {
+    println!("{rows} x {cols} x {tokens} tokens, {} threads, kernel {}", pool.threads(), Kernel::best().name());
+    println!("| weights | ms per product | GFLOP/s |");
+    println!("|---|---|---|");
+    for name in ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k", "q5_k"] {
+        let dtype = WeightDType::parse(name).unwrap();
+        let (w, _) = CpuMatrix::random(rng, dtype, rows, cols);
+        let x = rng.normals(tokens * cols, 1.0);
+        let mut y = vec![0f32; tokens * rows];
+        let secs = time(|| matvec_into(pool, &w, &x, tokens, &mut y, rows, 0, Activations::F32));
+        println!("| {name} | {:.3} | {:.1} |", secs * 1e3, 2.0 * (rows * cols * tokens) as f64 / secs / 1e9);
     }
 }
 

@@ -176,8 +176,9 @@ try {
     await context.close();
     assert.equal(r.device, "cpu");
     assertReply(r, "CPU device");
-    // The weights live in the wasm heap on the CPU: it holds them once, not twice.
-    assert.ok(r.memory.wasm_heap_bytes < 1.5 * weightsBytes, `wasm heap ${r.memory.wasm_heap_bytes} bytes for ${weightsBytes} bytes of weights`);
+    // The model lives in the wasm heap on the CPU: the heap holds its plan (weights once, KV
+    // cache, activations) plus what loading passes through, as on the GPU.
+    assert.ok(r.memory.wasm_heap_bytes < r.info.memory.total + heapBound, `wasm heap ${r.memory.wasm_heap_bytes} bytes for a ${r.info.memory.total}-byte plan`);
     figures.cpu_load_seconds = r.loadSeconds;
     figures.cpu_time_to_first_token_seconds = r.reply.x_cria.time_to_first_token;
     figures.cpu_decode_tokens_per_second = r.reply.x_cria.decode_tokens_per_second;

@@ -4,8 +4,10 @@
 //! elsewhere, `simd128` on wasm32 when enabled).
 //!
 //! Every type multiplies f32 activations (what the GPU and transformers compute): Q8_0, Q4_0,
-//! Q4_1, Q5_0 and Q5_1 blocks widened in registers, Q4_K/Q6_K sub-blocks decoded with their constants hoisted, the
-//! other block types through the reference dequantizer a block at a time. ggml's integer path —
+//! Q4_1, Q5_0 and Q5_1 blocks widened in registers, Q4_K/Q6_K sub-blocks decoded with their
+//! constants hoisted, the other block types through the reference dequantizer a block at a time
+//! ([`decode_block`]). Several tokens at once (prefill) decode each row once for all of them
+//! ([`gemm_generic`]). ggml's integer path —
 //! activations quantized to 8 bits per 32-value block ([`QuantizedActivations`]), integer dot
 //! products — is here too ([`Activations::Int8`]), tested, not used by models yet.
 //! Reference: `ops::matvec::reference` (f64), on the activations each path sees (`reference_q8`
@@ -18,6 +20,24 @@ use crate::quant::ggml::BlockType;
 
 /// Values per activation block (Q8_0's).
 const QK: usize = 32;
+
+/// `$f(T, args...)` with the block type `T` a constant in each arm: the `#[inline(always)]`
+/// decoders' `match` folds away and each block type gets its own loop (a runtime type inside
+/// the loop costs 2-4x).
+macro_rules! specialised {
+    ($t:expr, $f:ident($($arg:expr),*)) => {
+        match $t {
+            BlockType::Q8_0 => $f(BlockType::Q8_0, $($arg),*),
+            BlockType::Q4_0 => $f(BlockType::Q4_0, $($arg),*),
+            BlockType::Q4_1 => $f(BlockType::Q4_1, $($arg),*),
+            BlockType::Q5_0 => $f(BlockType::Q5_0, $($arg),*),
+            BlockType::Q5_1 => $f(BlockType::Q5_1, $($arg),*),
+            BlockType::Q4_K => $f(BlockType::Q4_K, $($arg),*),
+            BlockType::Q6_K => $f(BlockType::Q6_K, $($arg),*),
+            other => $f(other, $($arg),*),
+        }
+    };
+}
 
 /// Activations quantized as ggml's `quantize_row_q8_0`: per 32 values, d = max|x| / 127 and
 /// q = round(x / d); the last block zero-padded.
@@ -89,6 +109,10 @@ pub fn matvec_into(pool: &Pool, w: &CpuMatrix, x: &[f32], m: usize, y: &mut [f32
     let tasks = w.rows.div_ceil(per);
     let out = SharedOut(y.as_mut_ptr());
     let kernel = Kernel::best();
+    if m >= GEMM_TOKENS && acts.is_empty() {
+        pool.run(tasks, &|task| kernel.gemm(w, x, m, task * per..((task + 1) * per).min(w.rows), out, y_stride, y_offset));
+        return;
+    }
     pool.run(tasks, &|task| {
         let rows = task * per..((task + 1) * per).min(w.rows);
         for t in 0..m {
@@ -139,6 +163,18 @@ impl Kernel {
         }
     }
 
+    /// Rows `rows` of every token's output (token t's at `out[t * y_stride + y_offset..]`),
+    /// the multi-token way ([`gemm_generic`]).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(self, w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>, out: SharedOut, y_stride: usize, y_offset: usize) {
+        match self {
+            Kernel::Portable => gemm_generic(w, x, m, rows, out, y_stride, y_offset),
+            // SAFETY: only chosen when the CPU has these features.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { gemm_avx2(w, x, m, rows, out, y_stride, y_offset) },
+        }
+    }
+
     /// y[i] = row(rows.start + i) · x.
     pub fn rows(self, w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32]) {
         match self {
@@ -148,6 +184,13 @@ impl Kernel {
             Kernel::Avx2 => unsafe { rows_avx2(w, x, act, rows, y) },
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_avx2(w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>, out: SharedOut, y_stride: usize, y_offset: usize) {
+    gemm_generic(w, x, m, rows, out, y_stride, y_offset)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -169,11 +212,7 @@ fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, ro
             WeightDType::Block(t) => match (t, act) {
                 (BlockType::Q8_0, Some(a)) => dot_q8_0(row, a),
                 (BlockType::Q4_0, Some(a)) => dot_q4_0(row, a),
-                (BlockType::Q8_0, None) => dot_q8_0_f32(row, x),
-                (BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q5_1, _) => dot_nibbles(t, row, x),
-                (BlockType::Q4_K, _) => dot_q4_k(row, x),
-                (BlockType::Q6_K, _) => dot_q6_k(row, x),
-                _ => dot_blocks(t, row, x),
+                _ => specialised!(t, dot_decoded(row, x)),
             },
         };
     }
@@ -289,123 +328,192 @@ fn dot_q4_0(row: &[u8], a: &QuantizedActivations) -> f32 {
     acc
 }
 
-/// Q8_0 rows with f32 activations: each block's 32 values widened and multiplied in f32, one
-/// scale per block (vectorizes: i8 -> f32 conversion and multiply-adds).
-#[inline(always)]
-fn dot_q8_0_f32(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = 0f32;
-    let mut buf = [0f32; QK];
-    for (b, blk) in row.chunks_exact(34).enumerate() {
-        let start = b * QK;
-        let n = QK.min(x.len() - start);
-        for (o, &q) in buf.iter_mut().zip(&blk[2..34]) {
-            *o = f32::from(q as i8);
-        }
-        acc += dot_f32(&buf[..n], &x[start..start + n]) * half_at(blk, 0);
+/// Values per sub-block of the block types with their own decoder: their dot products are
+/// summed 32 values at a time (the others a block at a time).
+fn sub_values(t: BlockType) -> usize {
+    match t {
+        BlockType::Q8_0 | BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q5_1 | BlockType::Q4_K | BlockType::Q6_K => QK,
+        _ => t.block_values(),
     }
-    acc
 }
 
-/// Q4_0, Q4_1, Q5_0 and Q5_1 blocks with f32 activations (f16 d, Q4_1/Q5_1 also f16 m; Q5_*
-/// four bytes of fifth bits; 16 bytes of nibbles, value j the low nibble of byte j, value
-/// j + 16 its high one): widened in registers, then the f32 dot product.
+/// One block of `t` decoded to f32 values (`out`: [`BlockType::block_values`] long): Q8_0;
+/// Q4_0, Q4_1, Q5_0 and Q5_1 (f16 d, Q4_1/Q5_1 also f16 m; Q5_* four bytes of fifth bits; 16
+/// bytes of nibbles, value j the low nibble of byte j, value j + 16 its high one) widened in
+/// registers; Q4_K (f16 d and dmin, twelve bytes of 6-bit scales and mins, 256 4-bit quants)
+/// and Q6_K (128 bytes of low nibbles, 64 of high bit pairs, 16 i8 scales, f16 d) a 32-value
+/// sub-block at a time with its constants hoisted; any other type by the reference dequantizer.
 #[inline(always)]
-fn dot_nibbles(t: BlockType, row: &[u8], x: &[f32]) -> f32 {
-    let (bytes, fifth, offset, bias) = match t {
-        BlockType::Q4_0 => (18, false, false, 8.0),
-        BlockType::Q4_1 => (20, false, true, 0.0),
-        BlockType::Q5_0 => (22, true, false, 16.0),
-        _ => (24, true, true, 0.0),
-    };
-    let mut acc = 0f32;
-    let mut buf = [0f32; QK];
-    for (b, blk) in row.chunks_exact(bytes).enumerate() {
-        let start = b * QK;
-        let n = QK.min(x.len() - start);
-        let d = half_at(blk, 0);
-        let (m, rest) = if offset { (half_at(blk, 2), &blk[4..]) } else { (0.0, &blk[2..]) };
-        let (qh, qs) = if fifth { (u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]), &rest[4..20]) } else { (0, &rest[..16]) };
-        for j in 0..16 {
-            let (lo, hi) = (u32::from(qs[j] & 0xF) | (((qh >> j) & 1) << 4), u32::from(qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
-            buf[j] = d * (lo as f32 - bias) + m;
-            buf[j + 16] = d * (hi as f32 - bias) + m;
-        }
-        acc += dot_f32(&buf[..n], &x[start..start + n]);
-    }
-    acc
-}
-
-/// Q4_K super-blocks (f16 d and dmin, twelve bytes of 6-bit scales and mins, 256 4-bit
-/// quants): each 32-value sub-block decoded with its two constants hoisted (`d·scale`,
-/// `dmin·min`), then an f32 dot product.
-#[inline(always)]
-fn dot_q4_k(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = 0f32;
-    let mut buf = [0f32; QK];
-    for (b, blk) in row.chunks_exact(144).enumerate() {
-        let (d, dmin, scales, qs) = (half_at(blk, 0), half_at(blk, 2), &blk[4..16], &blk[16..144]);
-        for sb in 0..8 {
-            let start = b * 256 + sb * QK;
-            if start >= x.len() {
-                break;
+fn decode_block(t: BlockType, blk: &[u8], out: &mut [f32]) {
+    match t {
+        BlockType::Q8_0 => {
+            let d = half_at(blk, 0);
+            for (o, &q) in out[..QK].iter_mut().zip(&blk[2..34]) {
+                *o = d * f32::from(q as i8);
             }
-            let n = QK.min(x.len() - start);
-            let (sc, m) = crate::quant::ggml::scale_min_k4(sb, scales);
-            let (ds, dm) = (d * f32::from(sc), dmin * f32::from(m));
-            let (q, shift) = (&qs[(sb / 2) * QK..(sb / 2 + 1) * QK], 4 * (sb % 2));
-            for (o, &q) in buf.iter_mut().zip(q) {
-                *o = ds * f32::from((q >> shift) & 0xF) - dm;
-            }
-            acc += dot_f32(&buf[..n], &x[start..start + n]);
         }
-    }
-    acc
-}
-
-/// Q6_K super-blocks (128 bytes of low nibbles, 64 of high bit pairs, 16 i8 scales, f16 d):
-/// decoded 32 values at a time (two scales each), then an f32 dot product.
-#[inline(always)]
-fn dot_q6_k(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = 0f32;
-    let mut buf = [0f32; QK];
-    for (b, blk) in row.chunks_exact(210).enumerate() {
-        let (ql, qh, scales, d) = (&blk[..128], &blk[128..192], &blk[192..208], half_at(blk, 208));
-        for h in 0..2 {
-            for k in 0..4 {
-                let start = b * 256 + h * 128 + k * QK;
-                if start >= x.len() {
-                    break;
+        BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q5_1 => {
+            let (fifth, offset, bias) = match t {
+                BlockType::Q4_0 => (false, false, 8.0),
+                BlockType::Q4_1 => (false, true, 0.0),
+                BlockType::Q5_0 => (true, false, 16.0),
+                _ => (true, true, 0.0),
+            };
+            let d = half_at(blk, 0);
+            let (m, rest) = if offset { (half_at(blk, 2), &blk[4..]) } else { (0.0, &blk[2..]) };
+            let (qh, qs) = if fifth { (u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]), &rest[4..20]) } else { (0, &rest[..16]) };
+            for j in 0..16 {
+                let (lo, hi) = (u32::from(qs[j] & 0xF) | (((qh >> j) & 1) << 4), u32::from(qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+                out[j] = d * (lo as f32 - bias) + m;
+                out[j + 16] = d * (hi as f32 - bias) + m;
+            }
+        }
+        BlockType::Q4_K => {
+            let (d, dmin, scales, qs) = (half_at(blk, 0), half_at(blk, 2), &blk[4..16], &blk[16..144]);
+            for sb in 0..8 {
+                let (sc, m) = crate::quant::ggml::scale_min_k4(sb, scales);
+                let (ds, dm) = (d * f32::from(sc), dmin * f32::from(m));
+                let (q, shift) = (&qs[(sb / 2) * QK..(sb / 2 + 1) * QK], 4 * (sb % 2));
+                for (o, &q) in out[sb * QK..(sb + 1) * QK].iter_mut().zip(q) {
+                    *o = ds * f32::from((q >> shift) & 0xF) - dm;
                 }
-                let n = QK.min(x.len() - start);
-                let low = &ql[h * 64 + (k % 2) * QK..][..QK];
-                let high = &qh[h * 32..][..QK];
-                let (shift_low, shift_high) = (4 * (k / 2), 2 * k);
-                let s0 = d * f32::from(scales[h * 8 + k * 2] as i8);
-                let s1 = d * f32::from(scales[h * 8 + k * 2 + 1] as i8);
-                for l in 0..QK {
-                    let q = ((low[l] >> shift_low) & 0xF) | (((high[l] >> shift_high) & 3) << 4);
-                    buf[l] = if l < 16 { s0 } else { s1 } * f32::from(q as i8 - 32);
-                }
-                acc += dot_f32(&buf[..n], &x[start..start + n]);
             }
         }
+        BlockType::Q6_K => {
+            let (ql, qh, scales, d) = (&blk[..128], &blk[128..192], &blk[192..208], half_at(blk, 208));
+            for h in 0..2 {
+                for k in 0..4 {
+                    let low = &ql[h * 64 + (k % 2) * QK..][..QK];
+                    let high = &qh[h * 32..][..QK];
+                    let (shift_low, shift_high) = (4 * (k / 2), 2 * k);
+                    let s0 = d * f32::from(scales[h * 8 + k * 2] as i8);
+                    let s1 = d * f32::from(scales[h * 8 + k * 2 + 1] as i8);
+                    let o = &mut out[h * 128 + k * QK..][..QK];
+                    for l in 0..QK {
+                        let q = ((low[l] >> shift_low) & 0xF) | (((high[l] >> shift_high) & 3) << 4);
+                        o[l] = if l < 16 { s0 } else { s1 } * f32::from(q as i8 - 32);
+                    }
+                }
+            }
+        }
+        _ => t.dequantize_block(blk, out),
     }
-    acc
 }
 
-/// Any other block type: each block decoded by the reference dequantizer, then an f32 dot.
+/// A row of blocks with f32 activations: each block decoded ([`decode_block`]), then f32 dot
+/// products over its sub-blocks.
 #[inline(always)]
-fn dot_blocks(t: BlockType, row: &[u8], x: &[f32]) -> f32 {
-    let (values, bytes) = (t.block_values(), t.block_bytes());
+fn dot_decoded(t: BlockType, row: &[u8], x: &[f32]) -> f32 {
+    let (values, bytes, sub) = (t.block_values(), t.block_bytes(), sub_values(t));
     let mut buf = [0f32; 256];
     let mut acc = 0f32;
     for (b, blk) in row.chunks_exact(bytes).enumerate() {
-        t.dequantize_block(blk, &mut buf[..values]);
-        let start = b * values;
-        let n = values.min(x.len().saturating_sub(start));
-        acc += dot_f32(&buf[..n], &x[start..start + n]);
+        decode_block(t, blk, &mut buf[..values]);
+        for s in (0..values).step_by(sub) {
+            let start = b * values + s;
+            if start >= x.len() {
+                break;
+            }
+            let n = sub.min(x.len() - start);
+            acc += dot_f32(&buf[s..s + n], &x[start..start + n]);
+        }
     }
     acc
+}
+
+/// Row `r` of `w` as f32 values into `out` (`w.cols` long, or the whole blocks' values).
+#[inline(always)]
+fn decode_row(w: &CpuMatrix, r: usize, out: &mut [f32]) {
+    let row = w.row(r);
+    match w.dtype {
+        WeightDType::F32 => out[..w.cols].copy_from_slice(&bytemuck::cast_slice::<u8, f32>(row)[..w.cols]),
+        WeightDType::F16 => out.iter_mut().zip(bytemuck::cast_slice::<u8, u16>(row)).for_each(|(o, &h)| *o = f16_to_f32(h)),
+        WeightDType::BF16 => out.iter_mut().zip(bytemuck::cast_slice::<u8, u16>(row)).for_each(|(o, &h)| *o = f32::from_bits(u32::from(h) << 16)),
+        WeightDType::Block(t) => specialised!(t, decode_blocks(row, out)),
+    }
+}
+
+/// A row of blocks of `t` decoded into `out` (its first `out.len()` values).
+#[inline(always)]
+fn decode_blocks(t: BlockType, row: &[u8], out: &mut [f32]) {
+    let values = t.block_values();
+    for (blk, o) in row.chunks_exact(t.block_bytes()).zip(out.chunks_mut(values)) {
+        if o.len() == values {
+            decode_block(t, blk, o);
+        } else {
+            let mut buf = [0f32; 256];
+            decode_block(t, blk, &mut buf[..values]);
+            o.copy_from_slice(&buf[..o.len()]);
+        }
+    }
+}
+
+/// Rows decoded per group of the multi-token path, and tokens per pass over them: 4 x 2 dot
+/// products share each load (8 vector accumulators).
+const GEMM_ROWS: usize = 4;
+const GEMM_TOKENS: usize = 2;
+
+/// The multi-token product (prefill): each group of [`GEMM_ROWS`] rows is decoded to f32 once,
+/// then multiplied by every token, [`GEMM_TOKENS`] at a time: the decoding no longer repeats
+/// per token, and each loaded value feeds several products.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gemm_generic(w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>, out: SharedOut, y_stride: usize, y_offset: usize) {
+    let cols = w.cols;
+    let mut decoded = vec![0f32; GEMM_ROWS * cols];
+    for r0 in rows.clone().step_by(GEMM_ROWS) {
+        let nr = GEMM_ROWS.min(rows.end - r0);
+        for (i, d) in decoded.chunks_exact_mut(cols).enumerate() {
+            if i < nr {
+                decode_row(w, r0 + i, d);
+            } else {
+                d.fill(0.0);
+            }
+        }
+        for t0 in (0..m).step_by(GEMM_TOKENS) {
+            let nt = GEMM_TOKENS.min(m - t0);
+            let xs: [&[f32]; GEMM_TOKENS] = std::array::from_fn(|j| &x[(t0 + j.min(nt - 1)) * cols..][..cols]);
+            let sums = dot_4x2(&decoded, xs, cols);
+            for (j, row_sums) in sums.iter().enumerate().take(nt) {
+                // SAFETY: each task writes its own rows of each token's output, disjoint.
+                let y = unsafe { std::slice::from_raw_parts_mut(out.get().add((t0 + j) * y_stride + y_offset + r0), nr) };
+                y.copy_from_slice(&row_sums[..nr]);
+            }
+        }
+    }
+}
+
+/// sums[t][r] = decoded row r · xs[t], eight lanes per accumulator as [`dot_f32`] sums. Written
+/// on fixed-size arrays (no bounds checks in the loop) so that each lane loop becomes one vector
+/// operation and the eight accumulators stay in registers.
+#[inline(always)]
+fn dot_4x2(decoded: &[f32], xs: [&[f32]; GEMM_TOKENS], cols: usize) -> [[f32; GEMM_ROWS]; GEMM_TOKENS] {
+    let w: [&[f32]; GEMM_ROWS] = std::array::from_fn(|i| &decoded[i * cols..(i + 1) * cols]);
+    let whole = cols / 8 * 8;
+    let (mut a00, mut a01, mut a02, mut a03) = ([0f32; 8], [0f32; 8], [0f32; 8], [0f32; 8]);
+    let (mut a10, mut a11, mut a12, mut a13) = ([0f32; 8], [0f32; 8], [0f32; 8], [0f32; 8]);
+    let lanes = |v: &[f32]| -> [f32; 8] { v.try_into().expect("8 lanes") };
+    for c in (0..whole).step_by(8) {
+        let (x0, x1) = (lanes(&xs[0][c..c + 8]), lanes(&xs[1][c..c + 8]));
+        let (w0, w1, w2, w3) = (lanes(&w[0][c..c + 8]), lanes(&w[1][c..c + 8]), lanes(&w[2][c..c + 8]), lanes(&w[3][c..c + 8]));
+        for j in 0..8 {
+            a00[j] += w0[j] * x0[j];
+            a01[j] += w1[j] * x0[j];
+            a02[j] += w2[j] * x0[j];
+            a03[j] += w3[j] * x0[j];
+            a10[j] += w0[j] * x1[j];
+            a11[j] += w1[j] * x1[j];
+            a12[j] += w2[j] * x1[j];
+            a13[j] += w3[j] * x1[j];
+        }
+    }
+    let acc = [[a00, a01, a02, a03], [a10, a11, a12, a13]];
+    std::array::from_fn(|t| {
+        std::array::from_fn(|i| {
+            let tail: f32 = (whole..cols).map(|c| w[i][c] * xs[t][c]).sum();
+            acc[t][i].iter().sum::<f32>() + tail
+        })
+    })
 }
 
 /// f64 reference of the integer paths: the row's values · the activations as quantized.

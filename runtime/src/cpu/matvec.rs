@@ -163,6 +163,19 @@ impl Kernel {
         }
     }
 
+    /// Runs `f` compiled for this instruction set: `f`, called once, is inlined into a function
+    /// with the kernel's target features, so its loops vectorize for them (the other CPU ops
+    /// use this; the matvec has its own entry points).
+    #[inline(always)]
+    pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        match self {
+            Kernel::Portable => f(),
+            // SAFETY: only chosen when the CPU has these features.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { run_avx2(f) },
+        }
+    }
+
     /// Rows `rows` of every token's output (token t's at `out[t * y_stride + y_offset..]`),
     /// the multi-token way ([`gemm_generic`]).
     #[allow(clippy::too_many_arguments)]
@@ -184,6 +197,12 @@ impl Kernel {
             Kernel::Avx2 => unsafe { rows_avx2(w, x, act, rows, y) },
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -220,7 +239,7 @@ fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, ro
 
 /// Eight independent sums: the compiler keeps them in one vector register.
 #[inline(always)]
-fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+pub(crate) fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
     let n = w.len().min(x.len());
     let (w, x) = (&w[..n], &x[..n]);
     let mut acc = [0f32; 8];
@@ -257,7 +276,7 @@ fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
 /// mantissa moved into place and rebiased by a multiply by 2^112 (which also normalises
 /// subnormals); infinities and NaN (exponent 31) selected apart. Exact for every half.
 #[inline(always)]
-fn f16_to_f32(h: u16) -> f32 {
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
     let h = u32::from(h);
     let sign = (h & 0x8000) << 16;
     let magnitude = f32::from_bits((h & 0x7fff) << 13) * f32::from_bits(0x7780_0000); // 2^112

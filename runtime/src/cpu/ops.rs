@@ -145,32 +145,38 @@ pub fn attention(pool: &Pool, q: &[f32], cache: &CpuKvCache, heads: Heads, score
     let Heads { n_heads, n_kv_heads, head_dim: hd } = heads;
     let (group, kv_dim) = (n_heads / n_kv_heads, n_kv_heads * hd);
     let out_ptr = super::SharedOut(out.as_mut_ptr());
+    let kernel = super::matvec::Kernel::best();
     pool.run(n * n_heads, &|task| {
-        let (t, h) = (task / n_heads, task % n_heads);
-        let end = start + t + 1;
-        let lo = scores.first_key(end);
-        let kvh = h / group;
-        let qv = &q[task * hd..(task + 1) * hd];
-        let mut s: Vec<f32> = (lo..end)
-            .map(|j| {
-                let k = &cache.k[j * kv_dim + kvh * hd..][..hd];
-                qv.iter().zip(k).map(|(&a, b)| a * b.to_f32()).sum::<f32>() * scores.scale
-            })
-            .collect();
-        let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut total = 0f32;
-        for v in &mut s {
-            *v = (*v - max).exp();
-            total += *v;
-        }
-        // SAFETY: each task writes its own (token, head) row.
-        let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(task * hd), hd) };
-        o.fill(0.0);
-        for (j, &p) in (lo..end).zip(&s) {
-            let v = &cache.v[j * kv_dim + kvh * hd..][..hd];
-            o.iter_mut().zip(v).for_each(|(o, v)| *o += p * v.to_f32());
-        }
-        o.iter_mut().for_each(|o| *o /= total);
+        kernel.run(|| {
+            let (t, h) = (task / n_heads, task % n_heads);
+            let end = start + t + 1;
+            let lo = scores.first_key(end);
+            let kvh = h / group;
+            let qv = &q[task * hd..(task + 1) * hd];
+            // Each cached row widened into `row` (branch-free, vectorized), then f32 arithmetic.
+            let mut row = vec![0f32; hd];
+            let widen = |cached: &[f16], row: &mut [f32]| row.iter_mut().zip(cached).for_each(|(r, c)| *r = super::matvec::f16_to_f32(c.to_bits()));
+            let mut s: Vec<f32> = (lo..end)
+                .map(|j| {
+                    widen(&cache.k[j * kv_dim + kvh * hd..][..hd], &mut row);
+                    super::matvec::dot_f32(qv, &row) * scores.scale
+                })
+                .collect();
+            let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0f32;
+            for v in &mut s {
+                *v = (*v - max).exp();
+                total += *v;
+            }
+            // SAFETY: each task writes its own (token, head) row.
+            let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(task * hd), hd) };
+            o.fill(0.0);
+            for (j, &p) in (lo..end).zip(&s) {
+                widen(&cache.v[j * kv_dim + kvh * hd..][..hd], &mut row);
+                o.iter_mut().zip(&row).for_each(|(o, v)| *o += p * v);
+            }
+            o.iter_mut().for_each(|o| *o /= total);
+        })
     });
 }
 

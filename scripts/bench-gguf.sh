@@ -4,10 +4,14 @@
 # convert_hf_to_gguf.py (with the real Llama-2 tokenizer of scripts/get-test-assets.sh), then
 # requantized by `cria quantize` into each FILE_TYPE (the files llama-quantize would write), and
 # each file run by `cria bench` (with the adapter's copy bandwidth, or on the CPU device the
-# memory read rate, measured in the same run) and by llama.cpp's `llama-bench` (CPU, all cores).
-# Prints a Markdown table for docs/BENCHMARKS.md.
+# memory read rate, measured in the same run) and by llama.cpp's `llama-bench` (CPU, all cores),
+# at each prompt length; then transformers (PyTorch, f32 on the CPU, same thread count) on the
+# F16 checkpoint the GGUFs were made from. Prints Markdown tables for docs/BENCHMARKS.md.
 #
-#   CRIA_LLAMA_CPP=DIR [CRIA_DEVICE=gpu|cpu] bash scripts/bench-gguf.sh [MODEL] [PROMPT_LEN] [GEN_LEN] [FILE_TYPES]
+#   CRIA_LLAMA_CPP=DIR [CRIA_DEVICE=gpu|cpu] bash scripts/bench-gguf.sh [MODEL] [PROMPT_LENS] [GEN_LEN] [FILE_TYPES]
+#
+# PROMPT_LENS: one length or several ("32 128"). Cria and transformers decode GEN_LEN tokens
+# after the prompt; llama-bench's decode test (-n) starts from an empty context.
 #
 # DIR: a llama.cpp tree with build/bin/llama-bench (PyPI's llama-cpp-python source archive,
 # built as RECIPES section 8 says; never in CI). FILE_TYPES default "f16 q8_0 q4_0 q4_k_m q6_k".
@@ -16,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-tinyllama-1.1b}
-prompt_len=${2:-32}
+prompt_lens=${2:-32}
 gen_len=${3:-8}
 types=${4:-f16 q8_0 q4_0 q4_k_m q6_k}
 device=${CRIA_DEVICE:-gpu}
@@ -44,19 +48,21 @@ sys.argv = ["convert_hf_to_gguf.py"] + sys.argv[2:]
 c.main()
 PY
 PYTHONPATH="$llama/gguf-py" "$venv/bin/python" "$work/convert.py" "$llama" "$work/hf" --outtype f16 --outfile "$work/f16.gguf" >/dev/null 2>&1
-rm -rf "$work/hf"
+for t in $types; do
+  if [ "$t" != f16 ]; then "$cria" quantize --model "$work/f16.gguf" --to "$t" --out "$work/$t.gguf" 2>/dev/null; fi
+done
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "command: CRIA_LLAMA_CPP=... CRIA_DEVICE=$device bash scripts/bench-gguf.sh $model $prompt_len $gen_len \"$types\" (commit $(git rev-parse --short HEAD))"
+echo "command: CRIA_LLAMA_CPP=... CRIA_DEVICE=$device bash scripts/bench-gguf.sh $model \"$prompt_lens\" $gen_len \"$types\" (commit $(git rev-parse --short HEAD))"
+for prompt_len in $prompt_lens; do
 echo
-echo "| file type | file | Cria prefill tok/s | Cria decode tok/s | achieved GB/s | ceiling GB/s (same run) | ratio to ceiling | llama.cpp prefill tok/s | llama.cpp decode tok/s | Cria / llama.cpp decode |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "prompt $prompt_len, $gen_len generated:"
+echo
+echo "| file type | file | Cria prefill tok/s | Cria decode tok/s | achieved GB/s | ceiling GB/s (same run) | ratio to ceiling | llama.cpp prefill tok/s | llama.cpp decode tok/s | Cria / llama.cpp prefill | Cria / llama.cpp decode |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for t in $types; do
   file="$work/f16.gguf"
-  if [ "$t" != f16 ]; then
-    file="$work/$t.gguf"
-    "$cria" quantize --model "$work/f16.gguf" --to "$t" --out "$file" 2>/dev/null
-  fi
+  if [ "$t" != f16 ]; then file="$work/$t.gguf"; fi
   cria_json=$("$cria" bench --device "$device" --model "$file" --prompt-len "$prompt_len" --gen-len "$gen_len" --json)
   peer_json=$("$llama/build/bin/llama-bench" -m "$file" -t "$(nproc)" -p "$prompt_len" -n "$gen_len" -r 1 -o json 2>/dev/null)
   python3 - "$t" "$(stat -c %s "$file")" "$cria_json" "$peer_json" <<'PY'
@@ -65,8 +71,16 @@ t, size, r, peer = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.
 pp = next(x["avg_ts"] for x in peer if x["n_prompt"] > 0)
 tg = next(x["avg_ts"] for x in peer if x["n_gen"] > 0)
 print(f"| {t} | {size / 2**20:.0f} MiB | {r['prefill_tokens_per_s']:.2f} | {r['decode_tokens_per_s']:.3f} | {r['achieved_gb_per_s']:.3f} | "
-      f"{r['copy_gb_per_s']:.2f} | {100 * r['ratio_to_copy']:.1f}% | {pp:.2f} | {tg:.2f} | {r['decode_tokens_per_s'] / tg:.3f} |")
+      f"{r['copy_gb_per_s']:.2f} | {100 * r['ratio_to_copy']:.1f}% | {pp:.2f} | {tg:.2f} | {r['prefill_tokens_per_s'] / pp:.3f} | {r['decode_tokens_per_s'] / tg:.3f} |")
+PY
+done
+# transformers on the F16 checkpoint, in f32 (PyTorch's CPU kernels have no fast f16 matmul).
+peer=$("$venv/bin/python" scripts/bench-peer.py "$work/hf" --prompt-len "$prompt_len" --gen-len "$gen_len" --threads "$(nproc)" --dtype float32 2>/dev/null)
+python3 - "$peer" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"| transformers (f32) | | {r['prefill_tokens_per_s']:.2f} | {r['decode_tokens_per_s']:.3f} | | | | | | | |")
 PY
 done
 echo
-echo "Cria: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["adapter"])' "$cria_json"); llama.cpp: CPU backend, $(nproc) threads, llama-bench -r 1."
+echo "Cria: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["adapter"])' "$cria_json"); llama.cpp: CPU backend, $(nproc) threads, llama-bench -r 1; $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["peer"])' "$peer")."

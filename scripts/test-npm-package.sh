@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The npm package as a user gets it: `npm pack` web/pkg, install the tarball into a scratch
-# project, import it in Node (which has no WebGPU: Cria.load must reject saying so), check the
+# project, import it in Node (no WebGPU and no Web Workers: device "gpu" must reject saying
+# so, and the default "auto", which picks the CPU, must ask for { worker: false }), check the
 # tarball carries the module, the worker, the types and the bundled model, and type-check a
 # TypeScript user of the package with `tsc --strict`. Needs `bash scripts/build-web.sh` first.
 set -euo pipefail
@@ -30,10 +31,11 @@ node --input-type=module -e "
 import { Cria, CriaError } from 'cria';
 import assert from 'node:assert/strict';
 assert.equal(typeof Cria.load, 'function');
-await assert.rejects(Cria.load(), (e) => e instanceof CriaError && e.code === 'no-webgpu' && /WebGPU is not available here/.test(e.message));
+await assert.rejects(Cria.load('bundled', { device: 'gpu' }), (e) => e instanceof CriaError && e.code === 'no-webgpu' && /WebGPU is not available here/.test(e.message));
+await assert.rejects(Cria.load(), (e) => e instanceof CriaError && e.code === 'no-worker' && /pass \{ worker: false \}/.test(e.message));
 const manifest = (await import('cria/package.json', { with: { type: 'json' } })).default;
 assert.equal(manifest.name, 'cria');
-console.log('npm package: imports in Node; without WebGPU Cria.load rejects with code no-webgpu');
+console.log('npm package: imports in Node; device gpu rejects with code no-webgpu; auto picks the CPU and asks for a worker-less engine');
 "
 cat > use.ts <<'TS'
 import { Cria, type ChatCompletion, type GenerationResult, type LoadProgress } from "cria";

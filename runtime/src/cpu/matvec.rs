@@ -163,19 +163,6 @@ impl Kernel {
         }
     }
 
-    /// Runs `f` compiled for this instruction set: `f`, called once, is inlined into a function
-    /// with the kernel's target features, so its loops vectorize for them (the other CPU ops
-    /// use this; the matvec has its own entry points).
-    #[inline(always)]
-    pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
-        match self {
-            Kernel::Portable => f(),
-            // SAFETY: only chosen when the CPU has these features.
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { run_avx2(f) },
-        }
-    }
-
     /// Rows `rows` of every token's output (token t's at `out[t * y_stride + y_offset..]`),
     /// the multi-token way ([`gemm_generic`]).
     #[allow(clippy::too_many_arguments)]
@@ -197,12 +184,6 @@ impl Kernel {
             Kernel::Avx2 => unsafe { rows_avx2(w, x, act, rows, y) },
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -147,37 +147,53 @@ pub fn attention(pool: &Pool, q: &[f32], cache: &CpuKvCache, heads: Heads, score
     let out_ptr = super::SharedOut(out.as_mut_ptr());
     let kernel = super::matvec::Kernel::best();
     pool.run(n * n_heads, &|task| {
-        kernel.run(|| {
-            let (t, h) = (task / n_heads, task % n_heads);
-            let end = start + t + 1;
-            let lo = scores.first_key(end);
-            let kvh = h / group;
-            let qv = &q[task * hd..(task + 1) * hd];
-            // Each cached row widened into `row` (branch-free, vectorized), then f32 arithmetic.
-            let mut row = vec![0f32; hd];
-            let widen = |cached: &[f16], row: &mut [f32]| row.iter_mut().zip(cached).for_each(|(r, c)| *r = super::matvec::f16_to_f32(c.to_bits()));
-            let mut s: Vec<f32> = (lo..end)
-                .map(|j| {
-                    widen(&cache.k[j * kv_dim + kvh * hd..][..hd], &mut row);
-                    super::matvec::dot_f32(qv, &row) * scores.scale
-                })
-                .collect();
-            let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0f32;
-            for v in &mut s {
-                *v = (*v - max).exp();
-                total += *v;
-            }
-            // SAFETY: each task writes its own (token, head) row.
-            let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(task * hd), hd) };
-            o.fill(0.0);
-            for (j, &p) in (lo..end).zip(&s) {
-                widen(&cache.v[j * kv_dim + kvh * hd..][..hd], &mut row);
-                o.iter_mut().zip(&row).for_each(|(o, v)| *o += p * v);
-            }
-            o.iter_mut().for_each(|o| *o /= total);
-        })
+        // SAFETY: each task writes its own (token, head) row.
+        let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(task * hd), hd) };
+        let (t, h) = (task / n_heads, task % n_heads);
+        let qv = &q[task * hd..(task + 1) * hd];
+        let (first, end) = (scores.first_key(start + t + 1), start + t + 1);
+        let offset = (h / group) * hd;
+        match kernel {
+            super::matvec::Kernel::Portable => attend(qv, cache, kv_dim, offset, scores.scale, first..end, o),
+            // SAFETY: only chosen when the CPU has these features.
+            #[cfg(target_arch = "x86_64")]
+            super::matvec::Kernel::Avx2 => unsafe { attend_avx2(qv, cache, kv_dim, offset, scores.scale, first..end, o) },
+        }
     });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn attend_avx2(q: &[f32], cache: &CpuKvCache, kv_dim: usize, offset: usize, scale: f32, keys: std::ops::Range<usize>, o: &mut [f32]) {
+    attend(q, cache, kv_dim, offset, scale, keys, o)
+}
+
+/// One query row over cached keys `keys` (each row's head at `offset`): each cached row widened
+/// by the branch-free f16 decode (vectorized), then f32 arithmetic; softmax in f32.
+#[inline(always)]
+fn attend(q: &[f32], cache: &CpuKvCache, kv_dim: usize, offset: usize, scale: f32, keys: std::ops::Range<usize>, o: &mut [f32]) {
+    let hd = q.len();
+    let mut row = vec![0f32; hd];
+    let widen = |cached: &[f16], row: &mut [f32]| row.iter_mut().zip(cached).for_each(|(r, c)| *r = super::matvec::f16_to_f32(c.to_bits()));
+    let mut s: Vec<f32> = keys
+        .clone()
+        .map(|j| {
+            widen(&cache.k[j * kv_dim + offset..][..hd], &mut row);
+            super::matvec::dot_f32(q, &row) * scale
+        })
+        .collect();
+    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0f32;
+    for v in &mut s {
+        *v = (*v - max).exp();
+        total += *v;
+    }
+    o.fill(0.0);
+    for (j, &p) in keys.zip(&s) {
+        widen(&cache.v[j * kv_dim + offset..][..hd], &mut row);
+        o.iter_mut().zip(&row).for_each(|(o, v)| *o += p * v);
+    }
+    o.iter_mut().for_each(|o| *o /= total);
 }
 
 /// The index of the largest value (the first of equals; NaN never wins over a number).

@@ -165,7 +165,7 @@ export interface ChatCompletionChunk {
 }
 
 export declare class CriaError extends Error {
-  /** no-webgpu, http, network, truncated, checksum, cache, bad-model, bad-source, too-large,
+  /** no-webgpu, no-worker, http, network, truncated, checksum, cache, bad-model, bad-source, too-large,
    * device-lost, cancelled, no-model, unsupported, bad-request, worker, runtime. */
   code: string;
 }

@@ -118,7 +118,11 @@ fn a_model_over_the_host_memory_is_refused_on_the_cpu_before_any_read() {
     let err = Llama::load(model::Device::cpu(), config, &mut counting, &ModelOptions { context: Some(256), ..ModelOptions::default() }, &mut |_| {}).err().expect("refused");
     assert_eq!(counting.rows_read, 0, "weights were read before the refusal");
     match &err {
-        Error::OutOfMemory { memory, available: a, budget, .. } => assert_eq!((*memory, *a, budget.as_str()), ("host memory", available, source.as_str())),
+        Error::OutOfMemory { memory, available: a, budget, .. } => {
+            // MemAvailable moves while other tests run: the same figure, read moments apart.
+            assert_eq!((*memory, budget.as_str()), ("host memory", source.as_str()));
+            assert!((*a as f64 / available as f64 - 1.0).abs() < 0.25, "{a} bytes available at the load, {available} just before");
+        }
         other => panic!("expected OutOfMemory, got {other}"),
     }
     assert!(err.to_string().contains("bytes of host memory") && err.to_string().contains("Hint: "), "{err}");

@@ -183,9 +183,10 @@ page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
 const { check, results } = checks();
 const timings = {};
 const ready = () => page.waitForSelector("body[data-state=ready]", { timeout: 180_000 });
-/** Runs `fn` in the page with the engine the demo created; errors come back as { error: { name, code, message } }. */
-const inPage = (fn, arg) =>
-  page.evaluate(
+/** Runs `fn` in a page (the main one unless `on`) with the engine its demo created; errors come
+ * back as { error: { name, code, message } }. */
+const inPage = (fn, arg, on = page) =>
+  on.evaluate(
     async ([src, arg]) => {
       const f = new Function(`return (${src})`)();
       try {
@@ -196,6 +197,55 @@ const inPage = (fn, arg) =>
     },
     [fn.toString(), arg],
   );
+
+/** In the page: a generation aborted once `abortAt` chunks arrived, then a whole greedy one;
+ * also the longest gap between the page's own 10 ms timer ticks meanwhile. */
+const abortThenRegenerate = async (cria, { prompt, opts, maxTokens, abortAt }) => {
+  let last = performance.now();
+  let worstGap = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    worstGap = Math.max(worstGap, now - last);
+    last = now;
+  }, 10);
+  const controller = new AbortController();
+  const s = cria.generate(prompt, { maxTokens, temperature: 0, signal: controller.signal });
+  let received = 0;
+  let caught = null;
+  try {
+    for await (const _ of s) if (++received === abortAt) controller.abort();
+  } catch (e) {
+    caught = { name: e.name, code: e.code };
+  }
+  const again = cria.generate(prompt, opts);
+  let text = "";
+  for await (const t of again) text += t;
+  clearInterval(timer);
+  return { received, caught, text, finish: (await again.result).finish, worstGap };
+};
+
+/** In `on`: a fresh engine of the package loads `source` with `options`; what it rejects with. */
+const loadRejects = (on, source, options = {}) =>
+  on.evaluate(async ([source, options]) => {
+    const { Cria } = await import("/pkg/src/index.js");
+    try {
+      await Cria.load(source, options);
+      return { resolved: true };
+    } catch (e) {
+      return { name: e.name, code: e.code, message: e.message };
+    }
+  }, [source, options]);
+
+/** In `on`: the bundled model's greedy text from an engine on the page's own thread. */
+const mainThreadText = (on, device) =>
+  on.evaluate(async ({ prompt, opts, device }) => {
+    const { Cria } = await import("/pkg/src/index.js");
+    const cria = await Cria.load("bundled", { worker: false, device });
+    let text = "";
+    for await (const t of cria.generate(prompt, opts)) text += t;
+    cria.dispose();
+    return { text, device: cria.device };
+  }, { prompt: PROMPT, opts: GREEDY, device });
 
 try {
   await check("the demo page loads the bundled model (download, verify, upload)", async () => {
@@ -279,21 +329,7 @@ try {
   });
 
   await check("an AbortSignal stops a generation mid-way; the next one runs to the end", async () => {
-    const r = await inPage(async (cria, { prompt, opts }) => {
-      const controller = new AbortController();
-      const s = cria.generate(prompt, { maxTokens: 200, temperature: 0, signal: controller.signal });
-      let received = 0;
-      let caught = null;
-      try {
-        for await (const _ of s) if (++received === 3) controller.abort();
-      } catch (e) {
-        caught = { name: e.name, code: e.code };
-      }
-      const again = cria.generate(prompt, opts);
-      let text = "";
-      for await (const t of again) text += t;
-      return { received, caught, text, finish: (await again.result).finish };
-    }, { prompt: PROMPT, opts: GREEDY });
+    const r = await inPage(abortThenRegenerate, { prompt: PROMPT, opts: GREEDY, maxTokens: 200, abortAt: 3 });
     assert.ok(!r.error, JSON.stringify(r.error));
     assert.deepEqual(r.caught, { name: "AbortError", code: "cancelled" });
     assert.ok(r.received >= 3 && r.received < 60, `aborted after ${r.received} chunks`);
@@ -344,28 +380,12 @@ try {
   });
 
   await check("main-thread mode ({ worker: false }) gives the same greedy text", async () => {
-    const r = await page.evaluate(async ({ prompt, opts }) => {
-      const { Cria } = await import("/pkg/src/index.js");
-      const cria = await Cria.load("bundled", { worker: false, device: "gpu" });
-      let text = "";
-      for await (const t of cria.generate(prompt, opts)) text += t;
-      cria.dispose();
-      return text;
-    }, { prompt: PROMPT, opts: GREEDY });
-    assert.equal(r, native);
+    const r = await mainThreadText(page, "gpu");
+    assert.equal(r.text, native);
   });
 
   // ---- bad input: each a rejected promise with a clear message; the engine stays usable ----
-  const loadFails = (path) =>
-    page.evaluate(async (url) => {
-      const { Cria } = await import("/pkg/src/index.js");
-      try {
-        await Cria.load(url);
-        return { resolved: true };
-      } catch (e) {
-        return { name: e.name, code: e.code, message: e.message };
-      }
-    }, `${server.url}${path}`);
+  const loadFails = (path) => loadRejects(page, `${server.url}${path}`);
 
   await check("a URL that 404s rejects naming the file and the status", async () => {
     const e = await loadFails("/faults/missing/");
@@ -552,15 +572,7 @@ try {
     await p.goto(`${server.url}/demo/`);
     await p.waitForSelector("body[data-state=ready]", { timeout: 60_000 });
     assert.match(await p.textContent("#adapter"), /^device: cpu — WebGPU is not available here \(navigator\.gpu is missing\)$/);
-    const e = await p.evaluate(async () => {
-      const { Cria } = await import("/pkg/src/index.js");
-      try {
-        await Cria.load("bundled", { device: "gpu" });
-        return { resolved: true };
-      } catch (e) {
-        return { code: e.code, message: e.message };
-      }
-    });
+    const e = await loadRejects(p, "bundled", { device: "gpu" });
     await p.close();
     assert.equal(e.code, "no-webgpu", JSON.stringify(e));
     assert.match(e.message, /WebGPU is not available here .*enable-unsafe-webgpu/s);
@@ -630,29 +642,7 @@ try {
     // The bundled model decodes hundreds of tokens a second here: the abort comes at the first
     // chunk, and without a yield between tokens the worker would finish all 250 first.
     await check("on the CPU, an AbortSignal ends a reply mid-way (the worker yields between tokens); the page stays responsive", async () => {
-      const r = await cpuPage.evaluate(async ({ prompt, opts }) => {
-        const cria = window.demo.cria;
-        let last = performance.now();
-        let worstGap = 0;
-        const timer = setInterval(() => {
-          const now = performance.now();
-          worstGap = Math.max(worstGap, now - last);
-          last = now;
-        }, 10);
-        const controller = new AbortController();
-        const s = cria.generate(prompt, { maxTokens: 250, temperature: 0, signal: controller.signal });
-        let received = 0;
-        let caught = null;
-        try {
-          for await (const _ of s) if (++received === 1) controller.abort();
-        } catch (e) {
-          caught = { name: e.name, code: e.code };
-        }
-        let text = "";
-        for await (const t of cria.generate(prompt, opts)) text += t;
-        clearInterval(timer);
-        return { received, caught, text, worstGap };
-      }, { prompt: PROMPT, opts: GREEDY });
+      const r = await inPage(abortThenRegenerate, { prompt: PROMPT, opts: GREEDY, maxTokens: 250, abortAt: 1 }, cpuPage);
       assert.deepEqual(r.caught, { name: "AbortError", code: "cancelled" }, `received ${r.received} chunks`);
       assert.ok(r.received >= 1 && r.received < 150, `aborted after ${r.received} chunks`);
       assert.equal(r.text, native);
@@ -660,15 +650,7 @@ try {
     });
 
     await check("on the CPU, main-thread mode ({ worker: false }) gives the same greedy text", async () => {
-      const r = await cpuPage.evaluate(async ({ prompt, opts }) => {
-        const { Cria } = await import("/pkg/src/index.js");
-        const cria = await Cria.load("bundled", { worker: false });
-        let text = "";
-        for await (const t of cria.generate(prompt, opts)) text += t;
-        cria.dispose();
-        return { text, device: cria.device };
-      }, { prompt: PROMPT, opts: GREEDY });
-      assert.deepEqual(r, { text: native, device: "cpu" });
+      assert.deepEqual(await mainThreadText(cpuPage, "auto"), { text: native, device: "cpu" });
     });
 
     await check("on the CPU, every family (folders and llama.cpp GGUFs) and the K-quant mixes give transformers' greedy ids", async () => {
@@ -685,15 +667,7 @@ try {
     });
 
     await check("on the CPU, device \"gpu\" rejects: the browser offers no adapter", async () => {
-      const e = await cpuPage.evaluate(async () => {
-        const { Cria } = await import("/pkg/src/index.js");
-        try {
-          await Cria.load("bundled", { device: "gpu" });
-          return { resolved: true };
-        } catch (e) {
-          return { code: e.code, message: e.message };
-        }
-      });
+      const e = await loadRejects(cpuPage, "bundled", { device: "gpu" });
       assert.equal(e.code, "no-webgpu", JSON.stringify(e));
       assert.match(e.message, /^the browser offers no WebGPU adapter .*Hint: load with \{ device: "cpu" \}/s);
     });

@@ -49,9 +49,16 @@ if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]; then
   source "$CACHE/lavapipe/env.sh"
 fi
 native=$(mktemp)
-trap 'rm -f "$native"' EXIT
+native_kquant=$(mktemp -d)
+trap 'rm -rf "$native" "$native_kquant"' EXIT
 cargo run -q -p cria-cli -- generate --prompt "ROMEO:" --max-tokens 32 --temperature 0 > "$native"
-CRIA_NATIVE_TEXT_FILE="$native" node web/tests/e2e.mjs
+# The K-quant files on the native CPU device: its decode quantizes activations to 8 bits as
+# llama.cpp's does, so the browser's CPU path must match it, not transformers' f32 ids.
+kquant_prompt=$(node -e 'console.log(JSON.parse(require("fs").readFileSync("tests/fixtures/kquant/golden.json", "utf8")).prompt)')
+for f in tests/fixtures/kquant/*.gguf; do
+  cargo run -q -p cria-cli -- generate --model "$f" --device cpu --prompt "$kquant_prompt" --max-tokens 32 --temperature 0 --repetition-penalty 1 > "$native_kquant/$(basename "$f").txt"
+done
+CRIA_NATIVE_TEXT_FILE="$native" CRIA_NATIVE_KQUANT_DIR="$native_kquant" node web/tests/e2e.mjs
 
 step "a real-size model in the browser: 135M parameters saved by transformers 5 (BF16, chat_template.jinja), by URL and file picker, cached, uncached"
 # transformers makes the model (tests/fixtures/make_real_size.py, in the venv of

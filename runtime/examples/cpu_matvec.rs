@@ -3,7 +3,10 @@
 //! the matrix (at least 256 MiB) that they come from memory, not the caches, as a model's
 //! layers do in decode.
 //!
-//!   cargo run --release -p cria --example cpu_matvec [ROWS] [COLS] [THREADS] [TOKENS]
+//!   cargo run --release -p cria --example cpu_matvec [ROWS] [COLS] [THREADS] [TOKENS] [CASE...]
+//!
+//! A CASE names one weight type to time (`q4_k`, or `q4_k:int8` for 8-bit activations); the
+//! default times every type.
 //!
 //! With TOKENS > 1 it times the multi-token product (prefill) instead and reports GFLOP/s.
 //!
@@ -29,7 +32,12 @@ fn main() {
     println!("{rows} x {cols}, {} threads, kernel {}", pool.threads(), Kernel::best().name());
     println!("| weights | bytes | ms per matvec | GB/s | ceiling GB/s (same run) | ratio |");
     println!("|---|---|---|---|---|---|");
-    let cases = [("f32", Activations::F32), ("f16", Activations::F32), ("bf16", Activations::F32), ("q8_0", Activations::F32), ("q8_0", Activations::Int8), ("q4_0", Activations::F32), ("q4_0", Activations::Int8), ("q4_k", Activations::F32), ("q6_k", Activations::F32)];
+    let all = [("f32", Activations::F32), ("f16", Activations::F32), ("bf16", Activations::F32), ("q8_0", Activations::F32), ("q8_0", Activations::Int8), ("q4_0", Activations::F32), ("q4_0", Activations::Int8), ("q4_k", Activations::F32), ("q4_k", Activations::Int8), ("q6_k", Activations::F32), ("q6_k", Activations::Int8), ("q5_k", Activations::Int8), ("q3_k", Activations::Int8), ("iq4_xs", Activations::Int8)];
+    let named: Vec<String> = std::env::args().skip(1).filter(|a| a.parse::<usize>().is_err()).collect();
+    let cases: Vec<(&str, Activations)> = match named.is_empty() {
+        true => all.to_vec(),
+        false => named.iter().map(|c| (c.trim_end_matches(":int8"), if c.ends_with(":int8") { Activations::Int8 } else { Activations::F32 })).collect(),
+    };
     for (name, mode) in cases {
         let dtype = WeightDType::parse(name).unwrap();
         let (w, _) = CpuMatrix::random(&mut rng, dtype, rows, cols);

@@ -149,6 +149,15 @@ fn check_model(name: &str, float_tag: &str) {
         assert!(rms <= bound * std, "{name} {tag}: RMS logit error {rms} > {bound} × std {std}");
         compare(&format!("{name} {tag} vs transformers"), 0, &got, &hf, MODEL_TOLERANCE).unwrap_or_else(|e| panic!("{e}"));
         compare(&format!("{name} {tag} vs CPU-dequantized"), 0, &got, &deq, MODEL_TOLERANCE).unwrap_or_else(|e| panic!("{e}"));
+
+        // The CPU device on the same file: its prefill (f32 products, f16 KV cache) within the
+        // f16-cache tolerance of the GPU's; its decode (8-bit activations) within the drift
+        // budget of the GPU's, step by step along the greedy ids.
+        let mut on_cpu = model::open_gguf(&gguf_path(name, tag)).unwrap().load(model::Device::cpu(), &options(), &mut |_| {}).unwrap();
+        let cpu_prefill = prefill(&mut on_cpu, &prompt);
+        compare(&format!("{name} {tag} CPU prefill vs GPU"), 0, &cpu_prefill, &got, cria::ops::check::model_tolerance(cria::ops::attention::KvDType::F16)).unwrap_or_else(|e| panic!("{e}"));
+        let steps = common::teacher_forced(&mut on_cpu, &prompt, &generated);
+        common::DecodeDrift::new(&steps, &common::teacher_forced(&mut llama, &prompt, &generated)).check(&format!("{name} {tag} on the CPU"), cria::ops::check::INT8_DECODE_BUDGET);
     }
 }
 

@@ -6,7 +6,8 @@
 //   CRIA_NATIVE_TEXT_FILE=out.txt node web/tests/e2e.mjs
 //
 // CRIA_NATIVE_TEXT_FILE holds what the native CLI printed for the same model and prompt
-// (`cria generate --prompt "ROMEO:" --max-tokens 32 --temperature 0`). Writes
+// (`cria generate --prompt "ROMEO:" --max-tokens 32 --temperature 0`); CRIA_NATIVE_KQUANT_DIR,
+// what it printed on the CPU device for each K-quant fixture (scripts/test-web.sh). Writes
 // target/artifacts/web-demo.png and target/artifacts/web-e2e.json (timings for BENCHMARKS).
 
 import assert from "node:assert/strict";
@@ -22,6 +23,8 @@ mkdirSync(artifacts, { recursive: true });
 // The CLI streams the generated text to stdout and ends it with one newline of its own.
 const native = readFileSync(process.env.CRIA_NATIVE_TEXT_FILE ?? assert.fail("set CRIA_NATIVE_TEXT_FILE"), "utf8").replace(/\n$/, "");
 assert.ok(native.length > 0, "the native CLI's text is empty");
+// CRIA_NATIVE_KQUANT_DIR: `cria generate --device cpu` on each K-quant fixture (FILE.txt).
+const nativeKquant = process.env.CRIA_NATIVE_KQUANT_DIR ?? assert.fail("set CRIA_NATIVE_KQUANT_DIR");
 const PROMPT = "ROMEO:";
 const GREEDY = { maxTokens: 32, temperature: 0 };
 const bundled = `${web}pkg/models/shakespeare/`;
@@ -487,7 +490,7 @@ try {
   });
 
   // ---- other sources, each checked against transformers' greedy ids for that model ----
-  const greedyIds = (source, model, prompt = golden(model).prompt, on = page, device = "gpu") =>
+  const greedy = (source, model, prompt = golden(model).prompt, on = page, device = "gpu") =>
     on.evaluate(async ({ source, prompt, device }) => {
       const { Cria } = await import("/pkg/src/index.js");
       const cria = await Cria.load(source, { device });
@@ -496,8 +499,9 @@ try {
       for await (const _ of s);
       const r = await s.result;
       cria.dispose();
-      return r.tokens;
+      return { tokens: r.tokens, text: r.text };
     }, { source, prompt, device });
+  const greedyIds = async (...args) => (await greedy(...args)).tokens;
 
   await check("a Hugging Face-style folder URL (no manifest) gives transformers' greedy ids", async () => {
     assert.deepEqual(await greedyIds(`${server.url}/fixtures/models/tinyllama-mini/`, "tinyllama-mini"), golden("tinyllama-mini").ids);
@@ -653,7 +657,7 @@ try {
       assert.deepEqual(await mainThreadText(cpuPage, "auto"), { text: native, device: "cpu" });
     });
 
-    await check("on the CPU, every family (folders and llama.cpp GGUFs) and the K-quant mixes give transformers' greedy ids", async () => {
+    await check("on the CPU, every family (folders and llama.cpp GGUFs) gives transformers' greedy ids; the K-quant mixes (8-bit activations) the native CPU's text", async () => {
       for (const model of ["tinyllama-mini", "qwen2-mini", "qwen3-mini", "gemma3-mini"]) {
         assert.deepEqual(await greedyIds(`${server.url}/fixtures/models/${model}/`, model, undefined, cpuPage, "cpu"), golden(model).ids, model);
       }
@@ -662,7 +666,8 @@ try {
       }
       const k = JSON.parse(readFileSync(`${fixtures}kquant/golden.json`, "utf8"));
       for (const file of ["kquant-mini-q4_k_m.gguf", "kquant-mini-mix.gguf"]) {
-        assert.deepEqual(await greedyIds(`${server.url}/fixtures/kquant/${file}`, null, k.prompt, cpuPage, "cpu"), k.files[file].generated_ids, file);
+        const want = readFileSync(`${nativeKquant}/${file}.txt`, "utf8").replace(/\n$/, "");
+        assert.equal((await greedy(`${server.url}/fixtures/kquant/${file}`, null, k.prompt, cpuPage, "cpu")).text, want, file);
       }
     });
 

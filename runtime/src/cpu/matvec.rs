@@ -1,22 +1,21 @@
 //! Matrix-vector products on the CPU: y [m, rows] = x [m, cols] · W^T for weights in every type
-//! Cria reads, multi-threaded over rows ([`Pool`]), SIMD through code the compiler vectorizes
-//! for the best instruction set found at run time (AVX2 + FMA + F16C on x86-64; the plain build
-//! elsewhere, `simd128` on wasm32 when enabled).
+//! Cria reads, multi-threaded over rows ([`Pool`]), SIMD for the best instruction set found at
+//! run time (AVX2 + FMA + F16C on x86-64; the plain build elsewhere, `simd128` on wasm32 when
+//! enabled): loops the compiler vectorizes, and intrinsics where it does not find the
+//! instructions (F16C widening, byte products summed in pairs).
 //!
-//! Every type multiplies f32 activations (what the GPU and transformers compute): Q8_0, Q4_0,
-//! Q4_1, Q5_0 and Q5_1 blocks widened in registers, Q4_K/Q6_K sub-blocks decoded with their
-//! constants hoisted, the other block types through the reference dequantizer a block at a time
-//! ([`decode_block`]). Several tokens at once (prefill) decode each row once for all of them
-//! ([`gemm_generic`]). ggml's integer path —
-//! activations quantized to 8 bits per 32-value block ([`QuantizedActivations`]), integer dot
-//! products — is here too ([`Activations::Int8`]), tested, not used by models yet.
-//! Reference: `ops::matvec::reference` (f64), on the activations each path sees (`reference_q8`
-//! for the integer path).
+//! Every ggml block type is integers times a scale per 16 or 32 values, some plus an offset:
+//! one decoder per type ([`decode_block_int`]) serves every path. A single token's product
+//! (decode) quantizes the activations to 8 bits per 32 values and sums integer products, as
+//! ggml's CPU backend does ([`Activations::Int8`]); several tokens at once (prefill) decode each
+//! row to f32 once for all of them ([`gemm_generic`]); f32/f16/bf16 rows always meet f32
+//! activations. Reference: `ops::matvec::reference` (f64), on the activations each path sees
+//! (`reference_q8` for the integer path).
 
 use super::pool::Pool;
 use super::{CpuMatrix, SharedOut};
 use crate::ops::WeightDType;
-use crate::quant::ggml::BlockType;
+use crate::quant::ggml::{BlockType, KVALUES_IQ4NL};
 
 /// Values per activation block (Q8_0's).
 const QK: usize = 32;
@@ -32,25 +31,33 @@ macro_rules! specialised {
             BlockType::Q4_1 => $f(BlockType::Q4_1, $($arg),*),
             BlockType::Q5_0 => $f(BlockType::Q5_0, $($arg),*),
             BlockType::Q5_1 => $f(BlockType::Q5_1, $($arg),*),
+            BlockType::Q2_K => $f(BlockType::Q2_K, $($arg),*),
+            BlockType::Q3_K => $f(BlockType::Q3_K, $($arg),*),
             BlockType::Q4_K => $f(BlockType::Q4_K, $($arg),*),
+            BlockType::Q5_K => $f(BlockType::Q5_K, $($arg),*),
             BlockType::Q6_K => $f(BlockType::Q6_K, $($arg),*),
-            other => $f(other, $($arg),*),
+            BlockType::IQ4_NL => $f(BlockType::IQ4_NL, $($arg),*),
+            BlockType::IQ4_XS => $f(BlockType::IQ4_XS, $($arg),*),
         }
     };
 }
 
 /// Activations quantized as ggml's `quantize_row_q8_0`: per 32 values, d = max|x| / 127 and
-/// q = round(x / d); the last block zero-padded.
+/// q = round(x / d); zero-padded to whole 256-value blocks, so that a row of any block type
+/// (its last block padded) meets quantized values everywhere.
 pub struct QuantizedActivations {
     pub d: Vec<f32>,
     pub q: Vec<i8>,
+    /// Per 16 values, the sum of the values as quantized (d · Σq): the blocks with a per-group
+    /// offset (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) multiply it by the offset.
+    pub sums: Vec<f32>,
     pub cols: usize,
 }
 
 impl QuantizedActivations {
     pub fn new(x: &[f32]) -> QuantizedActivations {
-        let blocks = x.len().div_ceil(QK);
-        let (mut d, mut q) = (Vec::with_capacity(blocks), vec![0i8; blocks * QK]);
+        let padded = x.len().div_ceil(256) * 256;
+        let (mut d, mut q, mut sums) = (vec![0f32; padded / QK], vec![0i8; padded], vec![0f32; padded / 16]);
         for (b, chunk) in x.chunks(QK).enumerate() {
             let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
             let scale = amax / 127.0;
@@ -58,9 +65,13 @@ impl QuantizedActivations {
             for (j, v) in chunk.iter().enumerate() {
                 q[b * QK + j] = (v * inv).round() as i8;
             }
-            d.push(scale);
+            d[b] = scale;
+            for g in 0..2 {
+                let s: i32 = q[b * QK + 16 * g..][..16].iter().map(|&v| i32::from(v)).sum();
+                sums[2 * b + g] = scale * s as f32;
+            }
         }
-        QuantizedActivations { d, q, cols: x.len() }
+        QuantizedActivations { d, q, sums, cols: x.len() }
     }
 
     /// The values the integer paths compute with.
@@ -69,21 +80,23 @@ impl QuantizedActivations {
     }
 }
 
-/// How Q8_0 and Q4_0 rows meet the activations.
+/// How rows of ggml blocks meet the activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activations {
-    /// f32 activations, each block's values widened: the GPU's and transformers' arithmetic
-    /// (the models use this: CPU and GPU logits agree to f32 rounding).
+    /// f32 activations, each block's values widened: the GPU's and transformers' arithmetic.
     F32,
     /// Activations quantized to 8 bits per 32-value block and integer dot products, as ggml's
-    /// CPU backend does: fewer instructions, logits ~1e-1 further from transformers' on the
-    /// K-quant fixtures.
+    /// CPU backend does: a quarter of the bytes and far fewer instructions per value. ggml
+    /// quantizes the K types' activations per 256 values (`q8_K`); 32 here, so the rounding is
+    /// no coarser than llama.cpp's. Single-token products only (decode): several tokens at
+    /// once take the f32 product ([`gemm_generic`]), which is bound by arithmetic, not reads.
     Int8,
 }
 
-/// Whether rows of `dtype` take the integer path under `mode`.
-pub fn quantizes_activations(dtype: WeightDType, mode: Activations) -> bool {
-    mode == Activations::Int8 && matches!(dtype, WeightDType::Block(BlockType::Q8_0 | BlockType::Q4_0))
+/// Whether an `m`-token product with rows of `dtype` takes the integer path under `mode`: every
+/// block type does, one token at a time.
+pub fn quantizes_activations(dtype: WeightDType, mode: Activations, m: usize) -> bool {
+    mode == Activations::Int8 && dtype.block().is_some() && m < GEMM_TOKENS
 }
 
 /// Rows per task: enough work to amortise a task, enough tasks to balance the threads.
@@ -101,18 +114,18 @@ pub fn matvec(pool: &Pool, w: &CpuMatrix, x: &[f32], m: usize, y: &mut [f32]) {
 #[allow(clippy::too_many_arguments)]
 pub fn matvec_into(pool: &Pool, w: &CpuMatrix, x: &[f32], m: usize, y: &mut [f32], y_stride: usize, y_offset: usize, mode: Activations) {
     assert!(x.len() >= m * w.cols && y_offset + w.rows <= y_stride && y.len() >= m * y_stride, "matvec shapes");
-    let acts: Vec<QuantizedActivations> = match quantizes_activations(w.dtype, mode) {
-        true => (0..m).map(|t| QuantizedActivations::new(&x[t * w.cols..(t + 1) * w.cols])).collect(),
-        false => Vec::new(),
-    };
     let per = rows_per_task(w.rows, pool.threads());
     let tasks = w.rows.div_ceil(per);
     let out = SharedOut(y.as_mut_ptr());
     let kernel = Kernel::best();
-    if m >= GEMM_TOKENS && acts.is_empty() {
+    if m >= GEMM_TOKENS {
         pool.run(tasks, &|task| kernel.gemm(w, x, m, task * per..((task + 1) * per).min(w.rows), out, y_stride, y_offset));
         return;
     }
+    let acts: Vec<QuantizedActivations> = match quantizes_activations(w.dtype, mode, m) {
+        true => (0..m).map(|t| QuantizedActivations::new(&x[t * w.cols..(t + 1) * w.cols])).collect(),
+        false => Vec::new(),
+    };
     pool.run(tasks, &|task| {
         let rows = task * per..((task + 1) * per).min(w.rows);
         for t in 0..m {
@@ -178,7 +191,7 @@ impl Kernel {
     /// y[i] = row(rows.start + i) · x.
     pub fn rows(self, w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32]) {
         match self {
-            Kernel::Portable => rows_generic(w, x, act, rows, y),
+            Kernel::Portable => rows_generic(w, x, act, rows, y, false),
             // SAFETY: only chosen when the CPU has these features.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => unsafe { rows_avx2(w, x, act, rows, y) },
@@ -196,23 +209,30 @@ unsafe fn gemm_avx2(w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<us
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows_avx2(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32]) {
-    rows_generic(w, x, act, rows, y)
+    rows_generic(w, x, act, rows, y, true)
 }
 
 /// The row loops, written so that the compiler vectorizes them for whatever target features the
-/// calling function enables (inlined into each).
+/// calling function enables (inlined into each); with `avx2`, the dot products the compiler does
+/// not find by itself (F16C widening, byte products summed in pairs) written with intrinsics.
 #[inline(always)]
-fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32]) {
+fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32], avx2: bool) {
     for (out, r) in y.iter_mut().zip(rows) {
         let row = w.row(r);
-        *out = match w.dtype {
-            WeightDType::F32 => dot_f32(bytemuck::cast_slice(row), x),
-            WeightDType::F16 => dot_f16(row, x),
-            WeightDType::BF16 => dot_bf16(row, x),
-            WeightDType::Block(t) => match (t, act) {
-                (BlockType::Q8_0, Some(a)) => dot_q8_0(row, a),
-                (BlockType::Q4_0, Some(a)) => dot_q4_0(row, a),
-                _ => specialised!(t, dot_decoded(row, x)),
+        *out = match (w.dtype, avx2) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `avx2` is only true inside `rows_avx2`, run when the CPU has these features.
+            (WeightDType::F16, true) => unsafe { avx2::dot_f16(row, x) },
+            #[cfg(target_arch = "x86_64")]
+            (WeightDType::F32, true) => unsafe { avx2::dot_f32(bytemuck::cast_slice(row), x) },
+            #[cfg(target_arch = "x86_64")]
+            (WeightDType::BF16, true) => unsafe { avx2::dot_bf16(row, x) },
+            (WeightDType::F32, _) => dot_f32(bytemuck::cast_slice(row), x),
+            (WeightDType::F16, _) => dot_f16(row, x),
+            (WeightDType::BF16, _) => dot_bf16(row, x),
+            (WeightDType::Block(t), _) => match act {
+                Some(a) => specialised!(t, dot_int(row, a, avx2)),
+                None => specialised!(t, dot_decoded(row, x)),
             },
         };
     }
@@ -285,118 +305,17 @@ fn half_at(b: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
-/// Sum of 32 products of 8-bit values: each product fits 16 bits (|q| <= 127, 4-bit weights
-/// <= 8), summed pairwise into 32 bits, the shape of pmaddwd.
-#[inline(always)]
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    let (a, b) = (&a[..QK], &b[..QK]);
-    let mut s = 0i32;
-    for j in 0..QK {
-        s += i32::from(i16::from(a[j]) * i16::from(b[j]));
-    }
-    s
-}
-
-/// Q8_0 block (f16 d, 32 i8) · an activation block: an i32 sum, one scale product.
-#[inline(always)]
-fn dot_q8_0(row: &[u8], a: &QuantizedActivations) -> f32 {
-    let mut acc = 0f32;
-    for (b, blk) in row.chunks_exact(34).enumerate() {
-        let qs: &[i8] = bytemuck::cast_slice(&blk[2..34]);
-        let s = dot_i8(qs, &a.q[b * QK..(b + 1) * QK]);
-        acc += s as f32 * (half_at(blk, 0) * a.d[b]);
-    }
-    acc
-}
-
-/// Q4_0 block (f16 d, 16 bytes: value j in the low nibble of byte j, value j + 16 in the high
-/// one, both offset by 8).
-#[inline(always)]
-fn dot_q4_0(row: &[u8], a: &QuantizedActivations) -> f32 {
-    let mut acc = 0f32;
-    let mut w = [0i8; QK];
-    for (b, blk) in row.chunks_exact(18).enumerate() {
-        // Unpacked to bytes first: both loops then vectorize (byte shifts, then the same i8
-        // dot product as Q8_0).
-        for j in 0..16 {
-            w[j] = (blk[2 + j] & 0xF) as i8 - 8;
-            w[j + 16] = (blk[2 + j] >> 4) as i8 - 8;
-        }
-        let s = dot_i8(&w, &a.q[b * QK..(b + 1) * QK]);
-        acc += s as f32 * (half_at(blk, 0) * a.d[b]);
-    }
-    acc
-}
-
-/// Values per sub-block of the block types with their own decoder: their dot products are
-/// summed 32 values at a time (the others a block at a time).
-fn sub_values(t: BlockType) -> usize {
-    match t {
-        BlockType::Q8_0 | BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q5_1 | BlockType::Q4_K | BlockType::Q6_K => QK,
-        _ => t.block_values(),
-    }
-}
-
-/// One block of `t` decoded to f32 values (`out`: [`BlockType::block_values`] long): Q8_0;
-/// Q4_0, Q4_1, Q5_0 and Q5_1 (f16 d, Q4_1/Q5_1 also f16 m; Q5_* four bytes of fifth bits; 16
-/// bytes of nibbles, value j the low nibble of byte j, value j + 16 its high one) widened in
-/// registers; Q4_K (f16 d and dmin, twelve bytes of 6-bit scales and mins, 256 4-bit quants)
-/// and Q6_K (128 bytes of low nibbles, 64 of high bit pairs, 16 i8 scales, f16 d) a 32-value
-/// sub-block at a time with its constants hoisted; any other type by the reference dequantizer.
+/// One block of `t` as f32 values (`out`: [`BlockType::block_values`] long): the integers and
+/// constants of [`decode_block_int`] multiplied out, in the reference dequantizer's order.
 #[inline(always)]
 fn decode_block(t: BlockType, blk: &[u8], out: &mut [f32]) {
-    match t {
-        BlockType::Q8_0 => {
-            let d = half_at(blk, 0);
-            for (o, &q) in out[..QK].iter_mut().zip(&blk[2..34]) {
-                *o = d * f32::from(q as i8);
-            }
+    let mut ints = IntBlock::new();
+    decode_block_int(t, blk, &mut ints);
+    for (g, o) in out.chunks_exact_mut(16).enumerate() {
+        let (scale, min) = (ints.scale[g], ints.min[g]);
+        for (v, &q) in o.iter_mut().zip(&ints.q[g * 16..(g + 1) * 16]) {
+            *v = scale * f32::from(q) + min;
         }
-        BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q5_1 => {
-            let (fifth, offset, bias) = match t {
-                BlockType::Q4_0 => (false, false, 8.0),
-                BlockType::Q4_1 => (false, true, 0.0),
-                BlockType::Q5_0 => (true, false, 16.0),
-                _ => (true, true, 0.0),
-            };
-            let d = half_at(blk, 0);
-            let (m, rest) = if offset { (half_at(blk, 2), &blk[4..]) } else { (0.0, &blk[2..]) };
-            let (qh, qs) = if fifth { (u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]), &rest[4..20]) } else { (0, &rest[..16]) };
-            for j in 0..16 {
-                let (lo, hi) = (u32::from(qs[j] & 0xF) | (((qh >> j) & 1) << 4), u32::from(qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
-                out[j] = d * (lo as f32 - bias) + m;
-                out[j + 16] = d * (hi as f32 - bias) + m;
-            }
-        }
-        BlockType::Q4_K => {
-            let (d, dmin, scales, qs) = (half_at(blk, 0), half_at(blk, 2), &blk[4..16], &blk[16..144]);
-            for sb in 0..8 {
-                let (sc, m) = crate::quant::ggml::scale_min_k4(sb, scales);
-                let (ds, dm) = (d * f32::from(sc), dmin * f32::from(m));
-                let (q, shift) = (&qs[(sb / 2) * QK..(sb / 2 + 1) * QK], 4 * (sb % 2));
-                for (o, &q) in out[sb * QK..(sb + 1) * QK].iter_mut().zip(q) {
-                    *o = ds * f32::from((q >> shift) & 0xF) - dm;
-                }
-            }
-        }
-        BlockType::Q6_K => {
-            let (ql, qh, scales, d) = (&blk[..128], &blk[128..192], &blk[192..208], half_at(blk, 208));
-            for h in 0..2 {
-                for k in 0..4 {
-                    let low = &ql[h * 64 + (k % 2) * QK..][..QK];
-                    let high = &qh[h * 32..][..QK];
-                    let (shift_low, shift_high) = (4 * (k / 2), 2 * k);
-                    let s0 = d * f32::from(scales[h * 8 + k * 2] as i8);
-                    let s1 = d * f32::from(scales[h * 8 + k * 2 + 1] as i8);
-                    let o = &mut out[h * 128 + k * QK..][..QK];
-                    for l in 0..QK {
-                        let q = ((low[l] >> shift_low) & 0xF) | (((high[l] >> shift_high) & 3) << 4);
-                        o[l] = if l < 16 { s0 } else { s1 } * f32::from(q as i8 - 32);
-                    }
-                }
-            }
-        }
-        _ => t.dequantize_block(blk, out),
     }
 }
 
@@ -404,7 +323,7 @@ fn decode_block(t: BlockType, blk: &[u8], out: &mut [f32]) {
 /// products over its sub-blocks.
 #[inline(always)]
 fn dot_decoded(t: BlockType, row: &[u8], x: &[f32]) -> f32 {
-    let (values, bytes, sub) = (t.block_values(), t.block_bytes(), sub_values(t));
+    let (values, bytes, sub) = (t.block_values(), t.block_bytes(), QK);
     let mut buf = [0f32; 256];
     let mut acc = 0f32;
     for (b, blk) in row.chunks_exact(bytes).enumerate() {
@@ -419,6 +338,271 @@ fn dot_decoded(t: BlockType, row: &[u8], x: &[f32]) -> f32 {
         }
     }
     acc
+}
+
+/// A block decoded to integers: value j = `scale[j / 16]` · `q[j]` + `min[j / 16]` (every
+/// block type is integers times a scale per 16 or 32 values, some plus an offset).
+struct IntBlock {
+    q: [i8; 256],
+    scale: [f32; 16],
+    min: [f32; 16],
+}
+
+impl IntBlock {
+    fn new() -> IntBlock {
+        IntBlock { q: [0; 256], scale: [0.0; 16], min: [0.0; 16] }
+    }
+}
+
+/// Whether `t`'s values carry a per-group offset ([`IntBlock::min`]).
+#[inline(always)]
+fn has_min(t: BlockType) -> bool {
+    matches!(t, BlockType::Q4_1 | BlockType::Q5_1 | BlockType::Q2_K | BlockType::Q4_K | BlockType::Q5_K)
+}
+
+/// One block of `t` as integers and per-16-value constants ([`IntBlock`]); the layouts as
+/// [`BlockType::dequantize_block`] reads them (ggml's `dequantize_row_*`).
+#[inline(always)]
+fn decode_block_int(t: BlockType, b: &[u8], out: &mut IntBlock) {
+    let (q, scale, min) = (&mut out.q, &mut out.scale, &mut out.min);
+    match t {
+        BlockType::Q8_0 => {
+            for (o, &v) in q[..QK].iter_mut().zip(&b[2..34]) {
+                *o = v as i8;
+            }
+            scale[..2].fill(half_at(b, 0));
+        }
+        BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q5_1 | BlockType::IQ4_NL => {
+            let (fifth, offset) = (matches!(t, BlockType::Q5_0 | BlockType::Q5_1), matches!(t, BlockType::Q4_1 | BlockType::Q5_1));
+            let rest = if offset { &b[4..] } else { &b[2..] };
+            let (qh, qs) = if fifth { (u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]), &rest[4..20]) } else { (0, &rest[..16]) };
+            let bias = match t {
+                BlockType::Q4_0 => 8,
+                BlockType::Q5_0 => 16,
+                _ => 0,
+            };
+            for j in 0..16 {
+                let (lo, hi) = (qs[j] & 0xF | (((qh >> j) & 1) << 4) as u8, qs[j] >> 4 | (((qh >> (j + 16)) & 1) << 4) as u8);
+                (q[j], q[j + 16]) = match t {
+                    BlockType::IQ4_NL => (KVALUES_IQ4NL[lo as usize], KVALUES_IQ4NL[hi as usize]),
+                    _ => (lo as i8 - bias, hi as i8 - bias),
+                };
+            }
+            scale[..2].fill(half_at(b, 0));
+            min[..2].fill(if offset { half_at(b, 2) } else { 0.0 });
+        }
+        // The K types: each loop over l makes every value that byte l feeds, so that every
+        // shift is a constant and the loop vectorizes.
+        BlockType::Q4_K | BlockType::Q5_K => {
+            let (d, dmin, scales) = (half_at(b, 0), half_at(b, 2), &b[4..16]);
+            let (qh, qs) = (&b[16..48], if t == BlockType::Q5_K { &b[48..176] } else { &b[16..144] });
+            for sb in 0..8 {
+                let (sc, m) = crate::quant::ggml::scale_min_k4(sb, scales);
+                scale[2 * sb..2 * sb + 2].fill(d * f32::from(sc));
+                min[2 * sb..2 * sb + 2].fill(-dmin * f32::from(m));
+            }
+            for l in 0..QK {
+                for c in 0..4 {
+                    let v = qs[c * QK + l];
+                    let (mut lo, mut hi) = (v & 0xF, v >> 4);
+                    if t == BlockType::Q5_K {
+                        lo |= ((qh[l] >> (2 * c)) & 1) << 4;
+                        hi |= ((qh[l] >> (2 * c + 1)) & 1) << 4;
+                    }
+                    (q[2 * c * QK + l], q[(2 * c + 1) * QK + l]) = (lo as i8, hi as i8);
+                }
+            }
+        }
+        BlockType::Q6_K => {
+            let (ql, qh, scales, d) = (&b[..128], &b[128..192], &b[192..208], half_at(b, 208));
+            for h in 0..2 {
+                for l in 0..QK {
+                    let (l0, l1, hb) = (ql[h * 64 + l], ql[h * 64 + QK + l], qh[h * 32 + l]);
+                    let o = &mut q[h * 128..][..128];
+                    o[l] = ((l0 & 0xF) | ((hb & 3) << 4)) as i8 - 32;
+                    o[QK + l] = ((l1 & 0xF) | (((hb >> 2) & 3) << 4)) as i8 - 32;
+                    o[2 * QK + l] = ((l0 >> 4) | (((hb >> 4) & 3) << 4)) as i8 - 32;
+                    o[3 * QK + l] = ((l1 >> 4) | (((hb >> 6) & 3) << 4)) as i8 - 32;
+                }
+            }
+            for (s, &v) in scale.iter_mut().zip(scales) {
+                *s = d * f32::from(v as i8);
+            }
+        }
+        BlockType::Q2_K | BlockType::Q3_K => {
+            let (qs, hmask) = if t == BlockType::Q2_K { (&b[16..80], &b[..0]) } else { (&b[32..96], &b[..32]) };
+            for l in 0..QK {
+                for h in 0..2 {
+                    for j in 0..4 {
+                        let v = ((qs[h * 32 + l] >> (2 * j)) & 3) as i8;
+                        // Q3_K: a clear bit of hmask subtracts 4.
+                        q[h * 128 + j * QK + l] = if t == BlockType::Q3_K { v - 4 * (1 - ((hmask[l] >> (4 * h + j)) & 1) as i8) } else { v };
+                    }
+                }
+            }
+            if t == BlockType::Q2_K {
+                let (scales, d, dmin) = (&b[..16], half_at(b, 80), half_at(b, 82));
+                for g in 0..16 {
+                    scale[g] = d * f32::from(scales[g] & 0xF);
+                    min[g] = -dmin * f32::from(scales[g] >> 4);
+                }
+            } else {
+                let (scales, d) = (&b[96..108], half_at(b, 108));
+                for (g, s) in scale.iter_mut().enumerate() {
+                    let low = (scales[g % 8] >> (4 * (g / 8))) & 0xF;
+                    let high = (scales[8 + g % 4] >> (2 * (g / 4))) & 3;
+                    *s = d * f32::from((low | (high << 4)) as i8 - 32);
+                }
+            }
+        }
+        BlockType::IQ4_XS => {
+            let (d, scales_h, scales_l, qs) = (half_at(b, 0), u16::from_le_bytes([b[2], b[3]]), &b[4..8], &b[8..136]);
+            for ib in 0..8 {
+                let ls = ((scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | ((((scales_h >> (2 * ib)) & 3) as u8) << 4);
+                scale[2 * ib..2 * ib + 2].fill(d * f32::from(ls as i8 - 32));
+                for j in 0..16 {
+                    let v = qs[ib * 16 + j];
+                    q[ib * QK + j] = KVALUES_IQ4NL[(v & 0xF) as usize];
+                    q[ib * QK + j + 16] = KVALUES_IQ4NL[(v >> 4) as usize];
+                }
+            }
+        }
+    }
+}
+
+/// A row of blocks · quantized activations: each block decoded to integers
+/// ([`decode_block_int`]), then per 16 values an integer dot product times the block's scale
+/// and the activations' (plus the block's offset times the activations' sum).
+#[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn dot_int(t: BlockType, row: &[u8], a: &QuantizedActivations, avx2: bool) -> f32 {
+    let (values, bytes) = (t.block_values(), t.block_bytes());
+    let mut blk = IntBlock::new();
+    let (mut acc, mut offsets) = (0f32, 0f32);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: all-zero bits are eight 0.0 lanes.
+    let mut lanes: std::arch::x86_64::__m256 = unsafe { std::mem::zeroed() };
+    for (b, block) in row.chunks_exact(bytes).enumerate() {
+        decode_block_int(t, block, &mut blk);
+        let (q, d) = (&a.q[b * values..][..values], &a.d[b * values / QK..][..values / QK]);
+        // The scale of each 16 values, the block's times the activations'.
+        let mut sd = [0f32; 16];
+        for g in 0..values / 16 {
+            sd[g] = blk.scale[g] * d[g / 2];
+        }
+        if has_min(t) {
+            let sums = &a.sums[b * values / 16..][..values / 16];
+            offsets += blk.min.iter().zip(sums).map(|(m, s)| m * s).sum::<f32>();
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: as above.
+            lanes = unsafe { avx2::dot_i8_scaled(&blk.q[..values], q, &sd, lanes) };
+            continue;
+        }
+        for g in 0..values / 16 {
+            let s: i32 = blk.q[g * 16..][..16].iter().zip(&q[g * 16..][..16]).map(|(&w, &v)| i32::from(i16::from(w) * i16::from(v))).sum();
+            acc += sd[g] * s as f32;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: as above.
+        acc += unsafe { avx2::sum(lanes) };
+    }
+    acc + offsets
+}
+
+/// The dot products the compiler does not find by itself, for the AVX2 build.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// The eight lanes summed.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn sum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    /// `acc` + per 16 values, `scale[g]` · Σ w·x (bytes; |w| <= 128, |x| <= 127), eight lanes:
+    /// the products summed in pairs to 16 bits (maddubs: w's magnitude unsigned, its sign moved
+    /// onto x), then in pairs to 32 (madd), converted and scaled.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_i8_scaled(w: &[i8], x: &[i8], scale: &[f32; 16], mut acc: __m256) -> __m256 {
+        assert!(x.len() >= w.len() && w.len().is_multiple_of(32));
+        let ones = _mm256_set1_epi16(1);
+        for k in 0..w.len() / 32 {
+            // SAFETY: 32 bytes at 32k of each, in bounds (asserted).
+            let (wv, xv) = unsafe { (_mm256_loadu_si256(w.as_ptr().add(32 * k).cast()), _mm256_loadu_si256(x.as_ptr().add(32 * k).cast())) };
+            let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+            let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+            let s = _mm256_set_m128(_mm_set1_ps(scale[2 * k + 1]), _mm_set1_ps(scale[2 * k]));
+            acc = _mm256_fmadd_ps(sums, s, acc);
+        }
+        acc
+    }
+
+    /// f32 · f32, four accumulators (the adds' latency hidden).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+        let n = w.len().min(x.len());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let whole = n / 32 * 32;
+        for c in (0..whole).step_by(32) {
+            for (j, a) in acc.iter_mut().enumerate() {
+                // SAFETY: c + 8j + 8 <= whole <= n.
+                let (wv, xv) = unsafe { (_mm256_loadu_ps(w.as_ptr().add(c + 8 * j)), _mm256_loadu_ps(x.as_ptr().add(c + 8 * j))) };
+                *a = _mm256_fmadd_ps(wv, xv, *a);
+            }
+        }
+        let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        sum(total) + w[whole..n].iter().zip(&x[whole..n]).map(|(a, b)| a * b).sum::<f32>()
+    }
+
+    /// bf16 · f32: eight values widened per step (zero-extended, shifted into the high half),
+    /// four accumulators.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_bf16(row: &[u8], x: &[f32]) -> f32 {
+        let h: &[u16] = bytemuck::cast_slice(row);
+        let n = h.len().min(x.len());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let whole = n / 32 * 32;
+        for c in (0..whole).step_by(32) {
+            for (j, a) in acc.iter_mut().enumerate() {
+                // SAFETY: c + 8j + 8 <= whole <= n.
+                let (wv, xv) = unsafe { (_mm_loadu_si128(h.as_ptr().add(c + 8 * j).cast()), _mm256_loadu_ps(x.as_ptr().add(c + 8 * j))) };
+                let wv = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(wv), 16));
+                *a = _mm256_fmadd_ps(wv, xv, *a);
+            }
+        }
+        let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        sum(total) + h[whole..n].iter().zip(&x[whole..n]).map(|(&a, b)| f32::from_bits(u32::from(a) << 16) * b).sum::<f32>()
+    }
+
+    /// f16 · f32: eight halves widened per instruction (F16C), four accumulators.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
+        let h: &[u16] = bytemuck::cast_slice(row);
+        let n = h.len().min(x.len());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let whole = n / 32 * 32;
+        for c in (0..whole).step_by(32) {
+            for (j, a) in acc.iter_mut().enumerate() {
+                // SAFETY: c + 8j + 8 <= whole <= n.
+                let (wv, xv) = unsafe { (_mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(c + 8 * j).cast())), _mm256_loadu_ps(x.as_ptr().add(c + 8 * j))) };
+                *a = _mm256_fmadd_ps(wv, xv, *a);
+            }
+        }
+        let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        sum(total) + h[whole..n].iter().zip(&x[whole..n]).map(|(&a, b)| super::f16_to_f32(a) * b).sum::<f32>()
+    }
 }
 
 /// Row `r` of `w` as f32 values into `out` (`w.cols` long, or the whole blocks' values).
@@ -535,26 +719,29 @@ pub fn check(seed: u64) -> Result<(), crate::ops::check::Mismatch> {
             let (w, values) = CpuMatrix::random(&mut rng, dtype, rows, cols);
             let x = rng.normals(m * cols, 1.0 / (cols as f32).sqrt());
             for (kernel, mode) in Kernel::available().into_iter().flat_map(|k| [(k, Activations::F32), (k, Activations::Int8)]) {
-                let quantized = quantizes_activations(dtype, mode);
+                // Each token alone (the row loops), then all of them through the pool (the
+                // multi-token product when m > 1).
+                let want = |quantized: bool| -> Vec<f32> {
+                    (0..m)
+                        .flat_map(|t| {
+                            let xt = &x[t * cols..(t + 1) * cols];
+                            match quantized {
+                                true => reference_q8(&values, xt, rows, cols),
+                                false => crate::ops::matvec::reference(xt, &values, 1, rows, cols),
+                            }
+                        })
+                        .collect()
+                };
                 let mut y = vec![f32::NAN; m * rows];
                 for t in 0..m {
-                    let act = quantized.then(|| QuantizedActivations::new(&x[t * cols..(t + 1) * cols]));
+                    let act = quantizes_activations(dtype, mode, 1).then(|| QuantizedActivations::new(&x[t * cols..(t + 1) * cols]));
                     kernel.rows(&w, &x[t * cols..(t + 1) * cols], act.as_ref(), 0..rows, &mut y[t * rows..(t + 1) * rows]);
                 }
+                let what = format!("cpu matvec {} {} {mode:?} {m}x{rows}x{cols}", kernel.name(), dtype.name());
+                compare(&what, seed, &y, &want(quantizes_activations(dtype, mode, 1)), tolerance(DType::F32))?;
                 let mut pooled = vec![f32::NAN; m * rows];
                 matvec_into(&pool, &w, &x, m, &mut pooled, rows, 0, mode);
-                let want: Vec<f32> = (0..m)
-                    .flat_map(|t| {
-                        let xt = &x[t * cols..(t + 1) * cols];
-                        match quantized {
-                            true => reference_q8(&values, xt, rows, cols),
-                            false => crate::ops::matvec::reference(xt, &values, 1, rows, cols),
-                        }
-                    })
-                    .collect();
-                let what = format!("cpu matvec {} {} {mode:?} {m}x{rows}x{cols}", kernel.name(), dtype.name());
-                compare(&what, seed, &y, &want, tolerance(DType::F32))?;
-                compare(&format!("{what} (pool)"), seed, &pooled, &want, tolerance(DType::F32))?;
+                compare(&format!("{what} (pool)"), seed, &pooled, &want(quantizes_activations(dtype, mode, m)), tolerance(DType::F32))?;
             }
         }
     }
@@ -587,7 +774,8 @@ mod tests {
     fn quantized_activations_stay_close_to_f32() {
         let mut rng = Rng::new(7);
         let (rows, cols) = (64, 1024);
-        for dtype in [WeightDType::Q8_0, WeightDType::Q4_0] {
+        for t in BlockType::ALL {
+            let dtype = WeightDType::Block(t);
             let (w, values) = CpuMatrix::random(&mut rng, dtype, rows, cols);
             let x = rng.normals(cols, 1.0 / (cols as f32).sqrt());
             let mut y = vec![0f32; rows];

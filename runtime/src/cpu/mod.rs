@@ -227,10 +227,11 @@ impl CpuWeights {
         self.runs.iter().map(|(_, m)| m.dtype).collect()
     }
 
-    /// `y [m, rows] = x [m, cols] · W^T`.
+    /// `y [m, rows] = x [m, cols] · W^T`; a single token's product with rows of ggml blocks
+    /// quantizes the activations to 8 bits as llama.cpp does ([`matvec::Activations::Int8`]).
     pub fn matvec(&self, pool: &Pool, x: &[f32], m: usize, y: &mut [f32]) {
         for (start, run) in &self.runs {
-            matvec::matvec_into(pool, run, x, m, y, self.rows, *start, matvec::Activations::F32);
+            matvec::matvec_into(pool, run, x, m, y, self.rows, *start, matvec::Activations::Int8);
         }
     }
 

@@ -31,7 +31,7 @@ pub enum BlockType {
 pub const QK_K: usize = 256;
 
 /// The non-linear 4-bit codebook of IQ4_NL and IQ4_XS.
-const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+pub(crate) const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 impl BlockType {
     pub const ALL: [BlockType; 12] = [

@@ -39,3 +39,64 @@ pub fn asset(var: &str) -> Option<std::path::PathBuf> {
         }
     }
 }
+
+/// The logits a model gives along `ids` (transformers' greedy continuation of `prompt`): after
+/// the prompt, then after each id but the last, fed one at a time as decode steps.
+#[allow(dead_code)]
+pub fn teacher_forced(m: &mut cria::model::Llama, prompt: &[u32], ids: &[u32]) -> Vec<Vec<f32>> {
+    let vocab = m.config.vocab_size;
+    let all = m.forward_all_logits(prompt, 0).unwrap();
+    let mut steps = vec![all[all.len() - vocab..].to_vec()];
+    for (i, &id) in ids[..ids.len().saturating_sub(1)].iter().enumerate() {
+        steps.push(m.forward_all_logits(&[id], prompt.len() + i).unwrap());
+    }
+    steps
+}
+
+/// What quantizing activations to 8 bits (the CPU device's decode on rows of ggml blocks, as
+/// llama.cpp's CPU backend does) did to a model's logits along [`teacher_forced`] steps, against
+/// a reference's (f32 arithmetic): the rms difference of each step over the reference's logit
+/// standard deviation, and the steps whose greedy pick differs.
+#[allow(dead_code)]
+pub struct DecodeDrift {
+    pub relative_rms: Vec<f32>,
+    pub flips: Vec<usize>,
+}
+
+#[allow(dead_code)]
+impl DecodeDrift {
+    pub fn new(got: &[Vec<f32>], want: &[Vec<f32>]) -> DecodeDrift {
+        assert_eq!(got.len(), want.len(), "steps");
+        let argmax = |v: &[f32]| v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0;
+        let mut relative_rms = Vec::new();
+        let mut flips = Vec::new();
+        for (step, (g, w)) in got.iter().zip(want).enumerate() {
+            let n = w.len() as f32;
+            let mean = w.iter().sum::<f32>() / n;
+            let std = (w.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n).sqrt();
+            let rms = (g.iter().zip(w).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / n).sqrt();
+            relative_rms.push(rms / std);
+            if argmax(g) != argmax(w) {
+                flips.push(step);
+            }
+        }
+        DecodeDrift { relative_rms, flips }
+    }
+
+    pub fn median(&self) -> f32 {
+        let mut v = self.relative_rms.clone();
+        v.sort_by(f32::total_cmp);
+        v[v.len() / 2]
+    }
+
+    pub fn max(&self) -> f32 {
+        self.relative_rms.iter().copied().fold(0.0, f32::max)
+    }
+
+    /// Within `budget` (`cria::ops::check::INT8_DECODE_BUDGET`), or a panic naming `what`.
+    pub fn check(&self, what: &str, budget: cria::ops::check::DriftBudget) {
+        let summary = format!("{what}: 8-bit decode vs f32 over {} steps: rms/std median {:.3}, max {:.3}; greedy flips at {:?}", self.relative_rms.len(), self.median(), self.max(), self.flips);
+        eprintln!("{summary}");
+        assert!(self.median() <= budget.median && self.max() <= budget.max && self.flips.len() <= budget.flips, "{summary}: over the budget {budget:?}");
+    }
+}

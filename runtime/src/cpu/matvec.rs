@@ -147,8 +147,19 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The best the running CPU offers.
+    /// The kernel the CPU device runs: the best the running CPU offers, or the portable one
+    /// when `CRIA_CPU_KERNEL=portable` (the arithmetic of the wasm32 build, to compare with a
+    /// browser's results, or to rule out a SIMD path).
     pub fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| match std::env::var("CRIA_CPU_KERNEL").as_deref() {
+            Ok("portable") => Kernel::Portable,
+            _ => Kernel::detected(),
+        })
+    }
+
+    /// The best the running CPU offers.
+    fn detected() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("f16c") {
             return Kernel::Avx2;
@@ -161,7 +172,7 @@ impl Kernel {
         #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut all = vec![Kernel::Portable];
         #[cfg(target_arch = "x86_64")]
-        if Kernel::best() == Kernel::Avx2 {
+        if Kernel::detected() == Kernel::Avx2 {
             all.push(Kernel::Avx2);
         }
         all
@@ -217,23 +228,27 @@ unsafe fn rows_avx2(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>
 /// not find by itself (F16C widening, byte products summed in pairs) written with intrinsics.
 #[inline(always)]
 fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32], avx2: bool) {
+    use WeightDType::{Block, BF16, F16, F32};
     for (out, r) in y.iter_mut().zip(rows) {
         let row = w.row(r);
-        *out = match (w.dtype, avx2) {
+        // SAFETY (the `avx2` arms): `avx2` is only true inside `rows_avx2`, which runs when the
+        // CPU has these features.
+        *out = match (w.dtype, act, avx2) {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `avx2` is only true inside `rows_avx2`, run when the CPU has these features.
-            (WeightDType::F16, true) => unsafe { avx2::dot_f16(row, x) },
+            (F32, _, true) => unsafe { avx2::dot_f32(bytemuck::cast_slice(row), x) },
             #[cfg(target_arch = "x86_64")]
-            (WeightDType::F32, true) => unsafe { avx2::dot_f32(bytemuck::cast_slice(row), x) },
+            (F16, _, true) => unsafe { avx2::dot_f16(row, x) },
             #[cfg(target_arch = "x86_64")]
-            (WeightDType::BF16, true) => unsafe { avx2::dot_bf16(row, x) },
-            (WeightDType::F32, _) => dot_f32(bytemuck::cast_slice(row), x),
-            (WeightDType::F16, _) => dot_f16(row, x),
-            (WeightDType::BF16, _) => dot_bf16(row, x),
-            (WeightDType::Block(t), _) => match act {
-                Some(a) => specialised!(t, dot_int(row, a, avx2)),
-                None => specialised!(t, dot_decoded(row, x)),
-            },
+            (BF16, _, true) => unsafe { avx2::dot_bf16(row, x) },
+            #[cfg(target_arch = "x86_64")]
+            (Block(t @ (BlockType::Q8_0 | BlockType::Q4_0)), Some(a), true) => unsafe { avx2::dot_q8_0_q4_0(t == BlockType::Q8_0, row, a) },
+            #[cfg(target_arch = "x86_64")]
+            (Block(BlockType::Q4_K), Some(a), true) => unsafe { avx2::dot_q4_k(row, a) },
+            (F32, _, _) => dot_f32(bytemuck::cast_slice(row), x),
+            (F16, _, _) => dot_f16(row, x),
+            (BF16, _, _) => dot_bf16(row, x),
+            (Block(t), Some(a), _) => specialised!(t, dot_int(row, a, avx2)),
+            (Block(t), None, _) => specialised!(t, dot_decoded(row, x)),
         };
     }
 }
@@ -544,6 +559,72 @@ mod avx2 {
             acc = _mm256_fmadd_ps(sums, s, acc);
         }
         acc
+    }
+
+    /// A Q8_0 or Q4_0 row straight from its bytes (ggml's `ggml_vec_dot_q4_0_q8_0`): each
+    /// block's 32 weights unpacked in a register (Q4_0: low nibbles, then high ones, minus 8),
+    /// one integer dot product with the activations' block, scaled by both d; two accumulators.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn dot_q8_0_q4_0(q8: bool, row: &[u8], a: &super::QuantizedActivations) -> f32 {
+        let bytes = if q8 { 34 } else { 18 };
+        let blocks = row.len() / bytes;
+        assert!(a.q.len() >= blocks * 32 && a.d.len() >= blocks);
+        let (ones, low, eight) = (_mm256_set1_epi16(1), _mm256_set1_epi8(0xF), _mm256_set1_epi8(8));
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for b in 0..blocks {
+            // SAFETY: block b's bytes and activations are in bounds (asserted).
+            let (blk, xv) = unsafe { (row.as_ptr().add(b * bytes), _mm256_loadu_si256(a.q.as_ptr().add(32 * b).cast())) };
+            let d = super::f16_to_f32(u16::from_le_bytes(unsafe { [*blk, *blk.add(1)] })) * a.d[b];
+            let wv = if q8 {
+                unsafe { _mm256_loadu_si256(blk.add(2).cast()) }
+            } else {
+                let v = unsafe { _mm_loadu_si128(blk.add(2).cast()) };
+                let both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+                _mm256_sub_epi8(_mm256_and_si256(both, low), eight)
+            };
+            let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+            let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+            acc[b % 2] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d), acc[b % 2]);
+        }
+        sum(_mm256_add_ps(acc[0], acc[1]))
+    }
+
+    /// `acc` + Σ w·x over 32 byte pairs (w unsigned, as maddubs takes it), times `scale`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn madd_u8(w: __m256i, x: __m256i, scale: __m256, acc: __m256) -> __m256 {
+        let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc)
+    }
+
+    /// A Q4_K row straight from its bytes (ggml's `ggml_vec_dot_q4_K_q8_K`, on 32-value
+    /// activation blocks): per 64 values, 32 bytes whose low nibbles are one sub-block and high
+    /// nibbles the next, unsigned 0..15; each sub-block's d·scale times its activations' d, and
+    /// its offset (−dmin·min) times the activations' sums.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn dot_q4_k(row: &[u8], a: &super::QuantizedActivations) -> f32 {
+        let blocks = row.len() / 144;
+        assert!(a.q.len() >= blocks * 256 && a.d.len() >= blocks * 8 && a.sums.len() >= blocks * 16);
+        let low = _mm256_set1_epi8(0xF);
+        let (mut acc, mut offsets) = ([_mm256_setzero_ps(); 2], 0f32);
+        for (b, blk) in row.chunks_exact(144).enumerate() {
+            let (d, dmin) = (super::half_at(blk, 0), super::half_at(blk, 2));
+            for c in 0..4 {
+                // SAFETY: bytes 16 + 32c.. of a 144-byte block; activations in bounds (asserted).
+                let v = unsafe { _mm256_loadu_si256(blk.as_ptr().add(16 + 32 * c).cast()) };
+                for (h, w) in [(0, _mm256_and_si256(v, low)), (1, _mm256_and_si256(_mm256_srli_epi16(v, 4), low))] {
+                    let sb = 2 * c + h;
+                    let (sc, m) = crate::quant::ggml::scale_min_k4(sb, &blk[4..16]);
+                    let k = b * 8 + sb;
+                    let x = unsafe { _mm256_loadu_si256(a.q.as_ptr().add(32 * k).cast()) };
+                    acc[h] = madd_u8(w, x, _mm256_set1_ps(d * f32::from(sc) * a.d[k]), acc[h]);
+                    offsets -= dmin * f32::from(m) * (a.sums[2 * k] + a.sums[2 * k + 1]);
+                }
+            }
+        }
+        sum(_mm256_add_ps(acc[0], acc[1])) + offsets
     }
 
     /// f32 · f32, four accumulators (the adds' latency hidden).

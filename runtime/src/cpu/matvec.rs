@@ -144,6 +144,10 @@ pub enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX2 with AVX-512's byte dot product (VNNI `vpdpbusd`, on 256-bit registers): one
+    /// instruction where AVX2 takes two for the integer path.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
 }
 
 impl Kernel {
@@ -161,8 +165,14 @@ impl Kernel {
     /// The best the running CPU offers.
     fn detected() -> Kernel {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("f16c") {
-            return Kernel::Avx2;
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni") {
+                    return Kernel::Avx512Vnni;
+                }
+                return Kernel::Avx2;
+            }
         }
         Kernel::Portable
     }
@@ -172,8 +182,13 @@ impl Kernel {
         #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut all = vec![Kernel::Portable];
         #[cfg(target_arch = "x86_64")]
-        if Kernel::detected() == Kernel::Avx2 {
-            all.push(Kernel::Avx2);
+        {
+            if Kernel::detected() != Kernel::Portable {
+                all.push(Kernel::Avx2);
+            }
+            if Kernel::detected() == Kernel::Avx512Vnni {
+                all.push(Kernel::Avx512Vnni);
+            }
         }
         all
     }
@@ -184,6 +199,8 @@ impl Kernel {
             Kernel::Portable => "portable",
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => "avx2+fma+f16c",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => "avx2+fma+f16c+avx512vnni",
         }
     }
 
@@ -195,17 +212,19 @@ impl Kernel {
             Kernel::Portable => gemm_generic(w, x, m, rows, out, y_stride, y_offset),
             // SAFETY: only chosen when the CPU has these features.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { gemm_avx2(w, x, m, rows, out, y_stride, y_offset) },
+            Kernel::Avx2 | Kernel::Avx512Vnni => unsafe { gemm_avx2(w, x, m, rows, out, y_stride, y_offset) },
         }
     }
 
     /// y[i] = row(rows.start + i) · x.
     pub fn rows(self, w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32]) {
         match self {
-            Kernel::Portable => rows_generic(w, x, act, rows, y, false),
+            Kernel::Portable => rows_generic(w, x, act, rows, y, Kernel::Portable),
             // SAFETY: only chosen when the CPU has these features.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => unsafe { rows_avx2(w, x, act, rows, y) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => unsafe { rows_avx512_vnni(w, x, act, rows, y) },
         }
     }
 }
@@ -220,34 +239,46 @@ unsafe fn gemm_avx2(w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<us
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows_avx2(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32]) {
-    rows_generic(w, x, act, rows, y, true)
+    rows_generic(w, x, act, rows, y, Kernel::Avx2)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn rows_avx512_vnni(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32]) {
+    rows_generic(w, x, act, rows, y, Kernel::Avx512Vnni)
 }
 
 /// The row loops, written so that the compiler vectorizes them for whatever target features the
-/// calling function enables (inlined into each); with `avx2`, the dot products the compiler does
-/// not find by itself (F16C widening, byte products summed in pairs) written with intrinsics.
+/// calling function enables (inlined into each); for the x86-64 kernels, the dot products the
+/// compiler does not find by itself (F16C widening, byte products) written with intrinsics.
 #[inline(always)]
-fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32], avx2: bool) {
+fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32], kernel: Kernel) {
     use WeightDType::{Block, BF16, F16, F32};
+    #[cfg(target_arch = "x86_64")]
+    use {BlockType::*, Kernel::*};
     for (out, r) in y.iter_mut().zip(rows) {
         let row = w.row(r);
-        // SAFETY (the `avx2` arms): `avx2` is only true inside `rows_avx2`, which runs when the
-        // CPU has these features.
-        *out = match (w.dtype, act, avx2) {
+        // SAFETY (the x86-64 arms): `kernel` is only Avx2 or Avx512Vnni inside `rows_avx2` and
+        // `rows_avx512_vnni`, which run when the CPU has those features.
+        *out = match (w.dtype, act, kernel) {
             #[cfg(target_arch = "x86_64")]
-            (F32, _, true) => unsafe { avx2::dot_f32(bytemuck::cast_slice(row), x) },
+            (F32, _, Avx2 | Avx512Vnni) => unsafe { avx2::dot_f32(bytemuck::cast_slice(row), x) },
             #[cfg(target_arch = "x86_64")]
-            (F16, _, true) => unsafe { avx2::dot_f16(row, x) },
+            (F16, _, Avx2 | Avx512Vnni) => unsafe { avx2::dot_f16(row, x) },
             #[cfg(target_arch = "x86_64")]
-            (BF16, _, true) => unsafe { avx2::dot_bf16(row, x) },
+            (BF16, _, Avx2 | Avx512Vnni) => unsafe { avx2::dot_bf16(row, x) },
             #[cfg(target_arch = "x86_64")]
-            (Block(t @ (BlockType::Q8_0 | BlockType::Q4_0)), Some(a), true) => unsafe { avx2::dot_q8_0_q4_0(t == BlockType::Q8_0, row, a) },
+            (Block(t @ (Q8_0 | Q4_0)), Some(a), Avx2) => unsafe { avx2::dot_q8_0_q4_0::<false>(t == Q8_0, row, a) },
             #[cfg(target_arch = "x86_64")]
-            (Block(BlockType::Q4_K), Some(a), true) => unsafe { avx2::dot_q4_k(row, a) },
+            (Block(t @ (Q8_0 | Q4_0)), Some(a), Avx512Vnni) => unsafe { avx2::dot_q8_0_q4_0::<true>(t == Q8_0, row, a) },
+            #[cfg(target_arch = "x86_64")]
+            (Block(Q4_K), Some(a), Avx2) => unsafe { avx2::dot_q4_k::<false>(row, a) },
+            #[cfg(target_arch = "x86_64")]
+            (Block(Q4_K), Some(a), Avx512Vnni) => unsafe { avx2::dot_q4_k::<true>(row, a) },
             (F32, _, _) => dot_f32(bytemuck::cast_slice(row), x),
             (F16, _, _) => dot_f16(row, x),
             (BF16, _, _) => dot_bf16(row, x),
-            (Block(t), Some(a), _) => specialised!(t, dot_int(row, a, avx2)),
+            (Block(t), Some(a), _) => specialised!(t, dot_int(row, a, kernel)),
             (Block(t), None, _) => specialised!(t, dot_decoded(row, x)),
         };
     }
@@ -490,7 +521,7 @@ fn decode_block_int(t: BlockType, b: &[u8], out: &mut IntBlock) {
 /// and the activations' (plus the block's offset times the activations' sum).
 #[inline(always)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-fn dot_int(t: BlockType, row: &[u8], a: &QuantizedActivations, avx2: bool) -> f32 {
+fn dot_int(t: BlockType, row: &[u8], a: &QuantizedActivations, kernel: Kernel) -> f32 {
     let (values, bytes) = (t.block_values(), t.block_bytes());
     let mut blk = IntBlock::new();
     let (mut acc, mut offsets) = (0f32, 0f32);
@@ -509,11 +540,18 @@ fn dot_int(t: BlockType, row: &[u8], a: &QuantizedActivations, avx2: bool) -> f3
             let sums = &a.sums[b * values / 16..][..values / 16];
             offsets += blk.min.iter().zip(sums).map(|(m, s)| m * s).sum::<f32>();
         }
+        // SAFETY: the x86-64 kernels run where the CPU has their features (`rows_generic`).
         #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: as above.
-            lanes = unsafe { avx2::dot_i8_scaled(&blk.q[..values], q, &sd, lanes) };
-            continue;
+        match kernel {
+            Kernel::Avx2 => {
+                lanes = unsafe { avx2::dot_i8_scaled::<false>(&blk.q[..values], q, &sd, lanes) };
+                continue;
+            }
+            Kernel::Avx512Vnni => {
+                lanes = unsafe { avx2::dot_i8_scaled::<true>(&blk.q[..values], q, &sd, lanes) };
+                continue;
+            }
+            Kernel::Portable => {}
         }
         for g in 0..values / 16 {
             let s: i32 = blk.q[g * 16..][..16].iter().zip(&q[g * 16..][..16]).map(|(&w, &v)| i32::from(i16::from(w) * i16::from(v))).sum();
@@ -521,17 +559,38 @@ fn dot_int(t: BlockType, row: &[u8], a: &QuantizedActivations, avx2: bool) -> f3
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
+    if kernel != Kernel::Portable {
         // SAFETY: as above.
         acc += unsafe { avx2::sum(lanes) };
     }
     acc + offsets
 }
 
-/// The dot products the compiler does not find by itself, for the AVX2 build.
+/// The dot products the compiler does not find by itself, for the x86-64 kernels. The integer
+/// ones take `VNNI` (AVX-512's byte dot product) and carry no target features of their own:
+/// they are inlined into `rows_avx2` or `rows_avx512_vnni`, whose features their intrinsics get.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
+
+    /// Per 32-bit lane, the sum of four products of bytes, `w` unsigned and `x` signed (no
+    /// saturation within our ranges: |w| <= 128, |x| <= 127): one `vpdpbusd` with VNNI, else
+    /// pairs to 16 bits (`maddubs`), then pairs to 32 (`madd`).
+    #[inline(always)]
+    unsafe fn byte_dot<const VNNI: bool>(w: __m256i, x: __m256i) -> __m256i {
+        unsafe {
+            match VNNI {
+                true => _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x),
+                false => _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)),
+            }
+        }
+    }
+
+    /// [`byte_dot`] of signed weights: w's magnitude unsigned, its sign moved onto x.
+    #[inline(always)]
+    unsafe fn signed_byte_dot<const VNNI: bool>(w: __m256i, x: __m256i) -> __m256i {
+        unsafe { byte_dot::<VNNI>(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)) }
+    }
 
     /// The eight lanes summed.
     #[inline]
@@ -542,21 +601,18 @@ mod avx2 {
         _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
     }
 
-    /// `acc` + per 16 values, `scale[g]` · Σ w·x (bytes; |w| <= 128, |x| <= 127), eight lanes:
-    /// the products summed in pairs to 16 bits (maddubs: w's magnitude unsigned, its sign moved
-    /// onto x), then in pairs to 32 (madd), converted and scaled.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot_i8_scaled(w: &[i8], x: &[i8], scale: &[f32; 16], mut acc: __m256) -> __m256 {
+    /// `acc` + per 16 values, `scale[g]` · Σ w·x (signed bytes), eight lanes.
+    #[inline(always)]
+    pub(super) unsafe fn dot_i8_scaled<const VNNI: bool>(w: &[i8], x: &[i8], scale: &[f32; 16], mut acc: __m256) -> __m256 {
         assert!(x.len() >= w.len() && w.len().is_multiple_of(32));
-        let ones = _mm256_set1_epi16(1);
         for k in 0..w.len() / 32 {
-            // SAFETY: 32 bytes at 32k of each, in bounds (asserted).
-            let (wv, xv) = unsafe { (_mm256_loadu_si256(w.as_ptr().add(32 * k).cast()), _mm256_loadu_si256(x.as_ptr().add(32 * k).cast())) };
-            let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-            let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-            let s = _mm256_set_m128(_mm_set1_ps(scale[2 * k + 1]), _mm_set1_ps(scale[2 * k]));
-            acc = _mm256_fmadd_ps(sums, s, acc);
+            // SAFETY: 32 bytes at 32k of each, in bounds (asserted); the features as the module says.
+            unsafe {
+                let (wv, xv) = (_mm256_loadu_si256(w.as_ptr().add(32 * k).cast()), _mm256_loadu_si256(x.as_ptr().add(32 * k).cast()));
+                let sums = _mm256_cvtepi32_ps(signed_byte_dot::<VNNI>(wv, xv));
+                let s = _mm256_set_m128(_mm_set1_ps(scale[2 * k + 1]), _mm_set1_ps(scale[2 * k]));
+                acc = _mm256_fmadd_ps(sums, s, acc);
+            }
         }
         acc
     }
@@ -564,67 +620,62 @@ mod avx2 {
     /// A Q8_0 or Q4_0 row straight from its bytes (ggml's `ggml_vec_dot_q4_0_q8_0`): each
     /// block's 32 weights unpacked in a register (Q4_0: low nibbles, then high ones, minus 8),
     /// one integer dot product with the activations' block, scaled by both d; two accumulators.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn dot_q8_0_q4_0(q8: bool, row: &[u8], a: &super::QuantizedActivations) -> f32 {
+    #[inline(always)]
+    pub(super) unsafe fn dot_q8_0_q4_0<const VNNI: bool>(q8: bool, row: &[u8], a: &super::QuantizedActivations) -> f32 {
         let bytes = if q8 { 34 } else { 18 };
         let blocks = row.len() / bytes;
         assert!(a.q.len() >= blocks * 32 && a.d.len() >= blocks);
-        let (ones, low, eight) = (_mm256_set1_epi16(1), _mm256_set1_epi8(0xF), _mm256_set1_epi8(8));
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for b in 0..blocks {
-            // SAFETY: block b's bytes and activations are in bounds (asserted).
-            let (blk, xv) = unsafe { (row.as_ptr().add(b * bytes), _mm256_loadu_si256(a.q.as_ptr().add(32 * b).cast())) };
-            let d = super::f16_to_f32(u16::from_le_bytes(unsafe { [*blk, *blk.add(1)] })) * a.d[b];
-            let wv = if q8 {
-                unsafe { _mm256_loadu_si256(blk.add(2).cast()) }
-            } else {
-                let v = unsafe { _mm_loadu_si128(blk.add(2).cast()) };
-                let both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
-                _mm256_sub_epi8(_mm256_and_si256(both, low), eight)
-            };
-            let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-            let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-            acc[b % 2] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d), acc[b % 2]);
+        // SAFETY: block b's bytes and activations are in bounds (asserted); the features as the
+        // module says.
+        unsafe {
+            let (low, eight) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(8));
+            let mut acc = [_mm256_setzero_ps(); 2];
+            for b in 0..blocks {
+                let (blk, xv) = (row.as_ptr().add(b * bytes), _mm256_loadu_si256(a.q.as_ptr().add(32 * b).cast()));
+                let d = super::f16_to_f32(u16::from_le_bytes([*blk, *blk.add(1)])) * a.d[b];
+                let wv = if q8 {
+                    _mm256_loadu_si256(blk.add(2).cast())
+                } else {
+                    let v = _mm_loadu_si128(blk.add(2).cast());
+                    _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), low), eight)
+                };
+                let sums = _mm256_cvtepi32_ps(signed_byte_dot::<VNNI>(wv, xv));
+                acc[b % 2] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d), acc[b % 2]);
+            }
+            sum(_mm256_add_ps(acc[0], acc[1]))
         }
-        sum(_mm256_add_ps(acc[0], acc[1]))
-    }
-
-    /// `acc` + Σ w·x over 32 byte pairs (w unsigned, as maddubs takes it), times `scale`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn madd_u8(w: __m256i, x: __m256i, scale: __m256, acc: __m256) -> __m256 {
-        let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc)
     }
 
     /// A Q4_K row straight from its bytes (ggml's `ggml_vec_dot_q4_K_q8_K`, on 32-value
     /// activation blocks): per 64 values, 32 bytes whose low nibbles are one sub-block and high
     /// nibbles the next, unsigned 0..15; each sub-block's d·scale times its activations' d, and
     /// its offset (−dmin·min) times the activations' sums.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn dot_q4_k(row: &[u8], a: &super::QuantizedActivations) -> f32 {
+    #[inline(always)]
+    pub(super) unsafe fn dot_q4_k<const VNNI: bool>(row: &[u8], a: &super::QuantizedActivations) -> f32 {
         let blocks = row.len() / 144;
         assert!(a.q.len() >= blocks * 256 && a.d.len() >= blocks * 8 && a.sums.len() >= blocks * 16);
-        let low = _mm256_set1_epi8(0xF);
-        let (mut acc, mut offsets) = ([_mm256_setzero_ps(); 2], 0f32);
-        for (b, blk) in row.chunks_exact(144).enumerate() {
-            let (d, dmin) = (super::half_at(blk, 0), super::half_at(blk, 2));
-            for c in 0..4 {
-                // SAFETY: bytes 16 + 32c.. of a 144-byte block; activations in bounds (asserted).
-                let v = unsafe { _mm256_loadu_si256(blk.as_ptr().add(16 + 32 * c).cast()) };
-                for (h, w) in [(0, _mm256_and_si256(v, low)), (1, _mm256_and_si256(_mm256_srli_epi16(v, 4), low))] {
-                    let sb = 2 * c + h;
-                    let (sc, m) = crate::quant::ggml::scale_min_k4(sb, &blk[4..16]);
-                    let k = b * 8 + sb;
-                    let x = unsafe { _mm256_loadu_si256(a.q.as_ptr().add(32 * k).cast()) };
-                    acc[h] = madd_u8(w, x, _mm256_set1_ps(d * f32::from(sc) * a.d[k]), acc[h]);
-                    offsets -= dmin * f32::from(m) * (a.sums[2 * k] + a.sums[2 * k + 1]);
+        // SAFETY: bytes 16 + 32c.. of a 144-byte block; activations in bounds (asserted); the
+        // features as the module says.
+        unsafe {
+            let low = _mm256_set1_epi8(0xF);
+            let (mut acc, mut offsets) = ([_mm256_setzero_ps(); 2], 0f32);
+            for (b, blk) in row.chunks_exact(144).enumerate() {
+                let (d, dmin) = (super::half_at(blk, 0), super::half_at(blk, 2));
+                for c in 0..4 {
+                    let v = _mm256_loadu_si256(blk.as_ptr().add(16 + 32 * c).cast());
+                    for (h, w) in [(0, _mm256_and_si256(v, low)), (1, _mm256_and_si256(_mm256_srli_epi16(v, 4), low))] {
+                        let sb = 2 * c + h;
+                        let (sc, m) = crate::quant::ggml::scale_min_k4(sb, &blk[4..16]);
+                        let k = b * 8 + sb;
+                        let x = _mm256_loadu_si256(a.q.as_ptr().add(32 * k).cast());
+                        let sums = _mm256_cvtepi32_ps(byte_dot::<VNNI>(w, x));
+                        acc[h] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d * f32::from(sc) * a.d[k]), acc[h]);
+                        offsets -= dmin * f32::from(m) * (a.sums[2 * k] + a.sums[2 * k + 1]);
+                    }
                 }
             }
+            sum(_mm256_add_ps(acc[0], acc[1])) + offsets
         }
-        sum(_mm256_add_ps(acc[0], acc[1])) + offsets
     }
 
     /// f32 · f32, four accumulators (the adds' latency hidden).

@@ -157,7 +157,7 @@ pub fn attention(pool: &Pool, q: &[f32], cache: &CpuKvCache, heads: Heads, score
             super::matvec::Kernel::Portable => attend(qv, cache, kv_dim, offset, scores.scale, first..end, o),
             // SAFETY: only chosen when the CPU has these features.
             #[cfg(target_arch = "x86_64")]
-            super::matvec::Kernel::Avx2 => unsafe { attend_avx2(qv, cache, kv_dim, offset, scores.scale, first..end, o) },
+            super::matvec::Kernel::Avx2 | super::matvec::Kernel::Avx512Vnni => unsafe { attend_avx2(qv, cache, kv_dim, offset, scores.scale, first..end, o) },
         }
     });
 }

@@ -16,6 +16,6 @@ cargo build -q -p cria-cli
 cria="${CARGO_TARGET_DIR:-target}/debug/cria"
 for t in q5_k_m q4_0 q6_k; do
     "$cria" quantize --model "$src" --to "$t" --out "$tmp/$t.gguf" 2>"$tmp/$t.quantize.log" || { cat "$tmp/$t.quantize.log"; exit 1; }
-    "$cria" generate --model "$tmp/$t.gguf" --prompt "$prompt" --max-tokens 16 --temperature 0 --print-ids >/dev/null 2>"$tmp/$t.log" || { cat "$tmp/$t.log"; exit 1; }
+    "$cria" generate --device gpu --model "$tmp/$t.gguf" --prompt "$prompt" --max-tokens 16 --temperature 0 --print-ids >/dev/null 2>"$tmp/$t.log" || { cat "$tmp/$t.log"; exit 1; }
     "$python" tests/fixtures/check_quantized_gguf.py "$tmp/$t.gguf" "$t" "$tmp/$t.log"
 done

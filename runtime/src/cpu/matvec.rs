@@ -264,9 +264,9 @@ fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, ro
             #[cfg(target_arch = "x86_64")]
             (F32, _, Avx2 | Avx512Vnni) => unsafe { avx2::dot_f32(bytemuck::cast_slice(row), x) },
             #[cfg(target_arch = "x86_64")]
-            (F16, _, Avx2 | Avx512Vnni) => unsafe { avx2::dot_f16(row, x) },
+            (F16, _, Avx2 | Avx512Vnni) => unsafe { avx2::dot_half::<false>(row, x) },
             #[cfg(target_arch = "x86_64")]
-            (BF16, _, Avx2 | Avx512Vnni) => unsafe { avx2::dot_bf16(row, x) },
+            (BF16, _, Avx2 | Avx512Vnni) => unsafe { avx2::dot_half::<true>(row, x) },
             #[cfg(target_arch = "x86_64")]
             (Block(t @ (Q8_0 | Q4_0)), Some(a), Avx2) => unsafe { avx2::dot_q8_0_q4_0::<false>(t == Q8_0, row, a) },
             #[cfg(target_arch = "x86_64")]
@@ -366,20 +366,20 @@ fn decode_block(t: BlockType, blk: &[u8], out: &mut [f32]) {
 }
 
 /// A row of blocks with f32 activations: each block decoded ([`decode_block`]), then f32 dot
-/// products over its sub-blocks.
+/// products 32 values at a time.
 #[inline(always)]
 fn dot_decoded(t: BlockType, row: &[u8], x: &[f32]) -> f32 {
-    let (values, bytes, sub) = (t.block_values(), t.block_bytes(), QK);
+    let (values, bytes) = (t.block_values(), t.block_bytes());
     let mut buf = [0f32; 256];
     let mut acc = 0f32;
     for (b, blk) in row.chunks_exact(bytes).enumerate() {
         decode_block(t, blk, &mut buf[..values]);
-        for s in (0..values).step_by(sub) {
+        for s in (0..values).step_by(QK) {
             let start = b * values + s;
             if start >= x.len() {
                 break;
             }
-            let n = sub.min(x.len() - start);
+            let n = QK.min(x.len() - start);
             acc += dot_f32(&buf[s..s + n], &x[start..start + n]);
         }
     }
@@ -696,31 +696,23 @@ mod avx2 {
         sum(total) + w[whole..n].iter().zip(&x[whole..n]).map(|(a, b)| a * b).sum::<f32>()
     }
 
-    /// bf16 · f32: eight values widened per step (zero-extended, shifted into the high half),
-    /// four accumulators.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot_bf16(row: &[u8], x: &[f32]) -> f32 {
-        let h: &[u16] = bytemuck::cast_slice(row);
-        let n = h.len().min(x.len());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let whole = n / 32 * 32;
-        for c in (0..whole).step_by(32) {
-            for (j, a) in acc.iter_mut().enumerate() {
-                // SAFETY: c + 8j + 8 <= whole <= n.
-                let (wv, xv) = unsafe { (_mm_loadu_si128(h.as_ptr().add(c + 8 * j).cast()), _mm256_loadu_ps(x.as_ptr().add(c + 8 * j))) };
-                let wv = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(wv), 16));
-                *a = _mm256_fmadd_ps(wv, xv, *a);
+    /// Eight 16-bit values at `p` as f32: F16C's conversion, or bf16 shifted into the high half.
+    #[inline(always)]
+    unsafe fn widen<const BF16: bool>(p: *const u16) -> __m256 {
+        // SAFETY: the caller's: 16 bytes at `p`; the features as the module says.
+        unsafe {
+            let v = _mm_loadu_si128(p.cast());
+            match BF16 {
+                true => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16)),
+                false => _mm256_cvtph_ps(v),
             }
         }
-        let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        sum(total) + h[whole..n].iter().zip(&x[whole..n]).map(|(&a, b)| f32::from_bits(u32::from(a) << 16) * b).sum::<f32>()
     }
 
-    /// f16 · f32: eight halves widened per instruction (F16C), four accumulators.
+    /// f16 (or bf16) · f32: eight values widened per step, four accumulators.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
+    pub(super) fn dot_half<const BF16: bool>(row: &[u8], x: &[f32]) -> f32 {
         let h: &[u16] = bytemuck::cast_slice(row);
         let n = h.len().min(x.len());
         let mut acc = [_mm256_setzero_ps(); 4];
@@ -728,12 +720,13 @@ mod avx2 {
         for c in (0..whole).step_by(32) {
             for (j, a) in acc.iter_mut().enumerate() {
                 // SAFETY: c + 8j + 8 <= whole <= n.
-                let (wv, xv) = unsafe { (_mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(c + 8 * j).cast())), _mm256_loadu_ps(x.as_ptr().add(c + 8 * j))) };
+                let (wv, xv) = unsafe { (widen::<BF16>(h.as_ptr().add(c + 8 * j)), _mm256_loadu_ps(x.as_ptr().add(c + 8 * j))) };
                 *a = _mm256_fmadd_ps(wv, xv, *a);
             }
         }
         let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        sum(total) + h[whole..n].iter().zip(&x[whole..n]).map(|(&a, b)| super::f16_to_f32(a) * b).sum::<f32>()
+        let value = |v: u16| if BF16 { f32::from_bits(u32::from(v) << 16) } else { super::f16_to_f32(v) };
+        sum(total) + h[whole..n].iter().zip(&x[whole..n]).map(|(&a, b)| value(a) * b).sum::<f32>()
     }
 }
 

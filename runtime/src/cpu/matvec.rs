@@ -51,6 +51,8 @@ pub struct QuantizedActivations {
     /// Per 16 values, the sum of the values as quantized (d · Σq): the blocks with a per-group
     /// offset (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) multiply it by the offset.
     pub sums: Vec<f32>,
+    /// The same per 32 values.
+    pub sums32: Vec<f32>,
     pub cols: usize,
 }
 
@@ -71,7 +73,8 @@ impl QuantizedActivations {
                 sums[2 * b + g] = scale * s as f32;
             }
         }
-        QuantizedActivations { d, q, sums, cols: x.len() }
+        let sums32 = sums.chunks_exact(2).map(|p| p[0] + p[1]).collect();
+        QuantizedActivations { d, q, sums, sums32, cols: x.len() }
     }
 
     /// The values the integer paths compute with.
@@ -619,28 +622,41 @@ mod avx2 {
 
     /// A Q8_0 or Q4_0 row straight from its bytes (ggml's `ggml_vec_dot_q4_0_q8_0`): each
     /// block's 32 weights unpacked in a register (Q4_0: low nibbles, then high ones, minus 8),
-    /// one integer dot product with the activations' block, scaled by both d; two accumulators.
+    /// one integer dot product with the activations' block, scaled by both d. Eight blocks at a
+    /// time: their eight f16 d widened in one instruction and multiplied by the activations'
+    /// eight, each block then taking its lane.
     #[inline(always)]
     pub(super) unsafe fn dot_q8_0_q4_0<const VNNI: bool>(q8: bool, row: &[u8], a: &super::QuantizedActivations) -> f32 {
         let bytes = if q8 { 34 } else { 18 };
         let blocks = row.len() / bytes;
-        assert!(a.q.len() >= blocks * 32 && a.d.len() >= blocks);
+        // `a.d` holds whole groups of eight (the activations are padded to 256 values).
+        assert!(a.q.len() >= blocks * 32 && a.d.len() >= blocks.div_ceil(8) * 8);
         // SAFETY: block b's bytes and activations are in bounds (asserted); the features as the
         // module says.
         unsafe {
             let (low, eight) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(8));
             let mut acc = [_mm256_setzero_ps(); 2];
-            for b in 0..blocks {
-                let (blk, xv) = (row.as_ptr().add(b * bytes), _mm256_loadu_si256(a.q.as_ptr().add(32 * b).cast()));
-                let d = super::f16_to_f32(u16::from_le_bytes([*blk, *blk.add(1)])) * a.d[b];
-                let wv = if q8 {
-                    _mm256_loadu_si256(blk.add(2).cast())
-                } else {
-                    let v = _mm_loadu_si128(blk.add(2).cast());
-                    _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), low), eight)
-                };
-                let sums = _mm256_cvtepi32_ps(signed_byte_dot::<VNNI>(wv, xv));
-                acc[b % 2] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d), acc[b % 2]);
+            for first in (0..blocks).step_by(8) {
+                let n = (blocks - first).min(8);
+                let mut halves = [0u16; 8];
+                for (i, h) in halves.iter_mut().enumerate().take(n) {
+                    let at = (first + i) * bytes;
+                    *h = u16::from_le_bytes([row[at], row[at + 1]]);
+                }
+                let sd = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(halves.as_ptr().cast())), _mm256_loadu_ps(a.d.as_ptr().add(first)));
+                for i in 0..n {
+                    let b = first + i;
+                    let (blk, xv) = (row.as_ptr().add(b * bytes + 2), _mm256_loadu_si256(a.q.as_ptr().add(32 * b).cast()));
+                    let wv = if q8 {
+                        _mm256_loadu_si256(blk.cast())
+                    } else {
+                        let v = _mm_loadu_si128(blk.cast());
+                        _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), low), eight)
+                    };
+                    let sums = _mm256_cvtepi32_ps(signed_byte_dot::<VNNI>(wv, xv));
+                    let scale = _mm256_permutevar8x32_ps(sd, _mm256_set1_epi32(i as i32));
+                    acc[i % 2] = _mm256_fmadd_ps(sums, scale, acc[i % 2]);
+                }
             }
             sum(_mm256_add_ps(acc[0], acc[1]))
         }
@@ -648,33 +664,42 @@ mod avx2 {
 
     /// A Q4_K row straight from its bytes (ggml's `ggml_vec_dot_q4_K_q8_K`, on 32-value
     /// activation blocks): per 64 values, 32 bytes whose low nibbles are one sub-block and high
-    /// nibbles the next, unsigned 0..15; each sub-block's d·scale times its activations' d, and
-    /// its offset (−dmin·min) times the activations' sums.
+    /// nibbles the next, unsigned 0..15. Per block, the eight 6-bit scales and mins are unpacked
+    /// at once (ggml's mask trick), and each sub-block's d·scale times its activations' d is one
+    /// lane of a vector made for the block; the offsets (−dmin·min times the activations' sums)
+    /// accumulate in a vector too.
     #[inline(always)]
     pub(super) unsafe fn dot_q4_k<const VNNI: bool>(row: &[u8], a: &super::QuantizedActivations) -> f32 {
         let blocks = row.len() / 144;
-        assert!(a.q.len() >= blocks * 256 && a.d.len() >= blocks * 8 && a.sums.len() >= blocks * 16);
+        assert!(a.q.len() >= blocks * 256 && a.d.len() >= blocks * 8 && a.sums32.len() >= blocks * 8);
         // SAFETY: bytes 16 + 32c.. of a 144-byte block; activations in bounds (asserted); the
         // features as the module says.
         unsafe {
             let low = _mm256_set1_epi8(0xF);
-            let (mut acc, mut offsets) = ([_mm256_setzero_ps(); 2], 0f32);
+            let (mut acc, mut offsets) = ([_mm256_setzero_ps(); 2], _mm256_setzero_ps());
             for (b, blk) in row.chunks_exact(144).enumerate() {
                 let (d, dmin) = (super::half_at(blk, 0), super::half_at(blk, 2));
+                let word = |i: usize| u32::from_le_bytes([blk[4 + 4 * i], blk[5 + 4 * i], blk[6 + 4 * i], blk[7 + 4 * i]]);
+                let (u0, u1, u2) = (word(0), word(1), word(2));
+                // Scales of sub-blocks 0-3 then 4-7, mins likewise (`scale_min_k4` for all eight).
+                let scales = [u0 & 0x3f3f_3f3f, (u2 & 0x0f0f_0f0f) | (((u0 >> 6) & 0x0303_0303) << 4)];
+                let mins = [u1 & 0x3f3f_3f3f, ((u2 >> 4) & 0x0f0f_0f0f) | (((u1 >> 6) & 0x0303_0303) << 4)];
+                let widen = |v: [u32; 2]| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, v[1] as i32, v[0] as i32)));
+                let ad = _mm256_loadu_ps(a.d.as_ptr().add(8 * b));
+                let sd = _mm256_mul_ps(_mm256_mul_ps(widen(scales), _mm256_set1_ps(d)), ad);
+                offsets = _mm256_fmadd_ps(_mm256_mul_ps(widen(mins), _mm256_set1_ps(dmin)), _mm256_loadu_ps(a.sums32.as_ptr().add(8 * b)), offsets);
                 for c in 0..4 {
                     let v = _mm256_loadu_si256(blk.as_ptr().add(16 + 32 * c).cast());
                     for (h, w) in [(0, _mm256_and_si256(v, low)), (1, _mm256_and_si256(_mm256_srli_epi16(v, 4), low))] {
                         let sb = 2 * c + h;
-                        let (sc, m) = crate::quant::ggml::scale_min_k4(sb, &blk[4..16]);
-                        let k = b * 8 + sb;
-                        let x = _mm256_loadu_si256(a.q.as_ptr().add(32 * k).cast());
+                        let x = _mm256_loadu_si256(a.q.as_ptr().add(32 * (8 * b + sb)).cast());
                         let sums = _mm256_cvtepi32_ps(byte_dot::<VNNI>(w, x));
-                        acc[h] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d * f32::from(sc) * a.d[k]), acc[h]);
-                        offsets -= dmin * f32::from(m) * (a.sums[2 * k] + a.sums[2 * k + 1]);
+                        let scale = _mm256_permutevar8x32_ps(sd, _mm256_set1_epi32(sb as i32));
+                        acc[h] = _mm256_fmadd_ps(sums, scale, acc[h]);
                     }
                 }
             }
-            sum(_mm256_add_ps(acc[0], acc[1])) + offsets
+            sum(_mm256_add_ps(acc[0], acc[1])) - sum(offsets)
         }
     }
 

@@ -1,8 +1,8 @@
 //! Matrix-vector products on the CPU: y [m, rows] = x [m, cols] · W^T for weights in every type
 //! Cria reads, multi-threaded over rows ([`Pool`]), SIMD for the best instruction set found at
-//! run time (AVX2 + FMA + F16C on x86-64; the plain build elsewhere, `simd128` on wasm32 when
-//! enabled): loops the compiler vectorizes, and intrinsics where it does not find the
-//! instructions (F16C widening, byte products summed in pairs).
+//! run time (AVX2 + FMA + F16C on x86-64, with AVX-512 VNNI's byte dot product where present;
+//! the plain build elsewhere, `simd128` on wasm32 when enabled): loops the compiler vectorizes,
+//! and intrinsics where it does not find the instructions (F16C widening, byte products).
 //!
 //! Every ggml block type is integers times a scale per 16 or 32 values, some plus an offset:
 //! one decoder per type ([`decode_block_int`]) serves every path. A single token's product

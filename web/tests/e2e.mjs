@@ -187,11 +187,26 @@ const { check, results } = checks();
 const timings = {};
 const ready = () => page.waitForSelector("body[data-state=ready]", { timeout: 180_000 });
 /** Runs `fn` in a page (the main one unless `on`) with the engine its demo created; errors come
- * back as { error: { name, code, message } }. */
+ * back as { error: { name, code, message } }. `fn` may call `timerGaps()`: it starts the page's
+ * own 10 ms timer and returns a function that stops it and gives the longest gap between ticks
+ * (the engine runs in a worker: the page's thread must stay free meanwhile). */
 const inPage = (fn, arg, on = page) =>
   on.evaluate(
     async ([src, arg]) => {
-      const f = new Function(`return (${src})`)();
+      const timerGaps = () => {
+        let last = performance.now();
+        let worst = 0;
+        const timer = setInterval(() => {
+          const now = performance.now();
+          worst = Math.max(worst, now - last);
+          last = now;
+        }, 10);
+        return () => {
+          clearInterval(timer);
+          return worst;
+        };
+      };
+      const f = new Function("timerGaps", `return (${src})`)(timerGaps);
       try {
         return await f(window.demo.cria, arg);
       } catch (e) {
@@ -204,13 +219,7 @@ const inPage = (fn, arg, on = page) =>
 /** In the page: a generation aborted once `abortAt` chunks arrived, then a whole greedy one;
  * also the longest gap between the page's own 10 ms timer ticks meanwhile. */
 const abortThenRegenerate = async (cria, { prompt, opts, maxTokens, abortAt }) => {
-  let last = performance.now();
-  let worstGap = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    worstGap = Math.max(worstGap, now - last);
-    last = now;
-  }, 10);
+  const stopTimer = timerGaps();
   const controller = new AbortController();
   const s = cria.generate(prompt, { maxTokens, temperature: 0, signal: controller.signal });
   let received = 0;
@@ -223,7 +232,7 @@ const abortThenRegenerate = async (cria, { prompt, opts, maxTokens, abortAt }) =
   const again = cria.generate(prompt, opts);
   let text = "";
   for await (const t of again) text += t;
-  clearInterval(timer);
+  const worstGap = stopTimer();
   return { received, caught, text, finish: (await again.result).finish, worstGap };
 };
 
@@ -294,17 +303,11 @@ try {
   await check("generate() streams through `for await`, chunks add up to the result; the page stays responsive", async () => {
     const r = await inPage(async (cria, { prompt, opts }) => {
       // The engine runs in a worker: the page's own timers must keep firing meanwhile.
-      let last = performance.now();
-      let worstGap = 0;
-      const timer = setInterval(() => {
-        const now = performance.now();
-        worstGap = Math.max(worstGap, now - last);
-        last = now;
-      }, 10);
+      const stopTimer = timerGaps();
       const s = cria.generate(prompt, opts);
       const chunks = [];
       for await (const text of s) chunks.push(text);
-      clearInterval(timer);
+      const worstGap = stopTimer();
       return { chunks, result: await s.result, worstGap };
     }, { prompt: PROMPT, opts: GREEDY });
     assert.ok(!r.error, JSON.stringify(r.error));

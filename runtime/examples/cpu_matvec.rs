@@ -66,8 +66,12 @@ fn prefill(pool: &Pool, rng: &mut cria::rng::Rng, rows: usize, cols: usize, toke
         let (w, _) = CpuMatrix::random(rng, dtype, rows, cols);
         let x = rng.normals(tokens * cols, 1.0);
         let mut y = vec![0f32; tokens * rows];
-        let secs = time(|| matvec_into(pool, &w, &x, tokens, &mut y, rows, 0, Activations::F32));
-        println!("| {name} | {:.3} | {:.1} |", secs * 1e3, 2.0 * (rows * cols * tokens) as f64 / secs / 1e9);
+        let modes: &[Activations] = if dtype.block().is_some() { &[Activations::F32, Activations::Int8] } else { &[Activations::F32] };
+        for &mode in modes {
+            let secs = time(|| matvec_into(pool, &w, &x, tokens, &mut y, rows, 0, mode));
+            let name = if mode == Activations::Int8 { format!("{name} (8-bit activations)") } else { name.to_string() };
+            println!("| {name} | {:.3} | {:.1} |", secs * 1e3, 2.0 * (rows * cols * tokens) as f64 / secs / 1e9);
+        }
     }
 }
 

@@ -5,12 +5,14 @@
 //! and intrinsics where it does not find the instructions (F16C widening, byte products).
 //!
 //! Every ggml block type is integers times a scale per 16 or 32 values, some plus an offset:
-//! one decoder per type ([`decode_block_int`]) serves every path. A single token's product
-//! (decode) quantizes the activations to 8 bits per 32 values and sums integer products, as
-//! ggml's CPU backend does ([`Activations::Int8`]); several tokens at once (prefill) decode each
-//! row to f32 once for all of them ([`gemm_generic`]); f32/f16/bf16 rows always meet f32
-//! activations. Reference: `ops::matvec::reference` (f64), on the activations each path sees
-//! (`reference_q8` for the integer path).
+//! one decoder per type ([`decode_block_int`]) serves every path. Products with such rows
+//! quantize the activations to 8 bits per 32 values and sum integer products, as ggml's CPU
+//! backend does ([`Activations::Int8`]): a single token (decode) row by row, several (prefill)
+//! as an integer GEMM that decodes each row once for all of them ([`gemm_int_generic`]; on
+//! x86-64 eight rows interleaved, `avx2::gemm_int`). f32/f16/bf16 rows (and the exact f32 mode)
+//! meet f32 activations; several tokens at once decode each row to f32 once
+//! ([`gemm_generic`]). Reference: `ops::matvec::reference` (f64), on the activations each path
+//! sees (`reference_q8` for the integer paths).
 
 use super::pool::Pool;
 use super::{CpuMatrix, SharedOut};
@@ -64,8 +66,11 @@ impl QuantizedActivations {
             let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
             let scale = amax / 127.0;
             let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+            // Rounded to nearest, ties to even (as ggml's SIMD quantizers round), by adding and
+            // taking back 1.5 * 2^23: exact for |v| <= 127, and it vectorizes everywhere.
+            const ROUND: f32 = 12_582_912.0;
             for (j, v) in chunk.iter().enumerate() {
-                q[b * QK + j] = (v * inv).round() as i8;
+                q[b * QK + j] = ((v * inv + ROUND) - ROUND) as i8;
             }
             d[b] = scale;
             for g in 0..2 {
@@ -83,6 +88,39 @@ impl QuantizedActivations {
     }
 }
 
+/// Several tokens' activations quantized ([`QuantizedActivations`]), once per product, as
+/// `kernel`'s multi-token integer path reads them.
+pub struct QuantizedTokens {
+    pub tokens: Vec<QuantizedActivations>,
+    /// The x86-64 integer GEMM's layout: its tiles of tokens, interleaved.
+    #[cfg(target_arch = "x86_64")]
+    tiles: Vec<avx2::TokenTile>,
+}
+
+impl QuantizedTokens {
+    /// Tokens `x [m, cols]`, quantized across the pool's threads.
+    pub fn new(pool: &Pool, x: &[f32], m: usize, cols: usize, kernel: Kernel) -> QuantizedTokens {
+        let cells: Vec<std::sync::OnceLock<QuantizedActivations>> = (0..m).map(|_| std::sync::OnceLock::new()).collect();
+        pool.run(m, &|t| {
+            let _ = cells[t].set(QuantizedActivations::new(&x[t * cols..(t + 1) * cols]));
+        });
+        let tokens: Vec<QuantizedActivations> = cells.into_iter().map(|c| c.into_inner().expect("every token quantized")).collect();
+        #[cfg(target_arch = "x86_64")]
+        let tiles = match kernel {
+            Kernel::Portable => Vec::new(),
+            Kernel::Avx2 => avx2::TokenTile::all(&tokens, false),
+            Kernel::Avx512Vnni => avx2::TokenTile::all(&tokens, true),
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = kernel;
+        QuantizedTokens {
+            tokens,
+            #[cfg(target_arch = "x86_64")]
+            tiles,
+        }
+    }
+}
+
 /// How rows of ggml blocks meet the activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activations {
@@ -91,20 +129,21 @@ pub enum Activations {
     /// Activations quantized to 8 bits per 32-value block and integer dot products, as ggml's
     /// CPU backend does: a quarter of the bytes and far fewer instructions per value. ggml
     /// quantizes the K types' activations per 256 values (`q8_K`); 32 here, so the rounding is
-    /// no coarser than llama.cpp's. Single-token products only (decode): several tokens at
-    /// once take the f32 product ([`gemm_generic`]), which is bound by arithmetic, not reads.
+    /// no coarser than llama.cpp's. A single token (decode) takes the row loops; several
+    /// (prefill) the integer GEMM, each row decoded to integers once for all of them.
     Int8,
 }
 
-/// Whether an `m`-token product with rows of `dtype` takes the integer path under `mode`: every
-/// block type does, one token at a time.
-pub fn quantizes_activations(dtype: WeightDType, mode: Activations, m: usize) -> bool {
-    mode == Activations::Int8 && dtype.block().is_some() && m < GEMM_TOKENS
+/// Whether a product with rows of `dtype` takes the integer path under `mode`: every block type
+/// does, for any number of tokens.
+pub fn quantizes_activations(dtype: WeightDType, mode: Activations) -> bool {
+    mode == Activations::Int8 && dtype.block().is_some()
 }
 
-/// Rows per task: enough work to amortise a task, enough tasks to balance the threads.
+/// Rows per task: enough work to amortise a task, enough tasks to balance the threads; whole
+/// groups of the integer GEMM's [`GEMM_INT_ROWS`].
 fn rows_per_task(rows: usize, threads: usize) -> usize {
-    rows.div_ceil(threads * 4).clamp(8, 256)
+    rows.div_ceil(threads * 4).clamp(8, 256).next_multiple_of(GEMM_INT_ROWS)
 }
 
 /// `y [m, w.rows] = x [m, w.cols] · W^T` with f32 activations.
@@ -121,21 +160,19 @@ pub fn matvec_into(pool: &Pool, w: &CpuMatrix, x: &[f32], m: usize, y: &mut [f32
     let tasks = w.rows.div_ceil(per);
     let out = SharedOut(y.as_mut_ptr());
     let kernel = Kernel::best();
+    let acts = quantizes_activations(w.dtype, mode).then(|| QuantizedTokens::new(pool, x, m, w.cols, kernel));
+    let acts = acts.as_ref();
     if m >= GEMM_TOKENS {
-        pool.run(tasks, &|task| kernel.gemm(w, x, m, task * per..((task + 1) * per).min(w.rows), out, y_stride, y_offset));
+        pool.run(tasks, &|task| kernel.gemm(w, x, acts, m, task * per..((task + 1) * per).min(w.rows), out, y_stride, y_offset));
         return;
     }
-    let acts: Vec<QuantizedActivations> = match quantizes_activations(w.dtype, mode, m) {
-        true => (0..m).map(|t| QuantizedActivations::new(&x[t * w.cols..(t + 1) * w.cols])).collect(),
-        false => Vec::new(),
-    };
     pool.run(tasks, &|task| {
         let rows = task * per..((task + 1) * per).min(w.rows);
         for t in 0..m {
             let xt = &x[t * w.cols..(t + 1) * w.cols];
             // SAFETY: each task writes its own rows of each token's output, disjoint.
             let yt = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * y_stride + y_offset + rows.start), rows.len()) };
-            kernel.rows(w, xt, acts.get(t), rows.clone(), yt);
+            kernel.rows(w, xt, acts.map(|a| &a.tokens[t]), rows.clone(), yt);
         }
     });
 }
@@ -208,14 +245,22 @@ impl Kernel {
     }
 
     /// Rows `rows` of every token's output (token t's at `out[t * y_stride + y_offset..]`),
-    /// the multi-token way ([`gemm_generic`]).
+    /// the multi-token way: with quantized activations `acts` the integer GEMM
+    /// ([`gemm_int_generic`], or on x86-64 eight rows interleaved), else the f32 one
+    /// ([`gemm_generic`]).
     #[allow(clippy::too_many_arguments)]
-    fn gemm(self, w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>, out: SharedOut, y_stride: usize, y_offset: usize) {
-        match self {
-            Kernel::Portable => gemm_generic(w, x, m, rows, out, y_stride, y_offset),
+    fn gemm(self, w: &CpuMatrix, x: &[f32], acts: Option<&QuantizedTokens>, m: usize, rows: std::ops::Range<usize>, out: SharedOut, y_stride: usize, y_offset: usize) {
+        let out = Out { ptr: out, stride: y_stride, offset: y_offset };
+        match (self, acts) {
+            (Kernel::Portable, None) => gemm_generic(w, x, m, rows, out),
+            (Kernel::Portable, Some(acts)) => gemm_int_generic(w, &acts.tokens, rows, out),
             // SAFETY: only chosen when the CPU has these features.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 | Kernel::Avx512Vnni => unsafe { gemm_avx2(w, x, m, rows, out, y_stride, y_offset) },
+            (Kernel::Avx2 | Kernel::Avx512Vnni, None) => unsafe { gemm_avx2(w, x, m, rows, out) },
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx2, Some(acts)) => unsafe { gemm_int_avx2(w, &acts.tiles, rows, out) },
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx512Vnni, Some(acts)) => unsafe { gemm_int_avx512_vnni(w, &acts.tiles, rows, out) },
         }
     }
 
@@ -234,9 +279,20 @@ impl Kernel {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_avx2(w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>, out: SharedOut, y_stride: usize, y_offset: usize) {
-    gemm_generic(w, x, m, rows, out, y_stride, y_offset)
+unsafe fn gemm_avx2(w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>, out: Out) {
+    gemm_generic(w, x, m, rows, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn gemm_int_avx2(w: &CpuMatrix, tiles: &[avx2::TokenTile], rows: std::ops::Range<usize>, out: Out) {
+    unsafe { avx2::gemm_int::<false>(w, tiles, rows, out) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm_int_avx512_vnni(w: &CpuMatrix, tiles: &[avx2::TokenTile], rows: std::ops::Range<usize>, out: Out) {
+    unsafe { avx2::gemm_int::<true>(w, tiles, rows, out) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -574,7 +630,22 @@ fn dot_int(t: BlockType, row: &[u8], a: &QuantizedActivations, kernel: Kernel) -
 /// they are inlined into `rows_avx2` or `rows_avx512_vnni`, whose features their intrinsics get.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::BlockType;
     use std::arch::x86_64::*;
+
+    /// Values per scale of `t`'s blocks: 16 for the types with a scale per 16 values (Q2_K,
+    /// Q3_K, Q6_K), else 32 (those [`super::decode_block_int`] gives the same scale and offset
+    /// for both halves).
+    #[inline(always)]
+    fn scale_group(t: BlockType) -> usize {
+        match t {
+            BlockType::Q2_K | BlockType::Q3_K | BlockType::Q6_K => 16,
+            _ => 32,
+        }
+    }
+
+    /// Rows per group of [`gemm_int`]: one 32-bit lane each.
+    const LANES: usize = super::GEMM_INT_ROWS;
 
     /// Per 32-bit lane, the sum of four products of bytes, `w` unsigned and `x` signed (no
     /// saturation within our ranges: |w| <= 128, |x| <= 127): one `vpdpbusd` with VNNI, else
@@ -703,6 +774,218 @@ mod avx2 {
         }
     }
 
+    /// [`GEMM_INT_ROWS`] rows decoded to integers and interleaved for [`gemm_int`]: per 4
+    /// columns, 4 bytes of each row (32 bytes, one register), optionally each value plus 128 as
+    /// an unsigned byte; per 16 columns, each row's scale and offset (8 lanes). Rows past the
+    /// matrix are zero.
+    pub(super) struct Interleaved {
+        q: Vec<u32>,
+        scale: Vec<f32>,
+        min: Vec<f32>,
+        /// Columns, whole blocks.
+        cols: usize,
+        rows: Vec<super::IntRow>,
+    }
+
+    impl Interleaved {
+        fn new(t: BlockType, cols: usize) -> Interleaved {
+            let rows: Vec<super::IntRow> = (0..LANES).map(|_| super::IntRow::new(t, cols)).collect();
+            let n = rows[0].q.len();
+            Interleaved { q: vec![0; LANES * n / 4], scale: vec![0.0; LANES * n / 16], min: vec![0.0; LANES * n / 16], cols: n, rows }
+        }
+
+        /// Rows `r0..r0 + n` of `w` (n <= [`LANES`]); `unsigned`: each value plus 128.
+        #[inline(always)]
+        fn pack(&mut self, t: BlockType, w: &super::CpuMatrix, r0: usize, n: usize, unsigned: bool) {
+            for (i, row) in self.rows.iter_mut().enumerate() {
+                if i < n {
+                    row.decode(t, w.row(r0 + i));
+                } else {
+                    row.q.fill(0);
+                    row.scale.fill(0.0);
+                    row.min.fill(0.0);
+                }
+                // Stored plus 128: the offset takes 128 times the scale back out.
+                let bias = if unsigned { 128.0 } else { 0.0 };
+                for (g, (&s, &m)) in row.scale.iter().zip(&row.min).enumerate() {
+                    self.scale[g * LANES + i] = s;
+                    self.min[g * LANES + i] = m - bias * s;
+                }
+            }
+            // Per 32 columns, the 8 rows' 8 words transposed (the 8x8 32-bit transpose: pairs of
+            // words, then of pairs, then halves), plus 128 in every byte by flipping its top bit.
+            assert!(self.rows.iter().all(|r| r.q.len() == self.cols) && self.q.len() * 4 == LANES * self.cols && self.cols.is_multiple_of(32));
+            // SAFETY: 32 bytes at c of each row and 8 words at 8c/4 of `q`, in bounds (asserted);
+            // the features as the module says.
+            unsafe {
+                let flip = _mm256_set1_epi8(if unsigned { -128 } else { 0 });
+                for c in (0..self.cols).step_by(32) {
+                    let r: [__m256i; 8] = std::array::from_fn(|i| _mm256_loadu_si256(self.rows[i].q.as_ptr().add(c).cast()));
+                    let a = [_mm256_unpacklo_epi32(r[0], r[1]), _mm256_unpackhi_epi32(r[0], r[1]), _mm256_unpacklo_epi32(r[2], r[3]), _mm256_unpackhi_epi32(r[2], r[3])];
+                    let b = [_mm256_unpacklo_epi32(r[4], r[5]), _mm256_unpackhi_epi32(r[4], r[5]), _mm256_unpacklo_epi32(r[6], r[7]), _mm256_unpackhi_epi32(r[6], r[7])];
+                    // Words k (low lane) and 4 + k (high lane) of the 8 rows, k = 0..3.
+                    let half = [
+                        (_mm256_unpacklo_epi64(a[0], a[2]), _mm256_unpacklo_epi64(b[0], b[2])),
+                        (_mm256_unpackhi_epi64(a[0], a[2]), _mm256_unpackhi_epi64(b[0], b[2])),
+                        (_mm256_unpacklo_epi64(a[1], a[3]), _mm256_unpacklo_epi64(b[1], b[3])),
+                        (_mm256_unpackhi_epi64(a[1], a[3]), _mm256_unpackhi_epi64(b[1], b[3])),
+                    ];
+                    let out = self.q.as_mut_ptr().add(2 * c);
+                    for (k, &(lo, hi)) in half.iter().enumerate() {
+                        _mm256_storeu_si256(out.add(8 * k).cast(), _mm256_xor_si256(_mm256_permute2x128_si256(lo, hi, 0x20), flip));
+                        _mm256_storeu_si256(out.add(8 * (k + 4)).cast(), _mm256_xor_si256(_mm256_permute2x128_si256(lo, hi, 0x31), flip));
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Interleaved::pack`], each block type's decoder specialised.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn pack(p: &mut Interleaved, t: BlockType, w: &super::CpuMatrix, r0: usize, n: usize, unsigned: bool) {
+        specialised!(t, pack_rows(p, w, r0, n, unsigned))
+    }
+
+    #[inline(always)]
+    fn pack_rows(t: BlockType, p: &mut Interleaved, w: &super::CpuMatrix, r0: usize, n: usize, unsigned: bool) {
+        p.pack(t, w, r0, n, unsigned)
+    }
+
+    /// Tokens per pass of [`gemm_int`] over a group of rows: with AVX-512 (VNNI) 32 vector
+    /// registers hold eight tokens' sums, AVX2's 16 hold four.
+    const fn tokens(vnni: bool) -> usize {
+        if vnni { 8 } else { 4 }
+    }
+
+    /// A tile of [`tokens`] tokens' quantized activations, interleaved so that one pointer
+    /// reaches all of them: per 4 columns, each token's 4 bytes; per 32 (or 16) columns, each
+    /// token's scale and sum. A tile past the last token repeats it.
+    pub(super) struct TokenTile {
+        q: Vec<u32>,
+        d: Vec<f32>,
+        sums: Vec<f32>,
+        sums32: Vec<f32>,
+        /// Columns (the activations' padded length), and tokens in the tile.
+        cols: usize,
+        width: usize,
+        first: usize,
+        n: usize,
+    }
+
+    impl TokenTile {
+        /// Every token in tiles of [`tokens`]`(vnni)`.
+        pub(super) fn all(acts: &[super::QuantizedActivations], vnni: bool) -> Vec<TokenTile> {
+            let width = tokens(vnni);
+            (0..acts.len()).step_by(width).map(|first| TokenTile::new(acts, first, width)).collect()
+        }
+
+        fn new(acts: &[super::QuantizedActivations], first: usize, width: usize) -> TokenTile {
+            let n = width.min(acts.len() - first);
+            let token = |j: usize| &acts[first + j.min(n - 1)];
+            let cols = token(0).q.len();
+            let (mut q, mut d, mut sums, mut sums32) = (vec![0u32; cols / 4 * width], vec![0f32; cols / 32 * width], vec![0f32; cols / 16 * width], vec![0f32; cols / 32 * width]);
+            for j in 0..width {
+                let x = token(j);
+                for (c, four) in x.q.chunks_exact(4).enumerate() {
+                    q[c * width + j] = u32::from_le_bytes([four[0] as u8, four[1] as u8, four[2] as u8, four[3] as u8]);
+                }
+                for (out, from) in [(&mut d, &x.d), (&mut sums, &x.sums), (&mut sums32, &x.sums32)] {
+                    for (g, &v) in from.iter().enumerate() {
+                        out[g * width + j] = v;
+                    }
+                }
+            }
+            TokenTile { q, d, sums, sums32, cols, width, first, n }
+        }
+    }
+
+    /// The integer multi-token product (the idea of llama.cpp's repacked `gemm_q4_0_8x8_q8_0`,
+    /// for every block type): eight rows interleaved ([`Interleaved`]) so that one register
+    /// holds four columns of each, times a tile of tokens ([`TokenTile`]). Per 4 columns, each
+    /// token's 4 activation bytes are broadcast and multiplied with the register, the 8 lanes
+    /// being the 8 rows: no horizontal sums. Per scale group (16 or 32 values), each token's
+    /// integer sums are converted once and scaled by the rows' scales (a vector) times the
+    /// token's, plus the rows' offsets times the token's sum. VNNI multiplies unsigned by signed
+    /// bytes in one instruction: its rows are stored plus 128 and their offsets less 128 times
+    /// their scale; without it, signed bytes and the sign trick ([`signed_byte_dot`]).
+    #[inline(always)]
+    pub(super) unsafe fn gemm_int<const VNNI: bool>(w: &super::CpuMatrix, tiles: &[TokenTile], rows: std::ops::Range<usize>, out: super::Out) {
+        let super::WeightDType::Block(t) = w.dtype else { unreachable!("the integer path takes rows of blocks") };
+        assert!(tiles.iter().all(|x| x.width == tokens(VNNI)), "token tiles for this kernel");
+        // SAFETY: the caller's (the features; disjoint rows of `out`).
+        unsafe {
+            match (VNNI, scale_group(t), super::has_min(t)) {
+                (true, 16, _) => gemm_int_t::<true, 16, true, { tokens(true) }>(t, w, tiles, rows, out),
+                (true, _, _) => gemm_int_t::<true, 32, true, { tokens(true) }>(t, w, tiles, rows, out),
+                (false, 16, false) => gemm_int_t::<false, 16, false, { tokens(false) }>(t, w, tiles, rows, out),
+                (false, 16, true) => gemm_int_t::<false, 16, true, { tokens(false) }>(t, w, tiles, rows, out),
+                (false, _, false) => gemm_int_t::<false, 32, false, { tokens(false) }>(t, w, tiles, rows, out),
+                (false, _, true) => gemm_int_t::<false, 32, true, { tokens(false) }>(t, w, tiles, rows, out),
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn gemm_int_t<const VNNI: bool, const G: usize, const OFFSET: bool, const T: usize>(t: BlockType, w: &super::CpuMatrix, tiles: &[TokenTile], rows: std::ops::Range<usize>, out: super::Out) {
+        let mut packed = Interleaved::new(t, w.cols);
+        for r0 in rows.clone().step_by(LANES) {
+            let nr = LANES.min(rows.end - r0);
+            // SAFETY: the features as the caller's.
+            unsafe { pack(&mut packed, t, w, r0, nr, VNNI) };
+            for x in tiles {
+                // SAFETY: the features as the caller's.
+                let sums = unsafe { tile::<VNNI, G, OFFSET, T>(&packed, x) };
+                for (j, v) in sums.iter().enumerate().take(x.n) {
+                    let mut row_sums = [0f32; LANES];
+                    // SAFETY: 8 floats; the caller's task owns rows r0..r0 + nr.
+                    unsafe {
+                        _mm256_storeu_ps(row_sums.as_mut_ptr(), *v);
+                        out.rows(x.first + j, r0, nr).copy_from_slice(&row_sums[..nr]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Eight interleaved rows · a tile of T tokens: one vector of 8 row sums per token.
+    #[inline(always)]
+    unsafe fn tile<const VNNI: bool, const G: usize, const OFFSET: bool, const T: usize>(p: &Interleaved, x: &TokenTile) -> [__m256; T] {
+        let cols = p.cols;
+        assert!(p.q.len() >= 2 * cols && p.scale.len() >= cols / 2 && p.min.len() >= cols / 2);
+        assert!(x.width == T && x.cols >= cols && x.q.len() >= cols / 4 * T && x.d.len() >= cols / 32 * T && x.sums.len() >= cols / 16 * T && x.sums32.len() >= cols / 32 * T);
+        let (wq, xq) = (p.q.as_ptr(), x.q.as_ptr());
+        let (xd, xsums) = (x.d.as_ptr(), if G == 32 { x.sums32.as_ptr() } else { x.sums.as_ptr() });
+        // SAFETY: every index below is within the lengths asserted; the features as the module
+        // says.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); T];
+            for g in 0..cols / G {
+                let mut dots = [_mm256_setzero_si256(); T];
+                for c in (g * G..(g + 1) * G).step_by(4) {
+                    // Columns c..c + 4 of the 8 rows, and of each token.
+                    let wv = _mm256_loadu_si256(wq.add(2 * c).cast());
+                    for (j, d) in dots.iter_mut().enumerate() {
+                        let xv = _mm256_set1_epi32(*xq.add(c / 4 * T + j) as i32);
+                        *d = match VNNI {
+                            true => _mm256_dpbusd_epi32(*d, wv, xv),
+                            false => _mm256_add_epi32(*d, signed_byte_dot::<false>(wv, xv)),
+                        };
+                    }
+                }
+                let at = 8 * (g * G / 16);
+                let (scale, min) = (_mm256_loadu_ps(p.scale.as_ptr().add(at)), _mm256_loadu_ps(p.min.as_ptr().add(at)));
+                for (j, (a, &dot)) in acc.iter_mut().zip(&dots).enumerate() {
+                    let sd = _mm256_mul_ps(scale, _mm256_set1_ps(*xd.add(g * G / 32 * T + j)));
+                    *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), sd, *a);
+                    if OFFSET {
+                        *a = _mm256_fmadd_ps(min, _mm256_set1_ps(*xsums.add(g * T + j)), *a);
+                    }
+                }
+            }
+            acc
+        }
+    }
+
     /// f32 · f32, four accumulators (the adds' latency hidden).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -787,12 +1070,11 @@ fn decode_blocks(t: BlockType, row: &[u8], out: &mut [f32]) {
 const GEMM_ROWS: usize = 4;
 const GEMM_TOKENS: usize = 2;
 
-/// The multi-token product (prefill): each group of [`GEMM_ROWS`] rows is decoded to f32 once,
+/// The f32 multi-token product: each group of [`GEMM_ROWS`] rows is decoded to f32 once,
 /// then multiplied by every token, [`GEMM_TOKENS`] at a time: the decoding no longer repeats
 /// per token, and each loaded value feeds several products.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn gemm_generic(w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>, out: SharedOut, y_stride: usize, y_offset: usize) {
+fn gemm_generic(w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>, out: Out) {
     let cols = w.cols;
     let mut decoded = vec![0f32; GEMM_ROWS * cols];
     for r0 in rows.clone().step_by(GEMM_ROWS) {
@@ -810,8 +1092,7 @@ fn gemm_generic(w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>
             let sums = dot_4x2(&decoded, xs, cols);
             for (j, row_sums) in sums.iter().enumerate().take(nt) {
                 // SAFETY: each task writes its own rows of each token's output, disjoint.
-                let y = unsafe { std::slice::from_raw_parts_mut(out.get().add((t0 + j) * y_stride + y_offset + r0), nr) };
-                y.copy_from_slice(&row_sums[..nr]);
+                unsafe { out.rows(t0 + j, r0, nr) }.copy_from_slice(&row_sums[..nr]);
             }
         }
     }
@@ -850,6 +1131,95 @@ fn dot_4x2(decoded: &[f32], xs: [&[f32]; GEMM_TOKENS], cols: usize) -> [[f32; GE
     })
 }
 
+/// Where a multi-token product writes: token t's rows at `ptr[t * stride + offset..]`.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: SharedOut,
+    stride: usize,
+    offset: usize,
+}
+
+impl Out {
+    /// Token t's outputs for rows `r..r + len`.
+    ///
+    /// # Safety
+    /// In bounds of the caller's output (`matvec_into` asserts its shape), and no other task
+    /// writes these rows.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rows(&self, t: usize, r: usize, len: usize) -> &mut [f32] {
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.get().add(t * self.stride + self.offset + r), len) }
+    }
+}
+
+/// A row of blocks decoded to integers once ([`decode_block_int`]) for a multi-token product:
+/// its values (whole blocks) and per 16 of them a scale and an offset.
+struct IntRow {
+    q: Vec<i8>,
+    scale: Vec<f32>,
+    min: Vec<f32>,
+}
+
+impl IntRow {
+    fn new(t: BlockType, cols: usize) -> IntRow {
+        let n = cols.div_ceil(t.block_values()) * t.block_values();
+        IntRow { q: vec![0; n], scale: vec![0.0; n / 16], min: vec![0.0; n / 16] }
+    }
+
+    #[inline(always)]
+    fn decode(&mut self, t: BlockType, row: &[u8]) {
+        let (values, mut blk) = (t.block_values(), IntBlock::new());
+        for (b, block) in row.chunks_exact(t.block_bytes()).enumerate() {
+            decode_block_int(t, block, &mut blk);
+            self.q[b * values..][..values].copy_from_slice(&blk.q[..values]);
+            self.scale[b * values / 16..][..values / 16].copy_from_slice(&blk.scale[..values / 16]);
+            self.min[b * values / 16..][..values / 16].copy_from_slice(&blk.min[..values / 16]);
+        }
+    }
+
+    /// This row · quantized activations, summed as [`dot_int`]'s portable loop sums: per block
+    /// its offsets, per 16 values an integer dot product times both scales.
+    #[inline(always)]
+    fn dot(&self, t: BlockType, a: &QuantizedActivations) -> f32 {
+        let values = t.block_values();
+        let (mut acc, mut offsets) = (0f32, 0f32);
+        for b in 0..self.q.len() / values {
+            let groups = b * values / 16..(b + 1) * values / 16;
+            if has_min(t) {
+                offsets += self.min[groups.clone()].iter().zip(&a.sums[groups.clone()]).map(|(m, s)| m * s).sum::<f32>();
+            }
+            for g in groups {
+                let s: i32 = self.q[g * 16..][..16].iter().zip(&a.q[g * 16..][..16]).map(|(&w, &v)| i32::from(i16::from(w) * i16::from(v))).sum();
+                acc += self.scale[g] * a.d[g / 2] * s as f32;
+            }
+        }
+        acc + offsets
+    }
+}
+
+/// The integer multi-token product, plain: each row decoded to integers once, then multiplied
+/// by every token's quantized activations.
+#[inline(always)]
+fn gemm_int_generic(w: &CpuMatrix, acts: &[QuantizedActivations], rows: std::ops::Range<usize>, out: Out) {
+    let WeightDType::Block(t) = w.dtype else { unreachable!("the integer path takes rows of blocks") };
+    specialised!(t, gemm_int_rows(w, acts, rows, out))
+}
+
+#[inline(always)]
+fn gemm_int_rows(t: BlockType, w: &CpuMatrix, acts: &[QuantizedActivations], rows: std::ops::Range<usize>, out: Out) {
+    let mut row = IntRow::new(t, w.cols);
+    for r in rows {
+        row.decode(t, w.row(r));
+        for (i, a) in acts.iter().enumerate() {
+            // SAFETY: each task writes its own rows of each token's output, disjoint.
+            let y = unsafe { out.rows(i, r, 1) };
+            y[0] = row.dot(t, a);
+        }
+    }
+}
+
+/// Rows per group of the x86-64 integer GEMM: one 32-bit lane each.
+const GEMM_INT_ROWS: usize = 8;
+
 /// f64 reference of the integer paths: the row's values · the activations as quantized.
 pub fn reference_q8(w_values: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let xq = QuantizedActivations::new(x).values();
@@ -857,41 +1227,45 @@ pub fn reference_q8(w_values: &[f32], x: &[f32], rows: usize, cols: usize) -> Ve
 }
 
 /// Every weight type, at shapes that cut 32- and 256-value blocks and the 64-value widening
-/// chunks, rows not a multiple of the task size, several tokens; every kernel this CPU runs
-/// (natively; in a browser, the wasm32 SIMD build), both activation modes, alone and through a
-/// pool, against the f64 reference on the values each path computes with.
+/// chunks, rows not a multiple of the task size or of the integer GEMM's row groups, token counts
+/// not a multiple of its tiles; every kernel this CPU runs (natively; in a browser, the wasm32
+/// SIMD build), both activation modes: each token alone (the row loops), all of them at once
+/// (the multi-token products), and through a pool, against the f64 reference on the values each
+/// path computes with.
 pub fn check(seed: u64) -> Result<(), crate::ops::check::Mismatch> {
     use crate::ops::check::{compare, tolerance, DType, Rng};
     let mut rng = Rng::new(seed);
     let pool = Pool::new(3);
-    for &(m, rows, cols) in &[(1usize, 1usize, 1usize), (1, 3, 17), (2, 37, 70), (1, 255, 257), (3, 100, 512), (1, 9, 96), (2, 513, 160)] {
+    for &(m, rows, cols) in &[(1usize, 1usize, 1usize), (1, 3, 17), (2, 37, 70), (1, 255, 257), (3, 100, 512), (1, 9, 96), (2, 513, 160), (5, 19, 288)] {
         for dtype in WeightDType::ALL {
             let (w, values) = CpuMatrix::random(&mut rng, dtype, rows, cols);
             let x = rng.normals(m * cols, 1.0 / (cols as f32).sqrt());
             for (kernel, mode) in Kernel::available().into_iter().flat_map(|k| [(k, Activations::F32), (k, Activations::Int8)]) {
-                // Each token alone (the row loops), then all of them through the pool (the
-                // multi-token product when m > 1).
-                let want = |quantized: bool| -> Vec<f32> {
-                    (0..m)
-                        .flat_map(|t| {
-                            let xt = &x[t * cols..(t + 1) * cols];
-                            match quantized {
-                                true => reference_q8(&values, xt, rows, cols),
-                                false => crate::ops::matvec::reference(xt, &values, 1, rows, cols),
-                            }
-                        })
-                        .collect()
-                };
+                let quantized = quantizes_activations(dtype, mode);
+                let want: Vec<f32> = (0..m)
+                    .flat_map(|t| {
+                        let xt = &x[t * cols..(t + 1) * cols];
+                        match quantized {
+                            true => reference_q8(&values, xt, rows, cols),
+                            false => crate::ops::matvec::reference(xt, &values, 1, rows, cols),
+                        }
+                    })
+                    .collect();
+                let acts = quantized.then(|| QuantizedTokens::new(&pool, &x, m, cols, kernel));
+                let what = format!("cpu matvec {} {} {mode:?} {m}x{rows}x{cols}", kernel.name(), dtype.name());
                 let mut y = vec![f32::NAN; m * rows];
                 for t in 0..m {
-                    let act = quantizes_activations(dtype, mode, 1).then(|| QuantizedActivations::new(&x[t * cols..(t + 1) * cols]));
-                    kernel.rows(&w, &x[t * cols..(t + 1) * cols], act.as_ref(), 0..rows, &mut y[t * rows..(t + 1) * rows]);
+                    kernel.rows(&w, &x[t * cols..(t + 1) * cols], acts.as_ref().map(|a| &a.tokens[t]), 0..rows, &mut y[t * rows..(t + 1) * rows]);
                 }
-                let what = format!("cpu matvec {} {} {mode:?} {m}x{rows}x{cols}", kernel.name(), dtype.name());
-                compare(&what, seed, &y, &want(quantizes_activations(dtype, mode, 1)), tolerance(DType::F32))?;
+                compare(&what, seed, &y, &want, tolerance(DType::F32))?;
+                if m > 1 {
+                    let mut all = vec![f32::NAN; m * rows];
+                    kernel.gemm(&w, &x, acts.as_ref(), m, 0..rows, SharedOut(all.as_mut_ptr()), rows, 0);
+                    compare(&format!("{what} (all tokens at once)"), seed, &all, &want, tolerance(DType::F32))?;
+                }
                 let mut pooled = vec![f32::NAN; m * rows];
                 matvec_into(&pool, &w, &x, m, &mut pooled, rows, 0, mode);
-                compare(&format!("{what} (pool)"), seed, &pooled, &want(quantizes_activations(dtype, mode, m)), tolerance(DType::F32))?;
+                compare(&format!("{what} (pool)"), seed, &pooled, &want, tolerance(DType::F32))?;
             }
         }
     }

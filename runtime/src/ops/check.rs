@@ -42,23 +42,26 @@ pub const MODEL_TOLERANCE: Tolerance = Tolerance { abs: 1e-3, rel: 1e-3 };
 /// 3e-2 + 1e-2 relative. Greedy choices must still be identical.
 pub const KV16_MODEL_TOLERANCE: Tolerance = Tolerance { abs: 3e-2, rel: 1e-2 };
 
-/// How far a model's logits may drift, per step of a teacher-forced decode, from f32
-/// arithmetic's: the rms difference over the reference's logit standard deviation (median and
-/// largest over the steps), and how many steps may pick another greedy id.
+/// How far a model's logits may drift from f32 arithmetic's, per position of a prefill or per
+/// step of a teacher-forced decode: the rms difference over the reference's logit standard
+/// deviation (median and largest over the positions). A position may pick another greedy id
+/// only where the reference's margin for its own pick is within `flip_margin` times that
+/// position's rms difference: a near-tie that rounding decides, not a wrong result.
 #[derive(Clone, Copy, Debug)]
 pub struct DriftBudget {
     pub median: f32,
     pub max: f32,
-    pub flips: usize,
+    pub flip_margin: f32,
 }
 
-/// The CPU device's decode on the golden fixtures: it quantizes activations to 8 bits per 32
-/// values on rows of ggml blocks, as llama.cpp's CPU backend does (per 256 for the K types), so
-/// logits move about as much as Q8_0 weights move them (measured on the fixtures: rms/std
-/// median 0.015-0.036; Q8_0 weights: 0.03-0.05). The fixtures are random models (weights of std 0.2
-/// on the K-quant ones) whose attention amplifies rounding: single steps reached 0.21, and a
-/// greedy pick whose margin was under the drift flipped.
-pub const INT8_DECODE_BUDGET: DriftBudget = DriftBudget { median: 0.06, max: 0.3, flips: 4 };
+/// The CPU device on the golden fixtures' quantized files: it quantizes activations to 8 bits
+/// per 32 values on rows of ggml blocks (decode and prefill), as llama.cpp's CPU backend does
+/// (per 256 for the K types), so logits move about as much as Q8_0 weights move them (measured
+/// on the fixtures: rms/std median 0.015-0.05; Q8_0 weights: 0.03-0.05). The fixtures are
+/// random models (weights of std 0.2 on the K-quant ones) whose attention amplifies rounding:
+/// single positions reached 0.23, and greedy picks flipped where the margin was up to 3 times
+/// the position's rms difference (up to 5 of 32 positions on the mixed-type fixture).
+pub const INT8_BUDGET: DriftBudget = DriftBudget { median: 0.06, max: 0.3, flip_margin: 5.0 };
 
 
 /// The whole-model tolerance for a KV cache of `dtype`.

@@ -11,7 +11,7 @@
 //! as an integer GEMM that decodes each row once for all of them ([`gemm_int_generic`]; on
 //! x86-64 eight rows interleaved, `avx2::gemm_int`). f32/f16/bf16 rows (and the exact f32 mode)
 //! meet f32 activations; several tokens at once decode each row to f32 once
-//! ([`gemm_generic`]). Reference: `ops::matvec::reference` (f64), on the activations each path
+//! ([`gemm_generic`]; on x86-64 sixteen rows interleaved, `avx2::gemm_f32`). Reference: `ops::matvec::reference` (f64), on the activations each path
 //! sees (`reference_q8` for the integer paths).
 
 use super::pool::Pool;
@@ -256,7 +256,9 @@ impl Kernel {
             (Kernel::Portable, Some(acts)) => gemm_int_generic(w, &acts.tokens, rows, out),
             // SAFETY: only chosen when the CPU has these features.
             #[cfg(target_arch = "x86_64")]
-            (Kernel::Avx2 | Kernel::Avx512Vnni, None) => unsafe { gemm_avx2(w, x, m, rows, out) },
+            (Kernel::Avx2, None) => unsafe { gemm_avx2(w, x, m, rows, out) },
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx512Vnni, None) => unsafe { gemm_avx512(w, x, m, rows, out) },
             #[cfg(target_arch = "x86_64")]
             (Kernel::Avx2, Some(acts)) => unsafe { gemm_int_avx2(w, &acts.tiles, rows, out) },
             #[cfg(target_arch = "x86_64")]
@@ -280,7 +282,14 @@ impl Kernel {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn gemm_avx2(w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>, out: Out) {
-    gemm_generic(w, x, m, rows, out)
+    unsafe { avx2::gemm_f32::<4>(w, x, m, rows, out) }
+}
+
+/// AVX-512's 32 registers hold 8 tokens' sums of 16 rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm_avx512(w: &CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>, out: Out) {
+    unsafe { avx2::gemm_f32::<8>(w, x, m, rows, out) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -820,23 +829,117 @@ mod avx2 {
             unsafe {
                 let flip = _mm256_set1_epi8(if unsigned { -128 } else { 0 });
                 for c in (0..self.cols).step_by(32) {
-                    let r: [__m256i; 8] = std::array::from_fn(|i| _mm256_loadu_si256(self.rows[i].q.as_ptr().add(c).cast()));
-                    let a = [_mm256_unpacklo_epi32(r[0], r[1]), _mm256_unpackhi_epi32(r[0], r[1]), _mm256_unpacklo_epi32(r[2], r[3]), _mm256_unpackhi_epi32(r[2], r[3])];
-                    let b = [_mm256_unpacklo_epi32(r[4], r[5]), _mm256_unpackhi_epi32(r[4], r[5]), _mm256_unpacklo_epi32(r[6], r[7]), _mm256_unpackhi_epi32(r[6], r[7])];
-                    // Words k (low lane) and 4 + k (high lane) of the 8 rows, k = 0..3.
-                    let half = [
-                        (_mm256_unpacklo_epi64(a[0], a[2]), _mm256_unpacklo_epi64(b[0], b[2])),
-                        (_mm256_unpackhi_epi64(a[0], a[2]), _mm256_unpackhi_epi64(b[0], b[2])),
-                        (_mm256_unpacklo_epi64(a[1], a[3]), _mm256_unpacklo_epi64(b[1], b[3])),
-                        (_mm256_unpackhi_epi64(a[1], a[3]), _mm256_unpackhi_epi64(b[1], b[3])),
-                    ];
-                    let out = self.q.as_mut_ptr().add(2 * c);
-                    for (k, &(lo, hi)) in half.iter().enumerate() {
-                        _mm256_storeu_si256(out.add(8 * k).cast(), _mm256_xor_si256(_mm256_permute2x128_si256(lo, hi, 0x20), flip));
-                        _mm256_storeu_si256(out.add(8 * (k + 4)).cast(), _mm256_xor_si256(_mm256_permute2x128_si256(lo, hi, 0x31), flip));
+                    let words = transpose8(std::array::from_fn(|i| _mm256_loadu_si256(self.rows[i].q.as_ptr().add(c).cast())));
+                    for (k, v) in words.into_iter().enumerate() {
+                        _mm256_storeu_si256(self.q.as_mut_ptr().add(2 * c + 8 * k).cast(), _mm256_xor_si256(v, flip));
                     }
                 }
             }
+        }
+    }
+
+    /// The 8x8 transpose of 32-bit words: `r[i]` holds 8 words of row i; vector k of the result
+    /// holds word k of the 8 rows (pairs of words, then pairs of pairs, then 128-bit halves).
+    #[inline(always)]
+    unsafe fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
+        // SAFETY: the features as the module says.
+        unsafe {
+            let a = [_mm256_unpacklo_epi32(r[0], r[1]), _mm256_unpackhi_epi32(r[0], r[1]), _mm256_unpacklo_epi32(r[2], r[3]), _mm256_unpackhi_epi32(r[2], r[3])];
+            let b = [_mm256_unpacklo_epi32(r[4], r[5]), _mm256_unpackhi_epi32(r[4], r[5]), _mm256_unpacklo_epi32(r[6], r[7]), _mm256_unpackhi_epi32(r[6], r[7])];
+            // Words k (low half) and 4 + k (high half) of rows 0-3 and of rows 4-7, k = 0..3.
+            let half = [
+                (_mm256_unpacklo_epi64(a[0], a[2]), _mm256_unpacklo_epi64(b[0], b[2])),
+                (_mm256_unpackhi_epi64(a[0], a[2]), _mm256_unpackhi_epi64(b[0], b[2])),
+                (_mm256_unpacklo_epi64(a[1], a[3]), _mm256_unpacklo_epi64(b[1], b[3])),
+                (_mm256_unpackhi_epi64(a[1], a[3]), _mm256_unpackhi_epi64(b[1], b[3])),
+            ];
+            std::array::from_fn(|k| {
+                let (lo, hi) = half[k % 4];
+                match k < 4 {
+                    true => _mm256_permute2x128_si256(lo, hi, 0x20),
+                    false => _mm256_permute2x128_si256(lo, hi, 0x31),
+                }
+            })
+        }
+    }
+
+    /// Rows per group of [`gemm_f32`]: two registers of 8 lanes.
+    const FLOAT_ROWS: usize = 16;
+
+    /// The f32 multi-token product laid out as [`gemm_int`]'s: 16 rows decoded to f32 and
+    /// interleaved (per column, the 16 rows' values: two registers), a tile of T tokens
+    /// interleaved (per column, each token's value); per column two loads, and per token one
+    /// broadcast and two FMAs, the lanes being the rows: no horizontal sums, and each weight
+    /// loaded feeds T products.
+    #[inline(always)]
+    pub(super) unsafe fn gemm_f32<const T: usize>(w: &super::CpuMatrix, x: &[f32], m: usize, rows: std::ops::Range<usize>, out: super::Out) {
+        let (cols, padded) = (w.cols, w.cols.next_multiple_of(8));
+        let tiles: Vec<(usize, usize, Vec<f32>)> = (0..m)
+            .step_by(T)
+            .map(|first| {
+                let n = T.min(m - first);
+                let mut v = vec![0f32; padded * T];
+                for j in 0..T {
+                    for (c, &value) in x[(first + j.min(n - 1)) * cols..][..cols].iter().enumerate() {
+                        v[c * T + j] = value;
+                    }
+                }
+                (first, n, v)
+            })
+            .collect();
+        let (mut decoded, mut interleaved) = (vec![0f32; FLOAT_ROWS * padded], vec![0f32; FLOAT_ROWS * padded]);
+        for r0 in rows.clone().step_by(FLOAT_ROWS) {
+            let nr = FLOAT_ROWS.min(rows.end - r0);
+            for (i, row) in decoded.chunks_exact_mut(padded).enumerate() {
+                match i < nr {
+                    true => super::decode_row(w, r0 + i, &mut row[..cols]),
+                    false => row.fill(0.0),
+                }
+            }
+            // SAFETY: 8 values at c of each row, 8 at 16(c + k) + 8h of `interleaved`, in
+            // bounds (c + 8 <= padded); the features as the module says.
+            unsafe {
+                for h in 0..2 {
+                    for c in (0..padded).step_by(8) {
+                        let words = transpose8(std::array::from_fn(|i| _mm256_loadu_si256(decoded.as_ptr().add((8 * h + i) * padded + c).cast())));
+                        for (k, v) in words.into_iter().enumerate() {
+                            _mm256_storeu_si256(interleaved.as_mut_ptr().add(FLOAT_ROWS * (c + k) + 8 * h).cast(), v);
+                        }
+                    }
+                }
+            }
+            for (first, n, tile) in &tiles {
+                // SAFETY: the features as the caller's.
+                let sums = unsafe { float_tile::<T>(&interleaved, tile, padded) };
+                for (j, halves) in sums.iter().enumerate().take(*n) {
+                    let mut row_sums = [0f32; FLOAT_ROWS];
+                    // SAFETY: 16 floats; the caller's task owns rows r0..r0 + nr.
+                    unsafe {
+                        _mm256_storeu_ps(row_sums.as_mut_ptr(), halves[0]);
+                        _mm256_storeu_ps(row_sums.as_mut_ptr().add(8), halves[1]);
+                        out.rows(first + j, r0, nr).copy_from_slice(&row_sums[..nr]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// 16 interleaved rows · T interleaved tokens: per token, the 16 rows' sums (two vectors).
+    #[inline(always)]
+    unsafe fn float_tile<const T: usize>(w: &[f32], x: &[f32], cols: usize) -> [[__m256; 2]; T] {
+        assert!(w.len() >= FLOAT_ROWS * cols && x.len() >= T * cols);
+        // SAFETY: in bounds (asserted); the features as the module says.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 2]; T];
+            for c in 0..cols {
+                let (w0, w1) = (_mm256_loadu_ps(w.as_ptr().add(FLOAT_ROWS * c)), _mm256_loadu_ps(w.as_ptr().add(FLOAT_ROWS * c + 8)));
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let xv = _mm256_set1_ps(*x.get_unchecked(c * T + j));
+                    a[0] = _mm256_fmadd_ps(w0, xv, a[0]);
+                    a[1] = _mm256_fmadd_ps(w1, xv, a[1]);
+                }
+            }
+            acc
         }
     }
 

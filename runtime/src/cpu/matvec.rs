@@ -188,6 +188,10 @@ pub enum Kernel {
     /// instruction where AVX2 takes two for the integer path.
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
+    /// NEON (every aarch64 CPU) with the Armv8.2 byte dot product (`sdot`, FEAT_DotProd) for
+    /// the integer row loops.
+    #[cfg(target_arch = "aarch64")]
+    NeonDotprod,
 }
 
 impl Kernel {
@@ -214,13 +218,21 @@ impl Kernel {
                 return Kernel::Avx2;
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            return Kernel::NeonDotprod;
+        }
         Kernel::Portable
     }
 
     /// Every kernel this CPU can run (tests compare them all).
     pub fn available() -> Vec<Kernel> {
-        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(unused_mut))]
         let mut all = vec![Kernel::Portable];
+        #[cfg(target_arch = "aarch64")]
+        if Kernel::detected() == Kernel::NeonDotprod {
+            all.push(Kernel::NeonDotprod);
+        }
         #[cfg(target_arch = "x86_64")]
         {
             if Kernel::detected() != Kernel::Portable {
@@ -236,11 +248,14 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Portable if cfg!(target_feature = "simd128") => "wasm simd128",
+            Kernel::Portable if cfg!(target_arch = "aarch64") => "neon",
             Kernel::Portable => "portable",
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => "avx2+fma+f16c",
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => "avx2+fma+f16c+avx512vnni",
+            #[cfg(target_arch = "aarch64")]
+            Kernel::NeonDotprod => "neon+dotprod",
         }
     }
 
@@ -254,6 +269,10 @@ impl Kernel {
         match (self, acts) {
             (Kernel::Portable, None) => gemm_generic(w, x, m, rows, out),
             (Kernel::Portable, Some(acts)) => gemm_int_generic(w, &acts.tokens, rows, out),
+            #[cfg(target_arch = "aarch64")]
+            (Kernel::NeonDotprod, None) => gemm_generic(w, x, m, rows, out),
+            #[cfg(target_arch = "aarch64")]
+            (Kernel::NeonDotprod, Some(acts)) => gemm_int_generic(w, &acts.tokens, rows, out),
             // SAFETY: only chosen when the CPU has these features.
             #[cfg(target_arch = "x86_64")]
             (Kernel::Avx2, None) => unsafe { gemm_avx2(w, x, m, rows, out) },
@@ -275,6 +294,8 @@ impl Kernel {
             Kernel::Avx2 => unsafe { rows_avx2(w, x, act, rows, y) },
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => unsafe { rows_avx512_vnni(w, x, act, rows, y) },
+            #[cfg(target_arch = "aarch64")]
+            Kernel::NeonDotprod => unsafe { rows_neon_dotprod(w, x, act, rows, y) },
         }
     }
 }
@@ -314,6 +335,12 @@ unsafe fn rows_avx2(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn rows_avx512_vnni(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32]) {
     rows_generic(w, x, act, rows, y, Kernel::Avx512Vnni)
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn rows_neon_dotprod(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, rows: std::ops::Range<usize>, y: &mut [f32]) {
+    rows_generic(w, x, act, rows, y, Kernel::NeonDotprod)
 }
 
 /// The row loops, written so that the compiler vectorizes them for whatever target features the
@@ -588,7 +615,7 @@ fn decode_block_int(t: BlockType, b: &[u8], out: &mut IntBlock) {
 /// ([`decode_block_int`]), then per 16 values an integer dot product times the block's scale
 /// and the activations' (plus the block's offset times the activations' sum).
 #[inline(always)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(unused_variables))]
 fn dot_int(t: BlockType, row: &[u8], a: &QuantizedActivations, kernel: Kernel) -> f32 {
     let (values, bytes) = (t.block_values(), t.block_bytes());
     let mut blk = IntBlock::new();
@@ -596,6 +623,9 @@ fn dot_int(t: BlockType, row: &[u8], a: &QuantizedActivations, kernel: Kernel) -
     #[cfg(target_arch = "x86_64")]
     // SAFETY: all-zero bits are eight 0.0 lanes.
     let mut lanes: std::arch::x86_64::__m256 = unsafe { std::mem::zeroed() };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: all-zero bits are four 0.0 lanes.
+    let mut lanes: std::arch::aarch64::float32x4_t = unsafe { std::mem::zeroed() };
     for (b, block) in row.chunks_exact(bytes).enumerate() {
         decode_block_int(t, block, &mut blk);
         let (q, d) = (&a.q[b * values..][..values], &a.d[b * values / QK..][..values / QK]);
@@ -621,6 +651,12 @@ fn dot_int(t: BlockType, row: &[u8], a: &QuantizedActivations, kernel: Kernel) -
             }
             Kernel::Portable => {}
         }
+        // SAFETY: the dot-product kernel runs where the CPU has it (`rows_generic`).
+        #[cfg(target_arch = "aarch64")]
+        if kernel == Kernel::NeonDotprod {
+            lanes = unsafe { neon::dot_i8_scaled(&blk.q[..values], q, &sd, lanes) };
+            continue;
+        }
         for g in 0..values / 16 {
             let s: i32 = blk.q[g * 16..][..16].iter().zip(&q[g * 16..][..16]).map(|(&w, &v)| i32::from(i16::from(w) * i16::from(v))).sum();
             acc += sd[g] * s as f32;
@@ -631,7 +667,41 @@ fn dot_int(t: BlockType, row: &[u8], a: &QuantizedActivations, kernel: Kernel) -
         // SAFETY: as above.
         acc += unsafe { avx2::sum(lanes) };
     }
+    #[cfg(target_arch = "aarch64")]
+    if kernel == Kernel::NeonDotprod {
+        // SAFETY: NEON is every aarch64 CPU's.
+        acc += unsafe { std::arch::aarch64::vaddvq_f32(lanes) };
+    }
     acc + offsets
+}
+
+/// The integer dot product for aarch64's dot-product kernel: Armv8.2's `sdot` (FEAT_DotProd),
+/// written as inline assembly (its intrinsic is not stable in Rust 1.95).
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    /// `acc` + per 32-bit lane, the sum of four products of signed bytes.
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    fn sdot(mut acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+        // SAFETY: one register instruction, no memory; the feature as the attribute says.
+        unsafe { std::arch::asm!("sdot {acc:v}.4s, {w:v}.16b, {x:v}.16b", acc = inout(vreg) acc, w = in(vreg) w, x = in(vreg) x, options(pure, nomem, nostack)) };
+        acc
+    }
+
+    /// `acc` + per 16 values, `scale[g]` · Σ w·x (signed bytes), four lanes.
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    pub(super) fn dot_i8_scaled(w: &[i8], x: &[i8], scale: &[f32; 16], mut acc: float32x4_t) -> float32x4_t {
+        assert!(x.len() >= w.len() && w.len().is_multiple_of(16) && w.len() <= 256);
+        for (g, &s) in scale.iter().enumerate().take(w.len() / 16) {
+            // SAFETY: 16 bytes at 16g of each, in bounds (asserted).
+            let (wv, xv) = unsafe { (vld1q_s8(w.as_ptr().add(16 * g)), vld1q_s8(x.as_ptr().add(16 * g))) };
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(sdot(vdupq_n_s32(0), wv, xv)), s);
+        }
+        acc
+    }
 }
 
 /// The dot products the compiler does not find by itself, for the x86-64 kernels. The integer
@@ -701,21 +771,24 @@ mod avx2 {
     }
 
     /// A Q8_0 or Q4_0 row straight from its bytes (ggml's `ggml_vec_dot_q4_0_q8_0`): each
-    /// block's 32 weights unpacked in a register (Q4_0: low nibbles, then high ones, minus 8),
-    /// one integer dot product with the activations' block, scaled by both d. Eight blocks at a
-    /// time: their eight f16 d widened in one instruction and multiplied by the activations'
-    /// eight, each block then taking its lane.
+    /// block's 32 weights unpacked in a register, one integer dot product with the activations'
+    /// block, scaled by both d. Q4_0's nibbles stay unsigned (0..15, the byte product's unsigned
+    /// side): the 8 they stand above their values comes out once per eight blocks, as 8 · d times
+    /// the activations' sums. Eight blocks at a time: their eight f16 d widened in one
+    /// instruction and multiplied by the activations' eight, each block then broadcasting its
+    /// own from memory.
     #[inline(always)]
     pub(super) unsafe fn dot_q8_0_q4_0<const VNNI: bool>(q8: bool, row: &[u8], a: &super::QuantizedActivations) -> f32 {
         let bytes = if q8 { 34 } else { 18 };
         let blocks = row.len() / bytes;
-        // `a.d` holds whole groups of eight (the activations are padded to 256 values).
-        assert!(a.q.len() >= blocks * 32 && a.d.len() >= blocks.div_ceil(8) * 8);
+        // `a.d` and `a.sums32` hold whole groups of eight (the activations are padded to 256
+        // values).
+        assert!(a.q.len() >= blocks * 32 && a.d.len() >= blocks.div_ceil(8) * 8 && a.sums32.len() >= blocks.div_ceil(8) * 8);
         // SAFETY: block b's bytes and activations are in bounds (asserted); the features as the
         // module says.
         unsafe {
-            let (low, eight) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(8));
-            let mut acc = [_mm256_setzero_ps(); 2];
+            let low = _mm256_set1_epi8(0xF);
+            let (mut acc, mut offsets) = ([_mm256_setzero_ps(); 2], _mm256_setzero_ps());
             for first in (0..blocks).step_by(8) {
                 let n = (blocks - first).min(8);
                 let mut halves = [0u16; 8];
@@ -723,22 +796,25 @@ mod avx2 {
                     let at = (first + i) * bytes;
                     *h = u16::from_le_bytes([row[at], row[at + 1]]);
                 }
-                let sd = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(halves.as_ptr().cast())), _mm256_loadu_ps(a.d.as_ptr().add(first)));
-                for i in 0..n {
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(halves.as_ptr().cast()));
+                let mut sd = [0f32; 8];
+                _mm256_storeu_ps(sd.as_mut_ptr(), _mm256_mul_ps(d, _mm256_loadu_ps(a.d.as_ptr().add(first))));
+                if !q8 {
+                    offsets = _mm256_fmadd_ps(d, _mm256_loadu_ps(a.sums32.as_ptr().add(first)), offsets);
+                }
+                for (i, s) in sd.iter().enumerate().take(n) {
                     let b = first + i;
                     let (blk, xv) = (row.as_ptr().add(b * bytes + 2), _mm256_loadu_si256(a.q.as_ptr().add(32 * b).cast()));
-                    let wv = if q8 {
-                        _mm256_loadu_si256(blk.cast())
+                    let dot = if q8 {
+                        signed_byte_dot::<VNNI>(_mm256_loadu_si256(blk.cast()), xv)
                     } else {
                         let v = _mm_loadu_si128(blk.cast());
-                        _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), low), eight)
+                        byte_dot::<VNNI>(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), low), xv)
                     };
-                    let sums = _mm256_cvtepi32_ps(signed_byte_dot::<VNNI>(wv, xv));
-                    let scale = _mm256_permutevar8x32_ps(sd, _mm256_set1_epi32(i as i32));
-                    acc[i % 2] = _mm256_fmadd_ps(sums, scale, acc[i % 2]);
+                    acc[i % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_broadcast_ss(s), acc[i % 2]);
                 }
             }
-            sum(_mm256_add_ps(acc[0], acc[1]))
+            sum(_mm256_add_ps(acc[0], acc[1])) - 8.0 * sum(offsets)
         }
     }
 

@@ -155,6 +155,9 @@ pub fn attention(pool: &Pool, q: &[f32], cache: &CpuKvCache, heads: Heads, score
         let offset = (h / group) * hd;
         match kernel {
             super::matvec::Kernel::Portable => attend(qv, cache, kv_dim, offset, scores.scale, first..end, o),
+            // NEON is every aarch64 CPU's: the plain build vectorizes with it.
+            #[cfg(target_arch = "aarch64")]
+            super::matvec::Kernel::NeonDotprod => attend(qv, cache, kv_dim, offset, scores.scale, first..end, o),
             // SAFETY: only chosen when the CPU has these features.
             #[cfg(target_arch = "x86_64")]
             super::matvec::Kernel::Avx2 | super::matvec::Kernel::Avx512Vnni => unsafe { attend_avx2(qv, cache, kv_dim, offset, scores.scale, first..end, o) },

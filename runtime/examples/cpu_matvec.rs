@@ -42,7 +42,7 @@ fn main() {
         let dtype = WeightDType::parse(name).unwrap();
         let (w, _) = CpuMatrix::random(&mut rng, dtype, rows, cols);
         let copies = (256usize << 20).div_ceil(w.data.len());
-        let ws: Vec<CpuMatrix> = (0..copies).map(|_| CpuMatrix::from_bytes(dtype, rows, cols, w.data.clone()).unwrap()).collect();
+        let ws: Vec<CpuMatrix> = (0..copies).map(|_| CpuMatrix::from_bytes(dtype, rows, cols, w.data.clone()).unwrap().for_kernel(Kernel::best())).collect();
         let x = rng.normals(cols, 1.0);
         let mut y = vec![0f32; rows];
         let bytes = w.data.len() * copies;
@@ -63,7 +63,7 @@ fn prefill(pool: &Pool, rng: &mut cria::rng::Rng, rows: usize, cols: usize, toke
     println!("|---|---|---|");
     for name in ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k", "q5_k"] {
         let dtype = WeightDType::parse(name).unwrap();
-        let (w, _) = CpuMatrix::random(rng, dtype, rows, cols);
+        let w = CpuMatrix::random(rng, dtype, rows, cols).0.for_kernel(Kernel::best());
         let x = rng.normals(tokens * cols, 1.0);
         let mut y = vec![0f32; tokens * rows];
         let modes: &[Activations] = if dtype.block().is_some() { &[Activations::F32, Activations::Int8] } else { &[Activations::F32] };

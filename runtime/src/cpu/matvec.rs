@@ -7,12 +7,13 @@
 //! Every ggml block type is integers times a scale per 16 or 32 values, some plus an offset:
 //! one decoder per type ([`decode_block_int`]) serves every path. Products with such rows
 //! quantize the activations to 8 bits per 32 values and sum integer products, as ggml's CPU
-//! backend does ([`Activations::Int8`]): a single token (decode) row by row, several (prefill)
-//! as an integer GEMM that decodes each row once for all of them ([`gemm_int_generic`]; on
-//! x86-64 eight rows interleaved, `avx2::gemm_int`). f32/f16/bf16 rows (and the exact f32 mode)
-//! meet f32 activations; several tokens at once decode each row to f32 once
-//! ([`gemm_generic`]; on x86-64 sixteen rows interleaved, `avx2::gemm_f32`). Reference: `ops::matvec::reference` (f64), on the activations each path
-//! sees (`reference_q8` for the integer paths).
+//! backend does ([`Activations::Int8`]): a single token (decode) row by row (Q4_0 eight rows at
+//! a time, stored interleaved at load on x86-64: [`interleave_rows`]), several (prefill) as an
+//! integer GEMM that decodes each row once for all of them ([`gemm_int_generic`]; on x86-64
+//! eight rows interleaved, `avx2::gemm_int`). f32/f16/bf16 rows (and the exact f32 mode) meet
+//! f32 activations; several tokens at once decode each row to f32 once ([`gemm_generic`]; on
+//! x86-64 sixteen rows interleaved, `avx2::gemm_f32`). Reference: `ops::matvec::reference`
+//! (f64), on the activations each path sees (`reference_q8` for the integer paths).
 
 use super::pool::Pool;
 use super::{CpuMatrix, SharedOut};
@@ -351,8 +352,28 @@ fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, ro
     use WeightDType::{Block, BF16, F16, F32};
     #[cfg(target_arch = "x86_64")]
     use {BlockType::*, Kernel::*};
+    // Rows interleaved in groups of eight: eight at a time, the lanes being the rows.
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(a), Avx2 | Avx512Vnni) = (w.interleaved, act, kernel)
+        && rows.start.is_multiple_of(8)
+        && rows.len().is_multiple_of(8)
+    {
+        for (g, out) in y.chunks_exact_mut(8).enumerate() {
+            let group = &w.data[(rows.start + 8 * g) * w.row_bytes..][..8 * w.row_bytes];
+            // SAFETY: as below.
+            let sums = unsafe {
+                match kernel {
+                    Avx2 => avx2::dot_q4_0_x8::<false>(group, a),
+                    _ => avx2::dot_q4_0_x8::<true>(group, a),
+                }
+            };
+            out.copy_from_slice(&sums);
+        }
+        return;
+    }
     for (out, r) in y.iter_mut().zip(rows) {
         let row = w.row(r);
+        let row = &row[..];
         // SAFETY (the x86-64 arms): `kernel` is only Avx2 or Avx512Vnni inside `rows_avx2` and
         // `rows_avx512_vnni`, which run when the CPU has those features.
         *out = match (w.dtype, act, kernel) {
@@ -818,6 +839,49 @@ mod avx2 {
         }
     }
 
+    /// Eight Q4_0 rows interleaved ([`super::interleave_rows`]) · quantized activations: the
+    /// idea of llama.cpp's repacked `gemv_q4_0_8x8`. Per block, four registers each hold 4
+    /// bytes of every row: their low nibbles (unsigned 0..15) are 4 columns of the 8 rows, and
+    /// meet the activations' 4 bytes broadcast, their high nibbles the 4 columns 16 on. The
+    /// lanes are the rows, so the block's integer sums are converted, scaled by the 8 rows' d
+    /// (widened in one instruction) times the activations' d, and offset by 8 (the nibbles'
+    /// bias) times d times the activations' sum once per block for all eight rows.
+    #[inline(always)]
+    pub(super) unsafe fn dot_q4_0_x8<const VNNI: bool>(group: &[u8], a: &super::QuantizedActivations) -> [f32; 8] {
+        let blocks = group.len() / (8 * 18);
+        assert!(group.len() == blocks * 8 * 18 && a.q.len() >= blocks * 32 && a.d.len() >= blocks && a.sums32.len() >= blocks);
+        // SAFETY: block b's 144 bytes and its activations are in bounds (asserted); the features
+        // as the module says.
+        unsafe {
+            let low = _mm256_set1_epi8(0xF);
+            let (mut acc, mut offsets) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for b in 0..blocks {
+                let (p, x) = (group.as_ptr().add(b * 144), a.q.as_ptr().add(32 * b));
+                let mut dots = [_mm256_setzero_si256(); 2];
+                for k in 0..4 {
+                    let v = _mm256_loadu_si256(p.add(16 + 32 * k).cast());
+                    let (lo, hi) = (_mm256_and_si256(v, low), _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+                    let (xlo, xhi) = (_mm256_set1_epi32(x.add(4 * k).cast::<i32>().read_unaligned()), _mm256_set1_epi32(x.add(16 + 4 * k).cast::<i32>().read_unaligned()));
+                    dots[0] = match VNNI {
+                        true => _mm256_dpbusd_epi32(dots[0], lo, xlo),
+                        false => _mm256_add_epi32(dots[0], byte_dot::<false>(lo, xlo)),
+                    };
+                    dots[1] = match VNNI {
+                        true => _mm256_dpbusd_epi32(dots[1], hi, xhi),
+                        false => _mm256_add_epi32(dots[1], byte_dot::<false>(hi, xhi)),
+                    };
+                }
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
+                let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(dots[0], dots[1]));
+                acc = _mm256_fmadd_ps(dot, _mm256_mul_ps(d, _mm256_set1_ps(*a.d.get_unchecked(b))), acc);
+                offsets = _mm256_fmadd_ps(d, _mm256_set1_ps(*a.sums32.get_unchecked(b)), offsets);
+            }
+            let mut out = [0f32; 8];
+            _mm256_storeu_ps(out.as_mut_ptr(), _mm256_fnmadd_ps(_mm256_set1_ps(8.0), offsets, acc));
+            out
+        }
+    }
+
     /// A Q4_K row straight from its bytes (ggml's `ggml_vec_dot_q4_K_q8_K`, on 32-value
     /// activation blocks): per 64 values, 32 bytes whose low nibbles are one sub-block and high
     /// nibbles the next, unsigned 0..15. Per block, the eight 6-bit scales and mins are unpacked
@@ -884,7 +948,7 @@ mod avx2 {
         fn pack(&mut self, t: BlockType, w: &super::CpuMatrix, r0: usize, n: usize, unsigned: bool) {
             for (i, row) in self.rows.iter_mut().enumerate() {
                 if i < n {
-                    row.decode(t, w.row(r0 + i));
+                    row.decode(t, &w.row(r0 + i));
                 } else {
                     row.q.fill(0);
                     row.scale.fill(0.0);
@@ -1221,6 +1285,7 @@ mod avx2 {
 #[inline(always)]
 fn decode_row(w: &CpuMatrix, r: usize, out: &mut [f32]) {
     let row = w.row(r);
+    let row = &row[..];
     match w.dtype {
         WeightDType::F32 => out[..w.cols].copy_from_slice(&bytemuck::cast_slice::<u8, f32>(row)[..w.cols]),
         WeightDType::F16 => out.iter_mut().zip(bytemuck::cast_slice::<u8, u16>(row)).for_each(|(o, &h)| *o = f16_to_f32(h)),
@@ -1387,7 +1452,7 @@ fn gemm_int_generic(w: &CpuMatrix, acts: &[QuantizedActivations], rows: std::ops
 fn gemm_int_rows(t: BlockType, w: &CpuMatrix, acts: &[QuantizedActivations], rows: std::ops::Range<usize>, out: Out) {
     let mut row = IntRow::new(t, w.cols);
     for r in rows {
-        row.decode(t, w.row(r));
+        row.decode(t, &w.row(r));
         for (i, a) in acts.iter().enumerate() {
             // SAFETY: each task writes its own rows of each token's output, disjoint.
             let y = unsafe { out.rows(i, r, 1) };
@@ -1398,6 +1463,45 @@ fn gemm_int_rows(t: BlockType, w: &CpuMatrix, acts: &[QuantizedActivations], row
 
 /// Rows per group of the x86-64 integer GEMM: one 32-bit lane each.
 const GEMM_INT_ROWS: usize = 8;
+
+/// Whether `kernel` reads matrices of `dtype` with `rows` rows interleaved ([`interleave_rows`]):
+/// Q4_0 in whole groups of eight, on x86-64.
+pub fn interleaves(dtype: WeightDType, rows: usize, kernel: Kernel) -> bool {
+    dtype == WeightDType::Block(BlockType::Q4_0) && rows.is_multiple_of(8) && cfg!(target_arch = "x86_64") && kernel != Kernel::Portable
+}
+
+/// Q4_0 rows (`row_bytes` each, a whole number of groups of eight) interleaved per group, for
+/// `avx2::dot_q4_0_x8`: per block, the eight rows' f16 scales (16 bytes), then four times 32
+/// bytes, each holding 4 bytes of every row's nibbles (bytes 4k..4k + 4 of row i at 4i). The
+/// same bytes as the rows, reordered.
+pub fn interleave_rows(data: &[u8], row_bytes: usize) -> Vec<u8> {
+    let mut out = vec![0u8; data.len()];
+    for (group, dst) in data.chunks_exact(8 * row_bytes).zip(out.chunks_exact_mut(8 * row_bytes)) {
+        for (b, block) in dst.chunks_exact_mut(8 * 18).enumerate() {
+            for i in 0..8 {
+                let src = &group[i * row_bytes + b * 18..][..18];
+                block[2 * i..2 * i + 2].copy_from_slice(&src[..2]);
+                for k in 0..4 {
+                    block[16 + 32 * k + 4 * i..][..4].copy_from_slice(&src[2 + 4 * k..][..4]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Row `i` of an interleaved group ([`interleave_rows`]) as the file stores it.
+pub fn interleaved_row(group: &[u8], i: usize, row_bytes: usize) -> Vec<u8> {
+    let mut row = vec![0u8; row_bytes];
+    for (b, block) in group.chunks_exact(8 * 18).enumerate() {
+        let dst = &mut row[b * 18..][..18];
+        dst[..2].copy_from_slice(&block[2 * i..2 * i + 2]);
+        for k in 0..4 {
+            dst[2 + 4 * k..][..4].copy_from_slice(&block[16 + 32 * k + 4 * i..][..4]);
+        }
+    }
+    row
+}
 
 /// f64 reference of the integer paths: the row's values · the activations as quantized.
 pub fn reference_q8(w_values: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -1415,11 +1519,13 @@ pub fn check(seed: u64) -> Result<(), crate::ops::check::Mismatch> {
     use crate::ops::check::{compare, tolerance, DType, Rng};
     let mut rng = Rng::new(seed);
     let pool = Pool::new(3);
-    for &(m, rows, cols) in &[(1usize, 1usize, 1usize), (1, 3, 17), (2, 37, 70), (1, 255, 257), (3, 100, 512), (1, 9, 96), (2, 513, 160), (5, 19, 288)] {
+    for &(m, rows, cols) in &[(1usize, 1usize, 1usize), (1, 3, 17), (2, 37, 70), (1, 255, 257), (3, 100, 512), (1, 9, 96), (2, 513, 160), (5, 19, 288), (1, 64, 288), (3, 40, 96)] {
         for dtype in WeightDType::ALL {
-            let (w, values) = CpuMatrix::random(&mut rng, dtype, rows, cols);
+            let (stored, values) = CpuMatrix::random(&mut rng, dtype, rows, cols);
             let x = rng.normals(m * cols, 1.0 / (cols as f32).sqrt());
             for (kernel, mode) in Kernel::available().into_iter().flat_map(|k| [(k, Activations::F32), (k, Activations::Int8)]) {
+                // The matrix as the device loads it for this kernel (some rows interleaved).
+                let w = CpuMatrix::from_bytes(dtype, rows, cols, stored.data.clone()).expect("the same shape").for_kernel(kernel);
                 let quantized = quantizes_activations(dtype, mode);
                 let want: Vec<f32> = (0..m)
                     .flat_map(|t| {
@@ -1431,7 +1537,7 @@ pub fn check(seed: u64) -> Result<(), crate::ops::check::Mismatch> {
                     })
                     .collect();
                 let acts = quantized.then(|| QuantizedTokens::new(&pool, &x, m, cols, kernel));
-                let what = format!("cpu matvec {} {} {mode:?} {m}x{rows}x{cols}", kernel.name(), dtype.name());
+                let what = format!("cpu matvec {} {}{} {mode:?} {m}x{rows}x{cols}", kernel.name(), dtype.name(), if w.interleaved { " (interleaved)" } else { "" });
                 let mut y = vec![f32::NAN; m * rows];
                 for t in 0..m {
                     kernel.rows(&w, &x[t * cols..(t + 1) * cols], acts.as_ref().map(|a| &a.tokens[t]), 0..rows, &mut y[t * rows..(t + 1) * rows]);

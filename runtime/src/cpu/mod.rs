@@ -58,6 +58,9 @@ pub struct CpuMatrix {
     pub cols: usize,
     pub row_bytes: usize,
     pub data: Vec<u8>,
+    /// Rows stored in groups of eight, interleaved for the x86-64 kernels
+    /// ([`matvec::interleave_rows`]), in the same bytes; [`CpuMatrix::row`] gives each back.
+    pub interleaved: bool,
 }
 
 impl CpuMatrix {
@@ -76,7 +79,17 @@ impl CpuMatrix {
         if data.len() != rows * row_bytes {
             return Err(Error::shape("cpu matrix", format!("bytes of {rows} rows of {cols} {} values", dtype.name()), rows * row_bytes, data.len()));
         }
-        Ok(CpuMatrix { dtype, rows, cols, row_bytes, data })
+        Ok(CpuMatrix { dtype, rows, cols, row_bytes, data, interleaved: false })
+    }
+
+    /// The layout `kernel` reads fastest: Q4_0 rows in whole groups of eight interleaved for the
+    /// x86-64 kernels (as llama.cpp repacks them at load), else as stored.
+    pub fn for_kernel(mut self, kernel: matvec::Kernel) -> CpuMatrix {
+        if !self.interleaved && matvec::interleaves(self.dtype, self.rows, kernel) {
+            self.data = matvec::interleave_rows(&self.data, self.row_bytes);
+            self.interleaved = true;
+        }
+        self
     }
 
     /// A matrix of f32 values stored as `dtype` (rounded or quantized as the files would be).
@@ -96,8 +109,12 @@ impl CpuMatrix {
         Self::from_bytes(dtype, rows, cols, data)
     }
 
-    pub fn row(&self, r: usize) -> &[u8] {
-        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    /// Row `r`'s bytes as the file stores them.
+    pub fn row(&self, r: usize) -> std::borrow::Cow<'_, [u8]> {
+        match self.interleaved {
+            false => std::borrow::Cow::Borrowed(&self.data[r * self.row_bytes..(r + 1) * self.row_bytes]),
+            true => std::borrow::Cow::Owned(matvec::interleaved_row(&self.data[r / 8 * 8 * self.row_bytes..][..8 * self.row_bytes], r % 8, self.row_bytes)),
+        }
     }
 
     /// Every value as f32 (the reference's input).
@@ -105,6 +122,7 @@ impl CpuMatrix {
         (0..self.rows)
             .flat_map(|r| {
                 let row = self.row(r);
+                let row = &row[..];
                 match self.dtype {
                     WeightDType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(row),
                     WeightDType::F16 => row.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
@@ -214,6 +232,8 @@ impl CpuWeights {
                 runs.push((0, CpuMatrix::from_bytes(dtype, 2 * rows, cols, data)?));
             }
         }
+        let kernel = matvec::Kernel::best();
+        let runs = runs.into_iter().map(|(start, m)| (start, m.for_kernel(kernel))).collect();
         Ok(CpuWeights { name: name.to_string(), rows: total, cols, runs })
     }
 
@@ -238,7 +258,7 @@ impl CpuWeights {
     /// Row `r` as f32 values (the embedding lookup).
     pub fn row_values(&self, r: usize) -> Vec<f32> {
         let (start, run) = self.runs.iter().rev().find(|(s, _)| *s <= r).expect("a row of the matrix");
-        let one = CpuMatrix { dtype: run.dtype, rows: 1, cols: run.cols, row_bytes: run.row_bytes, data: run.row(r - start).to_vec() };
+        let one = CpuMatrix { dtype: run.dtype, rows: 1, cols: run.cols, row_bytes: run.row_bytes, data: run.row(r - start).to_vec(), interleaved: false };
         one.values()
     }
 }

@@ -7,13 +7,14 @@
 //! Every ggml block type is integers times a scale per 16 or 32 values, some plus an offset:
 //! one decoder per type ([`decode_block_int`]) serves every path. Products with such rows
 //! quantize the activations to 8 bits per 32 values and sum integer products, as ggml's CPU
-//! backend does ([`Activations::Int8`]): a single token (decode) row by row (Q4_0 eight rows at
-//! a time, stored interleaved at load on x86-64: [`interleave_rows`]), several (prefill) as an
-//! integer GEMM that decodes each row once for all of them ([`gemm_int_generic`]; on x86-64
-//! eight rows interleaved, `avx2::gemm_int`). f32/f16/bf16 rows (and the exact f32 mode) meet
-//! f32 activations; several tokens at once decode each row to f32 once ([`gemm_generic`]; on
-//! x86-64 sixteen rows interleaved, `avx2::gemm_f32`). Reference: `ops::matvec::reference`
-//! (f64), on the activations each path sees (`reference_q8` for the integer paths).
+//! backend does ([`Activations::Int8`]): a single token (decode) row by row (Q4_0 and Q4_K
+//! eight rows at a time, stored interleaved at load on x86-64: [`interleave_rows`]), several
+//! (prefill) as an integer GEMM that decodes each row once for all of them
+//! ([`gemm_int_generic`]; on x86-64 eight rows interleaved, `avx2::gemm_int`). f32/f16/bf16
+//! rows (and the exact f32 mode) meet f32 activations; several tokens at once decode each row
+//! to f32 once ([`gemm_generic`]; on x86-64 sixteen rows interleaved, `avx2::gemm_f32`).
+//! Reference: `ops::matvec::reference` (f64), on the activations each path sees
+//! (`reference_q8` for the integer paths).
 
 use super::pool::Pool;
 use super::{CpuMatrix, SharedOut};
@@ -362,9 +363,11 @@ fn rows_generic(w: &CpuMatrix, x: &[f32], act: Option<&QuantizedActivations>, ro
             let group = &w.data[(rows.start + 8 * g) * w.row_bytes..][..8 * w.row_bytes];
             // SAFETY: as below.
             let sums = unsafe {
-                match kernel {
-                    Avx2 => avx2::dot_q4_0_x8::<false>(group, a),
-                    _ => avx2::dot_q4_0_x8::<true>(group, a),
+                match (w.dtype, kernel) {
+                    (Block(Q4_0), Avx2) => avx2::dot_q4_0_x8::<false>(group, a),
+                    (Block(Q4_0), _) => avx2::dot_q4_0_x8::<true>(group, a),
+                    (_, Avx2) => avx2::dot_q4_k_x8::<false>(group, a),
+                    _ => avx2::dot_q4_k_x8::<true>(group, a),
                 }
             };
             out.copy_from_slice(&sums);
@@ -882,6 +885,63 @@ mod avx2 {
         }
     }
 
+    /// Eight Q4_K rows interleaved ([`super::interleave_rows`]) · quantized activations: the
+    /// idea of llama.cpp's repacked `gemv_q4_K_8x8`. Per block, the eight rows' packed 6-bit
+    /// scales and mins are unpacked at once (ggml's mask trick on three vectors, one lane per
+    /// row); per 64 values, eight registers each hold 4 bytes of every row: their low nibbles
+    /// are 4 columns of a sub-block, their high nibbles 4 columns of the next, each meeting the
+    /// activations' 4 bytes broadcast. The lanes are the rows: each sub-block's scaling and
+    /// offset is one vector operation for all eight.
+    #[inline(always)]
+    pub(super) unsafe fn dot_q4_k_x8<const VNNI: bool>(group: &[u8], a: &super::QuantizedActivations) -> [f32; 8] {
+        let blocks = group.len() / (8 * 144);
+        assert!(group.len() == blocks * 8 * 144 && a.q.len() >= blocks * 256 && a.d.len() >= blocks * 8 && a.sums32.len() >= blocks * 8);
+        // SAFETY: block b's 1152 bytes and its activations are in bounds (asserted); the features
+        // as the module says.
+        unsafe {
+            let low = _mm256_set1_epi8(0xF);
+            let (m6, m4, m2) = (_mm256_set1_epi32(0x3f3f_3f3f), _mm256_set1_epi32(0x0f0f_0f0f), _mm256_set1_epi32(0x0303_0303));
+            let (mut acc, mut offsets) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for b in 0..blocks {
+                let (p, x) = (group.as_ptr().add(b * 1152), a.q.as_ptr().add(256 * b));
+                let (d, dmin) = (_mm256_cvtph_ps(_mm_loadu_si128(p.cast())), _mm256_cvtph_ps(_mm_loadu_si128(p.add(16).cast())));
+                let u: [__m256i; 3] = std::array::from_fn(|k| _mm256_loadu_si256(p.add(32 + 32 * k).cast()));
+                // Per lane (row), the scales of sub-blocks 0-3 and 4-7, one byte each; the mins
+                // likewise (`scale_min_k4` for all eight rows).
+                let scales = [_mm256_and_si256(u[0], m6), _mm256_or_si256(_mm256_and_si256(u[2], m4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u[0], 6), m2), 4))];
+                let mins = [_mm256_and_si256(u[1], m6), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u[2], 4), m4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u[1], 6), m2), 4))];
+                let byte = |v: __m256i, k: usize| _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set1_epi32(8 * k as i32)), _mm256_set1_epi32(0xFF)));
+                for c in 0..4 {
+                    let mut dots = [_mm256_setzero_si256(); 2];
+                    for k in 0..8 {
+                        let v = _mm256_loadu_si256(p.add(128 + 256 * c + 32 * k).cast());
+                        let (lo, hi) = (_mm256_and_si256(v, low), _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+                        let xlo = _mm256_set1_epi32(x.add(64 * c + 4 * k).cast::<i32>().read_unaligned());
+                        let xhi = _mm256_set1_epi32(x.add(64 * c + 32 + 4 * k).cast::<i32>().read_unaligned());
+                        dots[0] = match VNNI {
+                            true => _mm256_dpbusd_epi32(dots[0], lo, xlo),
+                            false => _mm256_add_epi32(dots[0], byte_dot::<false>(lo, xlo)),
+                        };
+                        dots[1] = match VNNI {
+                            true => _mm256_dpbusd_epi32(dots[1], hi, xhi),
+                            false => _mm256_add_epi32(dots[1], byte_dot::<false>(hi, xhi)),
+                        };
+                    }
+                    for (h, &dot) in dots.iter().enumerate() {
+                        let sb = 2 * c + h;
+                        let (sc, mn) = (byte(scales[sb / 4], sb % 4), byte(mins[sb / 4], sb % 4));
+                        let ad = _mm256_set1_ps(*a.d.get_unchecked(8 * b + sb));
+                        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(_mm256_mul_ps(d, sc), ad), acc);
+                        offsets = _mm256_fmadd_ps(_mm256_mul_ps(dmin, mn), _mm256_set1_ps(*a.sums32.get_unchecked(8 * b + sb)), offsets);
+                    }
+                }
+            }
+            let mut out = [0f32; 8];
+            _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(acc, offsets));
+            out
+        }
+    }
+
     /// A Q4_K row straight from its bytes (ggml's `ggml_vec_dot_q4_K_q8_K`, on 32-value
     /// activation blocks): per 64 values, 32 bytes whose low nibbles are one sub-block and high
     /// nibbles the next, unsigned 0..15. Per block, the eight 6-bit scales and mins are unpacked
@@ -934,20 +994,31 @@ mod avx2 {
         /// Columns, whole blocks.
         cols: usize,
         rows: Vec<super::IntRow>,
+        /// For matrices stored interleaved: the group's rows as stored, and the table that
+        /// gives them back ([`super::interleave_table`]).
+        stored: Vec<u8>,
+        table: Vec<usize>,
     }
 
     impl Interleaved {
         fn new(t: BlockType, cols: usize) -> Interleaved {
             let rows: Vec<super::IntRow> = (0..LANES).map(|_| super::IntRow::new(t, cols)).collect();
             let n = rows[0].q.len();
-            Interleaved { q: vec![0; LANES * n / 4], scale: vec![0.0; LANES * n / 16], min: vec![0.0; LANES * n / 16], cols: n, rows }
+            Interleaved { q: vec![0; LANES * n / 4], scale: vec![0.0; LANES * n / 16], min: vec![0.0; LANES * n / 16], cols: n, rows, stored: Vec::new(), table: super::interleave_table(t) }
         }
 
         /// Rows `r0..r0 + n` of `w` (n <= [`LANES`]); `unsigned`: each value plus 128.
         #[inline(always)]
         fn pack(&mut self, t: BlockType, w: &super::CpuMatrix, r0: usize, n: usize, unsigned: bool) {
+            if w.interleaved {
+                // A whole group (interleaved matrices have whole groups of eight).
+                self.stored.resize(LANES * w.row_bytes, 0);
+                super::deinterleave_group(t, &w.data[r0 * w.row_bytes..][..LANES * w.row_bytes], w.row_bytes, &self.table, &mut self.stored);
+            }
             for (i, row) in self.rows.iter_mut().enumerate() {
-                if i < n {
+                if i < n && w.interleaved {
+                    row.decode(t, &self.stored[i * w.row_bytes..(i + 1) * w.row_bytes]);
+                } else if i < n {
                     row.decode(t, &w.row(r0 + i));
                 } else {
                     row.q.fill(0);
@@ -1465,24 +1536,52 @@ fn gemm_int_rows(t: BlockType, w: &CpuMatrix, acts: &[QuantizedActivations], row
 const GEMM_INT_ROWS: usize = 8;
 
 /// Whether `kernel` reads matrices of `dtype` with `rows` rows interleaved ([`interleave_rows`]):
-/// Q4_0 in whole groups of eight, on x86-64.
+/// Q4_0 and Q4_K in whole groups of eight, on x86-64.
 pub fn interleaves(dtype: WeightDType, rows: usize, kernel: Kernel) -> bool {
-    dtype == WeightDType::Block(BlockType::Q4_0) && rows.is_multiple_of(8) && cfg!(target_arch = "x86_64") && kernel != Kernel::Portable
+    matches!(dtype, WeightDType::Block(BlockType::Q4_0 | BlockType::Q4_K)) && rows.is_multiple_of(8) && cfg!(target_arch = "x86_64") && kernel != Kernel::Portable
 }
 
-/// Q4_0 rows (`row_bytes` each, a whole number of groups of eight) interleaved per group, for
-/// `avx2::dot_q4_0_x8`: per block, the eight rows' f16 scales (16 bytes), then four times 32
-/// bytes, each holding 4 bytes of every row's nibbles (bytes 4k..4k + 4 of row i at 4i). The
-/// same bytes as the rows, reordered.
-pub fn interleave_rows(data: &[u8], row_bytes: usize) -> Vec<u8> {
+/// Where byte pair `pair` of row `i`'s block lands in its group's interleaved block (eight
+/// blocks' bytes, reordered), for the kernels `avx2::dot_q4_0_x8` and `avx2::dot_q4_k_x8`:
+/// - Q4_0 (18 bytes): the eight rows' f16 scales (16 bytes), then four times 32 bytes, each
+///   holding 4 bytes of every row's nibbles (bytes 4k..4k + 4 of row i at 4i);
+/// - Q4_K (144 bytes): the eight d (16 bytes), the eight dmin (16), the packed 6-bit scales as
+///   three words of each row (word k of row i at 32 + 32k + 4i), then per 32 bytes of nibbles
+///   (chunk c), eight times 32 bytes holding 4 bytes of every row (bytes 32c + 4k..32c + 4k + 4
+///   of row i at 4i).
+fn interleaved_at(t: BlockType, i: usize, pair: usize) -> usize {
+    let j = 2 * pair;
+    match t {
+        BlockType::Q4_0 => match j {
+            0 => 2 * i,
+            _ => 16 + 32 * ((j - 2) / 4) + 4 * i + (j - 2) % 4,
+        },
+        _ => match j {
+            0 => 2 * i,
+            2 => 16 + 2 * i,
+            4..16 => 32 + 32 * ((j - 4) / 4) + 4 * i + (j - 4) % 4,
+            _ => 128 + 32 * ((j - 16) / 4) + 4 * i + (j - 16) % 4,
+        },
+    }
+}
+
+/// [`interleaved_at`] for every row and byte pair of a block of `t`: row i's pair p at
+/// `[i * block_bytes / 2 + p]`.
+fn interleave_table(t: BlockType) -> Vec<usize> {
+    (0..8).flat_map(|i| (0..t.block_bytes() / 2).map(move |p| interleaved_at(t, i, p))).collect()
+}
+
+/// Rows of `t` (`row_bytes` each, a whole number of groups of eight) interleaved per group and
+/// block ([`interleaved_at`]): the same bytes as the rows, reordered.
+pub fn interleave_rows(t: BlockType, data: &[u8], row_bytes: usize) -> Vec<u8> {
+    let (bytes, at) = (t.block_bytes(), interleave_table(t));
     let mut out = vec![0u8; data.len()];
     for (group, dst) in data.chunks_exact(8 * row_bytes).zip(out.chunks_exact_mut(8 * row_bytes)) {
-        for (b, block) in dst.chunks_exact_mut(8 * 18).enumerate() {
+        for (b, block) in dst.chunks_exact_mut(8 * bytes).enumerate() {
             for i in 0..8 {
-                let src = &group[i * row_bytes + b * 18..][..18];
-                block[2 * i..2 * i + 2].copy_from_slice(&src[..2]);
-                for k in 0..4 {
-                    block[16 + 32 * k + 4 * i..][..4].copy_from_slice(&src[2 + 4 * k..][..4]);
+                let src = &group[i * row_bytes + b * bytes..][..bytes];
+                for (pair, &to) in src.chunks_exact(2).zip(&at[i * bytes / 2..(i + 1) * bytes / 2]) {
+                    block[to..to + 2].copy_from_slice(pair);
                 }
             }
         }
@@ -1490,17 +1589,25 @@ pub fn interleave_rows(data: &[u8], row_bytes: usize) -> Vec<u8> {
     out
 }
 
-/// Row `i` of an interleaved group ([`interleave_rows`]) as the file stores it.
-pub fn interleaved_row(group: &[u8], i: usize, row_bytes: usize) -> Vec<u8> {
-    let mut row = vec![0u8; row_bytes];
-    for (b, block) in group.chunks_exact(8 * 18).enumerate() {
-        let dst = &mut row[b * 18..][..18];
-        dst[..2].copy_from_slice(&block[2 * i..2 * i + 2]);
-        for k in 0..4 {
-            dst[2 + 4 * k..][..4].copy_from_slice(&block[16 + 32 * k + 4 * i..][..4]);
+/// An interleaved group's eight rows ([`interleave_rows`]) as the file stores them, into `out`
+/// (`8 * row_bytes`), through `at` ([`interleave_table`]).
+fn deinterleave_group(t: BlockType, group: &[u8], row_bytes: usize, at: &[usize], out: &mut [u8]) {
+    let bytes = t.block_bytes();
+    for (b, block) in group.chunks_exact(8 * bytes).enumerate() {
+        for i in 0..8 {
+            let dst = &mut out[i * row_bytes + b * bytes..][..bytes];
+            for (pair, &from) in dst.chunks_exact_mut(2).zip(&at[i * bytes / 2..(i + 1) * bytes / 2]) {
+                pair.copy_from_slice(&block[from..from + 2]);
+            }
         }
     }
-    row
+}
+
+/// Row `i` of an interleaved group ([`interleave_rows`]) as the file stores it.
+pub fn interleaved_row(t: BlockType, group: &[u8], i: usize, row_bytes: usize) -> Vec<u8> {
+    let mut rows = vec![0u8; 8 * row_bytes];
+    deinterleave_group(t, group, row_bytes, &interleave_table(t), &mut rows);
+    rows[i * row_bytes..(i + 1) * row_bytes].to_vec()
 }
 
 /// f64 reference of the integer paths: the row's values · the activations as quantized.

@@ -82,11 +82,11 @@ impl CpuMatrix {
         Ok(CpuMatrix { dtype, rows, cols, row_bytes, data, interleaved: false })
     }
 
-    /// The layout `kernel` reads fastest: Q4_0 rows in whole groups of eight interleaved for the
-    /// x86-64 kernels (as llama.cpp repacks them at load), else as stored.
+    /// The layout `kernel` reads fastest: Q4_0 and Q4_K rows in whole groups of eight
+    /// interleaved for the x86-64 kernels (as llama.cpp repacks them at load), else as stored.
     pub fn for_kernel(mut self, kernel: matvec::Kernel) -> CpuMatrix {
-        if !self.interleaved && matvec::interleaves(self.dtype, self.rows, kernel) {
-            self.data = matvec::interleave_rows(&self.data, self.row_bytes);
+        if let (false, Some(t), true) = (self.interleaved, self.dtype.block(), matvec::interleaves(self.dtype, self.rows, kernel)) {
+            self.data = matvec::interleave_rows(t, &self.data, self.row_bytes);
             self.interleaved = true;
         }
         self
@@ -113,7 +113,10 @@ impl CpuMatrix {
     pub fn row(&self, r: usize) -> std::borrow::Cow<'_, [u8]> {
         match self.interleaved {
             false => std::borrow::Cow::Borrowed(&self.data[r * self.row_bytes..(r + 1) * self.row_bytes]),
-            true => std::borrow::Cow::Owned(matvec::interleaved_row(&self.data[r / 8 * 8 * self.row_bytes..][..8 * self.row_bytes], r % 8, self.row_bytes)),
+            true => {
+                let t = self.dtype.block().expect("only rows of blocks are interleaved");
+                std::borrow::Cow::Owned(matvec::interleaved_row(t, &self.data[r / 8 * 8 * self.row_bytes..][..8 * self.row_bytes], r % 8, self.row_bytes))
+            }
         }
     }
 

@@ -842,6 +842,25 @@ mod avx2 {
         }
     }
 
+    /// One step of the interleaved 4-bit kernels: `dots[0]` + the low nibbles of `v` (unsigned,
+    /// 4 columns of each of 8 rows) · the 4 activation bytes at `xlo` broadcast, `dots[1]` + the
+    /// high nibbles · those at `xhi`.
+    #[inline(always)]
+    unsafe fn nibble_dots<const VNNI: bool>(dots: &mut [__m256i; 2], v: __m256i, xlo: *const i8, xhi: *const i8) {
+        // SAFETY: the caller's: 4 bytes at `xlo` and at `xhi`; the features as the module says.
+        unsafe {
+            let low = _mm256_set1_epi8(0xF);
+            let halves = [(_mm256_and_si256(v, low), xlo), (_mm256_and_si256(_mm256_srli_epi16(v, 4), low), xhi)];
+            for (d, (w, x)) in dots.iter_mut().zip(halves) {
+                let xv = _mm256_set1_epi32(x.cast::<i32>().read_unaligned());
+                *d = match VNNI {
+                    true => _mm256_dpbusd_epi32(*d, w, xv),
+                    false => _mm256_add_epi32(*d, byte_dot::<false>(w, xv)),
+                };
+            }
+        }
+    }
+
     /// Eight Q4_0 rows interleaved ([`super::interleave_rows`]) · quantized activations: the
     /// idea of llama.cpp's repacked `gemv_q4_0_8x8`. Per block, four registers each hold 4
     /// bytes of every row: their low nibbles (unsigned 0..15) are 4 columns of the 8 rows, and
@@ -856,23 +875,12 @@ mod avx2 {
         // SAFETY: block b's 144 bytes and its activations are in bounds (asserted); the features
         // as the module says.
         unsafe {
-            let low = _mm256_set1_epi8(0xF);
             let (mut acc, mut offsets) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             for b in 0..blocks {
                 let (p, x) = (group.as_ptr().add(b * 144), a.q.as_ptr().add(32 * b));
                 let mut dots = [_mm256_setzero_si256(); 2];
                 for k in 0..4 {
-                    let v = _mm256_loadu_si256(p.add(16 + 32 * k).cast());
-                    let (lo, hi) = (_mm256_and_si256(v, low), _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
-                    let (xlo, xhi) = (_mm256_set1_epi32(x.add(4 * k).cast::<i32>().read_unaligned()), _mm256_set1_epi32(x.add(16 + 4 * k).cast::<i32>().read_unaligned()));
-                    dots[0] = match VNNI {
-                        true => _mm256_dpbusd_epi32(dots[0], lo, xlo),
-                        false => _mm256_add_epi32(dots[0], byte_dot::<false>(lo, xlo)),
-                    };
-                    dots[1] = match VNNI {
-                        true => _mm256_dpbusd_epi32(dots[1], hi, xhi),
-                        false => _mm256_add_epi32(dots[1], byte_dot::<false>(hi, xhi)),
-                    };
+                    nibble_dots::<VNNI>(&mut dots, _mm256_loadu_si256(p.add(16 + 32 * k).cast()), x.add(4 * k), x.add(16 + 4 * k));
                 }
                 let d = _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
                 let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(dots[0], dots[1]));
@@ -899,7 +907,6 @@ mod avx2 {
         // SAFETY: block b's 1152 bytes and its activations are in bounds (asserted); the features
         // as the module says.
         unsafe {
-            let low = _mm256_set1_epi8(0xF);
             let (m6, m4, m2) = (_mm256_set1_epi32(0x3f3f_3f3f), _mm256_set1_epi32(0x0f0f_0f0f), _mm256_set1_epi32(0x0303_0303));
             let (mut acc, mut offsets) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             for b in 0..blocks {
@@ -914,18 +921,7 @@ mod avx2 {
                 for c in 0..4 {
                     let mut dots = [_mm256_setzero_si256(); 2];
                     for k in 0..8 {
-                        let v = _mm256_loadu_si256(p.add(128 + 256 * c + 32 * k).cast());
-                        let (lo, hi) = (_mm256_and_si256(v, low), _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
-                        let xlo = _mm256_set1_epi32(x.add(64 * c + 4 * k).cast::<i32>().read_unaligned());
-                        let xhi = _mm256_set1_epi32(x.add(64 * c + 32 + 4 * k).cast::<i32>().read_unaligned());
-                        dots[0] = match VNNI {
-                            true => _mm256_dpbusd_epi32(dots[0], lo, xlo),
-                            false => _mm256_add_epi32(dots[0], byte_dot::<false>(lo, xlo)),
-                        };
-                        dots[1] = match VNNI {
-                            true => _mm256_dpbusd_epi32(dots[1], hi, xhi),
-                            false => _mm256_add_epi32(dots[1], byte_dot::<false>(hi, xhi)),
-                        };
+                        nibble_dots::<VNNI>(&mut dots, _mm256_loadu_si256(p.add(128 + 256 * c + 32 * k).cast()), x.add(64 * c + 4 * k), x.add(64 * c + 32 + 4 * k));
                     }
                     for (h, &dot) in dots.iter().enumerate() {
                         let sb = 2 * c + h;
